@@ -1,0 +1,3 @@
+// clipforge: CLIP training and inference for Node.js.
+export * from './tensor/index.js';
+export { native, packageRoot } from './native.js';

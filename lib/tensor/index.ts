@@ -1,0 +1,13 @@
+// The tensor runtime: tensors, memory scopes, autograd and the functional ops.
+export {
+  Tensor, Storage, empty, emptyLike, full, zeros, ones, zerosLike, onesLike, arange, fromArray, scalar,
+  liveTensorCount, isTensor, dtypeBytes, DTYPES, type DType, type Device, type TensorOptions,
+} from './tensor.js';
+export { scope, keep, scopeDepth } from './scope.js';
+export { backward, noGrad, enableGrad, isGradEnabled, attachGrad, GradNode, type GradFn } from './autograd.js';
+export { checkpoint } from './checkpoint.js';
+export { Generator, defaultGenerator, manualSeed, rand, randn, type RandomOptions } from './random.js';
+export { memoryStats, emptyCache, synchronize, backendInfo, setNumThreads, type MemoryStats } from './memory.js';
+export * from './ops/elementwise.js';
+export * from './ops/reduce.js';
+export * from './ops/shape.js';

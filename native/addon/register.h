@@ -1,0 +1,10 @@
+// One registration function per op family; addon.cpp calls them all.
+#pragma once
+#include <napi.h>
+
+namespace cf::addon {
+void register_storage(Napi::Env env, Napi::Object exports);
+void register_creation(Napi::Env env, Napi::Object exports);
+void register_elementwise(Napi::Env env, Napi::Object exports);
+void register_reduce(Napi::Env env, Napi::Object exports);
+}  // namespace cf::addon

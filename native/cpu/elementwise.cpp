@@ -1,0 +1,124 @@
+#include <type_traits>
+#include <utility>
+
+#include "elementwise_math.h"
+#include "threadpool.h"
+
+namespace cf::cpu {
+namespace {
+constexpr int64_t kGrain = 1 << 13;
+
+// Calls f(std::integral_constant<E, value>) for the runtime enum value, so each op gets
+// its own loop with the switch in unary_fn/binary_fn folded away.
+template <typename E, int... I, typename F>
+void with_enum(E v, std::integer_sequence<int, I...>, F&& f) {
+  ((static_cast<int>(v) == I ? (f(std::integral_constant<E, static_cast<E>(I)>{}), 0) : 0), ...);
+}
+template <typename F>
+void with_unary(UnaryOp op, F&& f) {
+  with_enum(op, std::make_integer_sequence<int, static_cast<int>(UnaryOp::Count)>{}, f);
+}
+template <typename F>
+void with_binary(BinaryOp op, F&& f) {
+  with_enum(op, std::make_integer_sequence<int, static_cast<int>(BinaryOp::Count)>{}, f);
+}
+
+// Visits the plan's output elements row by row: fn(out_offset, a_offset, b_offset, count,
+// a_inner_stride, b_inner_stride) for runs along the last dim.
+template <typename F>
+void for_each_row(const BroadcastPlan& p, F fn) {
+  if (p.numel == 0) return;
+  const int r = p.rank;
+  const int64_t inner = r ? p.shape[r - 1] : 1;
+  const int64_t sa = r ? p.a_stride[r - 1] : 0, sb = r ? p.b_stride[r - 1] : 0;
+  const int64_t rows = p.numel / inner;
+  if (rows == 1) {
+    parallel_for(inner, kGrain, [&](int64_t b, int64_t e) { fn(b, b * sa, b * sb, e - b, sa, sb); });
+    return;
+  }
+  parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      int64_t rem = row, oa = 0, ob = 0;
+      for (int d = r - 2; d >= 0; --d) {
+        const int64_t i = rem % p.shape[d];
+        rem /= p.shape[d];
+        oa += i * p.a_stride[d];
+        ob += i * p.b_stride[d];
+      }
+      fn(row * inner, oa, ob, inner, sa, sb);
+    }
+  });
+}
+
+}  // namespace
+
+void unary(UnaryOp op, DType dtype, const void* xv, void* yv, int64_t n, float p0, float p1, Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* x = static_cast<const T*>(xv);
+    T* y = static_cast<T*>(yv);
+    with_unary(op, [&](auto opc) {
+      parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) Elem<T>::store(y, i, unary_fn(opc.value, Elem<T>::load(x, i), p0, p1));
+      });
+    });
+  });
+}
+
+void unary_backward(UnaryOp op, DType dtype, const void* xv, const void* dyv, void* dxv, int64_t n, float p0, float p1,
+                    Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* x = static_cast<const T*>(xv);
+    const T* dy = static_cast<const T*>(dyv);
+    T* dx = static_cast<T*>(dxv);
+    with_unary(op, [&](auto opc) {
+      parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          Elem<T>::store(dx, i, Elem<T>::load(dy, i) * unary_grad(opc.value, Elem<T>::load(x, i), p0, p1));
+      });
+    });
+  });
+}
+
+void binary(BinaryOp op, DType dtype, const void* av, const void* bv, void* outv, const BroadcastPlan& plan, Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* a = static_cast<const T*>(av);
+    const T* b = static_cast<const T*>(bv);
+    T* out = static_cast<T*>(outv);
+    with_binary(op, [&](auto opc) {
+      for_each_row(plan, [&](int64_t o, int64_t oa, int64_t ob, int64_t count, int64_t sa, int64_t sb) {
+        T* y = out + o;
+        const T* pa = a + oa;
+        const T* pb = b + ob;
+        if (sa == 1 && sb == 1) {
+          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, binary_fn(opc.value, Elem<T>::load(pa, i), Elem<T>::load(pb, i)));
+        } else if (sa == 1) {
+          const float bs = Elem<T>::load(pb, 0);
+          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, binary_fn(opc.value, Elem<T>::load(pa, i), bs));
+        } else if (sb == 1) {
+          const float as = Elem<T>::load(pa, 0);
+          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, binary_fn(opc.value, as, Elem<T>::load(pb, i)));
+        } else {
+          const float v = binary_fn(opc.value, Elem<T>::load(pa, 0), Elem<T>::load(pb, 0));
+          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, v);
+        }
+      });
+    });
+  });
+}
+
+void binary_backward(BinaryOp op, int side, DType dtype, const void* av, const void* bv, const void* dyv, void* outv,
+                     const BroadcastPlan& plan, Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* a = static_cast<const T*>(av);
+    const T* b = static_cast<const T*>(bv);
+    const T* dy = static_cast<const T*>(dyv);
+    T* out = static_cast<T*>(outv);
+    for_each_row(plan, [&](int64_t o, int64_t oa, int64_t ob, int64_t count, int64_t sa, int64_t sb) {
+      for (int64_t i = 0; i < count; ++i)
+        Elem<T>::store(out, o + i,
+                       binary_grad(op, side, Elem<T>::load(a, oa + i * sa), Elem<T>::load(b, ob + i * sb), Elem<T>::load(dy, o + i)));
+    });
+  });
+}
+
+}  // namespace cf::cpu
