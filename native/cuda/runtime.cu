@@ -12,6 +12,12 @@ std::vector<cudaStream_t> g_streams;
 }  // namespace
 
 int device_count(std::string* why_none) {
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess || driver == 0) {
+    cudaGetLastError();
+    if (why_none) *why_none = "no NVIDIA driver found";
+    return 0;
+  }
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
