@@ -65,6 +65,47 @@ export interface NativeAddon {
   // reduce
   reduce(op: 'sum' | 'mean' | 'max', x: T, out: T, axis: number, indices?: T): void;
   reduceMaxBackward(dy: T, indices: T, dx: T, axis: number): void;
+  // embedding: weight [V, D], ids i32 [...], out / dy [..., D]; dweight is overwritten
+  embedding(weight: T, ids: T, out: T): void;
+  embeddingBackward(dy: T, ids: T, dweight: T): void;
+  // permute: out.shape[k] = x.shape[dims[k]]
+  permute(x: T, out: T, dims: number[]): void;
+  // slice: dst[.., dstStart + k, ..] = src[.., srcStart + k, ..] along axis, k < count
+  sliceCopy(src: T, dst: T, axis: number, srcStart: number, dstStart: number, count: number): void;
+  // softmax over the last axis (log: log-softmax); the backward reads the saved output y
+  softmax(x: T, y: T, log: boolean): void;
+  softmaxBackward(y: T, dy: T, dx: T, log: boolean): void;
+  // cross_entropy: logits [..., C], labels i32 [...], lse f32 [...]; out / dy [...] ('none') or []
+  crossEntropy(logits: T, labels: T, out: T, lse: T, reduction: 'mean' | 'sum' | 'none', ignoreIndex: number, labelSmoothing: number): void;
+  crossEntropyBackward(logits: T, labels: T, lse: T, dy: T, dlogits: T, reduction: 'mean' | 'sum' | 'none', ignoreIndex: number, labelSmoothing: number): void;
+  // layernorm: x [..., D], weight / bias / dweight / dbias [D] or null, mean / rstd f32 [...]
+  layerNorm(x: T, weight: T | null, bias: T | null, y: T, mean: T, rstd: T, eps: number): void;
+  layerNormBackward(x: T, weight: T | null, mean: T, rstd: T, dy: T, dx: T | null, dweight: T | null, dbias: T | null): void;
+  // l2norm: x / max(||x||, eps) over the last axis; norm f32 [...] (unclamped)
+  l2Normalize(x: T, y: T, norm: T, eps: number): void;
+  l2NormalizeBackward(x: T, norm: T, dy: T, dx: T, eps: number): void;
+  // matmul: out[..., M, N] = (accumulate ? out : 0) + op(a) · op(b) + bias; a [..., M, K] ([..., K, M] with
+  // transA), b [..., K, N] ([..., N, K] with transB), a rank-2 operand shared over the batch; bias [N] or null
+  matmul(a: T, b: T, bias: T | null, out: T, transA: boolean, transB: boolean, accumulate: boolean): void;
+  // the CPU GEMM micro-kernel: selects one when `which` is given; returns the name of the one in use
+  gemmKernel(which?: 'auto' | 'avx2' | 'generic'): string;
+  // contrastive loss: a [na, D], b [nb, D]; logScale / bias / loss / dloss / scalar grads [] or [1];
+  // a CLIP term is computed when its lse (f32 [na] / [nb]) is given; gradients are f32, null when not wanted
+  clipLossForward(a: T, b: T, logScale: T, rowOffset: number, colOffset: number, wRow: number, wCol: number, loss: T, lseRow: T | null, lseCol: T | null): void;
+  clipLossBackward(a: T, b: T, logScale: T, lseRow: T | null, lseCol: T | null, rowOffset: number, colOffset: number, wRow: number, wCol: number, dloss: T, da: T | null, db: T | null, dLogScale: T | null): void;
+  // SigLIP writes the loss and, in the same pass, the gradients of the loss itself (dloss = 1) that are given
+  siglipLoss(a: T, b: T, logScale: T, bias: T, offset: number, weight: number, loss: T, da: T | null, db: T | null, dLogScale: T | null, dBias: T | null): void;
+  // attention: q, k, v, out, dout, dq, dk, dv [B, H, S, D]; packed qkv / dqkv [B, S, 3, H, D] with out / dout
+  // [B, S, H, D]; lse f32 [B, H, S]; gradients are overwritten
+  attentionForward(q: T, k: T, v: T, out: T, lse: T, causal: boolean, scale: number): void;
+  attentionBackward(q: T, k: T, v: T, out: T, dout: T, lse: T, dq: T, dk: T, dv: T, causal: boolean, scale: number): void;
+  attentionPackedForward(qkv: T, out: T, lse: T, causal: boolean, scale: number): void;
+  attentionPackedBackward(qkv: T, out: T, dout: T, lse: T, dqkv: T, causal: boolean, scale: number): void;
+  // dwconv: depthwise conv, NHWC x / dx [N, H, W, C], y / dy [N, Ho, Wo, C], w / dw [C, 1, K, K] or [C, K, K],
+  // bias / db [C]; x may be null in the weight gradient when dw is (db needs dy alone)
+  dwconvForward(x: T, w: T, bias: T | null, y: T, stride: number, padH: number, padW: number, dilation: number): void;
+  dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number): void;
+  dwconvBackwardWeight(x: T | null, dy: T, dw: T | null, db: T | null, kernelSize: number, stride: number, padH: number, padW: number, dilation: number): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

@@ -7,6 +7,7 @@
 // of it; backward() releases each node's saved tensors as soon as it has run, and a graph
 // that is never run is released when its last tensor is disposed.
 import { argError } from './check.js';
+import { scope } from './scope.js';
 import { dtypeBytes, ones, Storage, Tensor } from './tensor.js';
 import { native } from '../native.js';
 
@@ -19,6 +20,7 @@ export function isGradEnabled(): boolean {
 
 /** Runs fn without recording gradients (evaluation, optimizer updates). */
 export function noGrad<R>(fn: () => R): R {
+  if (typeof fn !== 'function') throw argError('noGrad', 'fn', 'a function', fn);
   gradDisabledDepth++;
   try {
     return fn();
@@ -29,6 +31,7 @@ export function noGrad<R>(fn: () => R): R {
 
 /** Runs fn with gradient recording on, also inside noGrad (used by checkpoint). */
 export function enableGrad<R>(fn: () => R): R {
+  if (typeof fn !== 'function') throw argError('enableGrad', 'fn', 'a function', fn);
   const saved = gradDisabledDepth;
   gradDisabledDepth = 0;
   try {
@@ -105,8 +108,11 @@ function untrackedAlias(t: Tensor): Tensor {
  */
 export function attachGrad(out: Tensor, op: string, inputs: Tensor[], saved: Tensor[], gradFn: GradFn, always = false): Tensor {
   if (gradDisabledDepth > 0 || (!always && !inputs.some((t) => t.requiresGrad))) return out;
+  const node = new GradNode(op, inputs, saved, gradFn);
+  // A tensor that already had a node drops its reference to it (else that graph would leak).
+  out.gradFn?.unref();
   out.requiresGrad = true;
-  out.gradFn = new GradNode(op, inputs, saved, gradFn);
+  out.gradFn = node;
   return out;
 }
 
@@ -179,6 +185,7 @@ function detachFromScope(t: Tensor): Tensor {
  * graph. Leaf gradients belong to their leaves (no scope disposes them).
  */
 export function backward(root: Tensor, grad?: Tensor): void {
+  if (!(root instanceof Tensor)) throw argError('backward', 'tensor', 'a Tensor', root);
   root.assertAlive('backward', 'tensor');
   if (!root.requiresGrad) throw new Error('backward: the tensor does not require a gradient (no input of its graph requires one)');
   if (grad === undefined && root.size !== 1) {
@@ -192,7 +199,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
     }
   }
   noGrad(() => {
-    const seed = grad ? cloneTensor(grad).view(root.shape) : ones(root.shape, { dtype: root.dtype, device: root.device });
+    const seed = grad ? reshapeOwned(cloneTensor(grad), root.shape) : ones(root.shape, { dtype: root.dtype, device: root.device });
     if (!root.gradFn) {
       accumulateLeaf(root, seed);
       return;
@@ -220,28 +227,43 @@ export function backward(root: Tensor, grad?: Tensor): void {
           continue;
         }
         const needs = node.inputs.map((i) => i.node !== null || i.leaf !== null);
-        const grads = node.gradFn(gy, node.saved, needs);
         const gyOwned = { taken: false };
-        node.inputs.forEach((inp, i) => {
-          const g = grads[i];
-          if (!needs[i] || !g) return;
-          if (g.size !== inp.shape.reduce((a, b) => a * b, 1)) {
-            throw new Error(`backward: '${node.op}' gave a gradient of shape [${g.shape.join(', ')}] for an input of shape [${inp.shape.join(', ')}]`);
-          }
-          const own = exclusive(g, gy, gyOwned);
-          if (inp.leaf) {
-            accumulateLeaf(inp.leaf, own);
-          } else if (inp.node) {
-            const prev = pending.get(inp.node);
-            if (prev) {
-              pending.set(inp.node, addInto(prev, own));
-              prev.dispose();
-              own.dispose();
-            } else {
-              pending.set(inp.node, own);
+        let grads: (Tensor | null)[] = [];
+        try {
+          // In a scope: temporaries of the gradient function (views, partial results) are
+          // freed now, not left to the caller's scope or the garbage collector.
+          grads = scope(() => node.gradFn(gy, node.saved, needs));
+          node.inputs.forEach((inp, i) => {
+            const g = grads[i];
+            if (!g) return;
+            grads[i] = null;
+            if (!needs[i]) {
+              if (g !== gy) g.dispose();
+              return;
             }
-          }
-        });
+            if (g.size !== inp.shape.reduce((a, b) => a * b, 1)) {
+              if (g !== gy) g.dispose();
+              throw new Error(`backward: '${node.op}' gave a gradient of shape [${g.shape.join(', ')}] for an input of shape [${inp.shape.join(', ')}]`);
+            }
+            const own = exclusive(g, gy, gyOwned);
+            if (inp.leaf) {
+              accumulateLeaf(inp.leaf, own);
+            } else if (inp.node) {
+              const prev = pending.get(inp.node);
+              if (prev) {
+                pending.set(inp.node, addInto(prev, own));
+                prev.dispose();
+                own.dispose();
+              } else {
+                pending.set(inp.node, own);
+              }
+            }
+          });
+        } catch (e) {
+          if (Array.isArray(grads)) for (const g of grads) if (g instanceof Tensor && g !== gy) g.dispose();
+          if (!gyOwned.taken) gy.dispose();
+          throw e;
+        }
         if (!gyOwned.taken) gy.dispose();
         node.release();
       }

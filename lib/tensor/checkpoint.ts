@@ -5,15 +5,19 @@ import { attachGrad, backward, enableGrad, isGradEnabled, noGrad } from './autog
 import { argError } from './check.js';
 import { defaultGenerator } from './random.js';
 import { checkTensor, Tensor } from './tensor.js';
-import { keep } from './scope.js';
+import { keep, scope } from './scope.js';
 
 export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tensor[]): Tensor {
   if (typeof fn !== 'function') throw argError('checkpoint', 'fn', 'a function', fn);
   inputs.forEach((t, i) => checkTensor('checkpoint', `inputs[${i}]`, t));
   if (!isGradEnabled()) return fn(...inputs);
   const rng = defaultGenerator.getState();
-  const out = noGrad(() => fn(...inputs));
+  // In a scope: the activations are freed as soon as the forward is done.
+  let out = scope(() => noGrad(() => fn(...inputs)));
   if (!(out instanceof Tensor)) throw argError('checkpoint', 'the result of fn', 'a Tensor', out);
+  // fn returned a tensor it did not make (an input, a captured parameter): the node goes on a
+  // new view of it, never on that tensor itself.
+  if (out.requiresGrad || inputs.includes(out)) out = out.view(out.shape);
   return attachGrad(out, 'checkpoint', inputs, inputs, (gy, saved, needs) => {
     const now = defaultGenerator.getState();
     defaultGenerator.setState(rng);
@@ -24,11 +28,15 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tenso
       return v;
     });
     try {
-      enableGrad(() => {
-        const y = fn(...leaves);
-        if (y.requiresGrad) backward(y, gy);
-        y.dispose();
-      });
+      // The recomputed activations are freed by the scope; y is disposed by it only if fn made
+      // it (fn may return one of its inputs or a captured tensor, which must live on).
+      scope(() =>
+        enableGrad(() => {
+          const y = fn(...leaves);
+          if (!(y instanceof Tensor)) throw argError('checkpoint', 'the result of fn', 'a Tensor', y);
+          if (y.requiresGrad) backward(y, gy);
+        }),
+      );
       return leaves.map((l) => {
         const g = l.grad;
         l.grad = null;

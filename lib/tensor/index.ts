@@ -11,3 +11,11 @@ export { memoryStats, emptyCache, synchronize, backendInfo, setNumThreads, type 
 export * from './ops/elementwise.js';
 export * from './ops/reduce.js';
 export * from './ops/shape.js';
+export * from './ops/embedding.js';
+export * from './ops/permute.js';
+export * from './ops/slice.js';
+export * from './ops/softmax.js';
+export * from './ops/cross_entropy.js';
+export * from './ops/layernorm.js';
+export * from './ops/l2norm.js';
+export * from './ops/matmul.js';

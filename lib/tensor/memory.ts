@@ -16,7 +16,7 @@ export function memoryStats(): MemoryStats {
   return { liveTensors: liveTensorCount(), cpu: m.cpu, cuda: m.cuda };
 }
 
-/** Returns cached, unused CUDA memory to the driver. */
+/** Returns cached, unused memory (host and CUDA) to the system. */
 export function emptyCache(): void {
   native.emptyCache();
 }

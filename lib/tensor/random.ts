@@ -58,7 +58,14 @@ function randomTensor(shape: readonly number[], kind: 'uniform' | 'normal', a: n
     throw new Error(`${kind === 'uniform' ? 'rand' : 'randn'}: expected dtype 'f32' or 'bf16', got 'i32'`);
   }
   const g = opts.generator ?? defaultGenerator;
-  native.random(t, kind, g.seed, g.take(t.size), a, b);
+  try {
+    // The counters are taken only once the draw succeeded: a refused call does not move the sequence.
+    native.random(t, kind, g.seed, g.getState().counter, a, b);
+    g.take(t.size);
+  } catch (e) {
+    t.dispose();
+    throw e;
+  }
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }

@@ -1,6 +1,7 @@
 // Memory scopes: every tensor created while a scope is open belongs to it and is disposed
 // when the scope closes, except the tensors the scope's function returns (they move to the
 // enclosing scope) and tensors passed to keep(). Modelled on tfjs's tidy.
+import { argError } from './check.js';
 import type { Tensor } from './tensor.js';
 
 const stack: Set<Tensor>[] = [];
@@ -48,6 +49,7 @@ function isTensor(x: object): x is Tensor {
  * after an await could not be told apart from other code's).
  */
 export function scope<R>(fn: () => R): R {
+  if (typeof fn !== 'function') throw argError('scope', 'fn', 'a function', fn);
   const s = new Set<Tensor>();
   stack.push(s);
   let result: R;
@@ -60,6 +62,8 @@ export function scope<R>(fn: () => R): R {
   }
   stack.pop();
   if (result instanceof Promise) {
+    // The refused function's own failure would otherwise surface later as an unhandled rejection.
+    result.catch(() => {});
     for (const t of s) t.dispose();
     throw new Error('scope: expected a synchronous function, got one that returned a Promise');
   }

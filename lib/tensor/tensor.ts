@@ -4,7 +4,7 @@
 // when the garbage collector finalizes a tensor that was never disposed.
 import { native } from '../native.js';
 import { backward, type GradNode } from './autograd.js';
-import { argError, checkShape, describe, shapeStr } from './check.js';
+import { argError, checkInteger, checkShape, describe, shapeStr } from './check.js';
 import { track } from './scope.js';
 
 export type DType = 'f32' | 'bf16' | 'i32';
@@ -52,9 +52,18 @@ export class Storage {
   }
 }
 
-const finalizer = new FinalizationRegistry<Storage>((s) => s.release());
-
 let liveTensors = 0;
+
+// The backstop for tensors dropped without dispose(): the collector finalizes them. A
+// finalizer must never throw (it would surface as an uncaught exception).
+const finalizer = new FinalizationRegistry<Storage>((s) => {
+  liveTensors--;
+  try {
+    s.release();
+  } catch {
+    // a hand-built Storage over a handle the addon refuses: nothing to release
+  }
+});
 
 /** Number of tensors created and not yet disposed (finalized ones excluded). */
 export function liveTensorCount(): number {
@@ -88,6 +97,7 @@ export class Tensor {
     readonly dtype: DType,
     readonly offset: number,
   ) {
+    if (!(storage instanceof Storage)) throw argError('Tensor', 'storage', 'a Storage', storage);
     this.handle = storage.handle;
     liveTensors++;
     finalizer.register(this, storage, this);
@@ -115,7 +125,9 @@ export class Tensor {
 
   /** Releases this tensor's reference to its memory; idempotent. */
   dispose(): void {
-    if (this.disposedFlag) return;
+    // Not `=== true`: an object that only borrowed the prototype (never constructed) has no
+    // flag and nothing to release; it must not be counted off the live tensors.
+    if (this.disposedFlag !== false) return;
     this.disposedFlag = true;
     liveTensors--;
     finalizer.unregister(this);
@@ -130,7 +142,10 @@ export class Tensor {
 
   /** Throws if the tensor has been disposed; returns it otherwise. */
   assertAlive(op: string, arg: string): this {
-    if (this.disposedFlag) throw new Error(`${op}: ${arg} has been disposed`);
+    if (this.disposedFlag !== false) {
+      if (this.disposedFlag) throw new Error(`${op}: ${arg} has been disposed`);
+      throw new Error(`${op}: expected a Tensor for ${arg}, got an object that no Tensor constructor made`);
+    }
     return this;
   }
 
@@ -150,8 +165,15 @@ export class Tensor {
   /** A new tensor sharing this one's memory, with another shape or a leading-dim window. */
   view(shape: readonly number[], elementOffset = 0): Tensor {
     this.assertAlive('view', 'tensor');
+    const s = checkShape('view', 'shape', shape);
+    checkInteger('view', 'elementOffset', elementOffset, 0);
+    let n = 1;
+    for (const d of s) n *= d;
+    if ((this.offset + elementOffset + n) * dtypeBytes(this.dtype) > this.storage.nbytes) {
+      throw new Error(`view: shape ${shapeStr(s)} at element offset ${elementOffset} does not fit ${this.toString()} (storage of ${this.storage.nbytes} bytes)`);
+    }
     this.storage.retain();
-    return new Tensor(this.storage, Object.freeze([...shape]), this.dtype, this.offset + elementOffset);
+    return new Tensor(this.storage, Object.freeze([...s]), this.dtype, this.offset + elementOffset);
   }
 
   /** Back-propagates from this tensor (see autograd.backward). */
@@ -185,15 +207,27 @@ export function empty(shape: readonly number[], opts: TensorOptions = {}): Tenso
   return t;
 }
 
+// The *Like functions read only shape, dtype and device, so a disposed tensor is fine
+// (gradient functions make their outputs like inputs that may be gone by then).
+function likeTensor(op: string, t: unknown): void {
+  if (!(t instanceof Tensor)) throw argError(op, 't', 'a Tensor', t);
+}
+
 /** An uninitialized tensor like `t` (same shape, dtype and device unless overridden). */
-export function emptyLike(t: Tensor, shape: readonly number[] = t.shape, dtype: DType = t.dtype): Tensor {
-  return empty(shape, { dtype, device: t.device });
+export function emptyLike(t: Tensor, shape?: readonly number[], dtype?: DType): Tensor {
+  likeTensor('emptyLike', t);
+  return empty(shape ?? t.shape, { dtype: dtype ?? t.dtype, device: t.device });
 }
 
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   if (typeof value !== 'number') throw argError('full', 'value', 'a number', value);
   const t = empty(shape, { dtype: opts.dtype, device: opts.device });
-  native.fill(t, value);
+  try {
+    native.fill(t, value);
+  } catch (e) {
+    t.dispose();
+    throw e;
+  }
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
@@ -207,10 +241,12 @@ export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor
 }
 
 export function zerosLike(t: Tensor): Tensor {
+  likeTensor('zerosLike', t);
   return zeros(t.shape, { dtype: t.dtype, device: t.device });
 }
 
 export function onesLike(t: Tensor): Tensor {
+  likeTensor('onesLike', t);
   return ones(t.shape, { dtype: t.dtype, device: t.device });
 }
 

@@ -10,6 +10,14 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_creation(env, exports);
   register_elementwise(env, exports);
   register_reduce(env, exports);
+  register_embedding(env, exports);
+  register_permute(env, exports);
+  register_slice(env, exports);
+  register_softmax(env, exports);
+  register_cross_entropy(env, exports);
+  register_layernorm(env, exports);
+  register_l2norm(env, exports);
+  register_matmul(env, exports);
   return exports;
 }
 }  // namespace

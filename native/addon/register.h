@@ -7,4 +7,12 @@ void register_storage(Napi::Env env, Napi::Object exports);
 void register_creation(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_reduce(Napi::Env env, Napi::Object exports);
+void register_embedding(Napi::Env env, Napi::Object exports);
+void register_permute(Napi::Env env, Napi::Object exports);
+void register_slice(Napi::Env env, Napi::Object exports);
+void register_softmax(Napi::Env env, Napi::Object exports);
+void register_cross_entropy(Napi::Env env, Napi::Object exports);
+void register_layernorm(Napi::Env env, Napi::Object exports);
+void register_l2norm(Napi::Env env, Napi::Object exports);
+void register_matmul(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon

@@ -190,6 +190,7 @@ Napi::Value memory_stats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value empty_cache(const Napi::CallbackInfo& info) {
+  cpu::empty_cache();
 #ifdef CLIPFORGE_WITH_CUDA
   const int n = cuda_devices(nullptr);
   for (int i = 0; i < n; ++i) cuda::empty_cache(i);

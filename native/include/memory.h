@@ -1,5 +1,5 @@
 // Device memory: allocation, copies and statistics for each backend.
-// CPU memory is 64-byte aligned. CUDA memory comes from a caching allocator per device:
+// CPU memory is 64-byte aligned and cached in size bins (native/cpu/memory.cpp). CUDA memory comes from a caching allocator per device:
 // size-binned free lists, blocks reused only on the stream they were freed on (an event
 // is recorded when a block is freed, so reuse from another stream waits for it),
 // cudaMalloc only when the cache misses (after one retry with the cache emptied).
@@ -9,7 +9,7 @@
 namespace cf {
 
 struct MemoryStats {
-  int64_t allocated_bytes = 0;  // bytes in live blocks handed out
+  int64_t allocated_bytes = 0;  // bytes asked for by live allocations
   int64_t peak_allocated_bytes = 0;
   int64_t reserved_bytes = 0;   // bytes obtained from the system (live + cached)
   int64_t live_blocks = 0;
@@ -22,6 +22,8 @@ namespace cpu {
 void* alloc(size_t nbytes);
 void free(void* ptr, size_t nbytes);
 MemoryStats memory_stats();
+// Returns cached, unused blocks to the system.
+void empty_cache();
 }  // namespace cpu
 
 namespace cuda {

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""PyTorch's side of bench/gemm.bench.ts: times C = op(A) · op(B) on the same shapes and
+prints one JSON object on stdout (nothing else goes to stdout).
+
+    python3 bench/compare/gemm.py --device cpu --shapes 1024,1024,1024 1600,3072,768,tb
+    python3 bench/compare/gemm.py --device cuda --dtype bf16 --shapes 4096,4096,4096
+
+A shape is M,N,K; a trailing ",tb" means B is stored [N, K] and used transposed (a linear
+layer's weight). Inputs are random normal; the output is preallocated (torch.matmul(out=)),
+as the benchmark preallocates its own. Times are medians in milliseconds; on CUDA they are
+taken with CUDA events after warm-up, inputs rotated among enough copies to exceed L2.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def parse_shape(s):
+    parts = s.split(",")
+    if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "tb"):
+        raise SystemExit(f"gemm.py: expected M,N,K[,tb] for a shape, got {s!r}")
+    m, n, k = (int(p) for p in parts[:3])
+    return {"M": m, "N": n, "K": k, "transB": len(parts) == 4}
+
+
+def time_cpu(fn, reps, min_seconds=0.3):
+    fn()
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps or (time.perf_counter() - start < min_seconds and len(times) < 10 * reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def time_cuda(fn_of, n_bufs, reps):
+    for i in range(3):
+        fn_of(i % n_bufs)
+    torch.cuda.synchronize()
+    times = []
+    for r in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn_of(r % n_bufs)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default=None, help="default: f32 on cpu, bf16 on cuda")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--shapes", nargs="+", required=True, help="M,N,K[,tb] ...")
+    args = ap.parse_args()
+
+    dev = args.device
+    dtype_name = args.dtype or ("f32" if dev == "cpu" else "bf16")
+    dtype = torch.float32 if dtype_name == "f32" else torch.bfloat16
+    if dev == "cpu":
+        torch.set_num_threads(args.threads)
+    elif not torch.cuda.is_available():
+        raise SystemExit("gemm.py: --device cuda but torch sees no GPU")
+    gen = torch.Generator(device=dev).manual_seed(0)
+    results = []
+    for sh in map(parse_shape, args.shapes):
+        m, n, k, tb = sh["M"], sh["N"], sh["K"], sh["transB"]
+        per_set = (m * k + k * n + m * n) * dtype.itemsize
+        n_bufs = 1 if dev == "cpu" else max(1, min(8, (64 << 20) // max(1, per_set)))
+        bufs = []
+        for _ in range(n_bufs):
+            a = torch.randn(m, k, device=dev, dtype=dtype, generator=gen)
+            b = torch.randn(n, k, device=dev, dtype=dtype, generator=gen) if tb else torch.randn(k, n, device=dev, dtype=dtype, generator=gen)
+            bufs.append((a, b, torch.empty(m, n, device=dev, dtype=dtype)))
+
+        def run(i):
+            a, b, c = bufs[i]
+            torch.matmul(a, b.t() if tb else b, out=c)
+
+        ms = time_cpu(lambda: run(0), args.reps) if dev == "cpu" else time_cuda(run, n_bufs, args.reps)
+        results.append({**sh, "ms": ms, "gflops": 2.0 * m * n * k / ms / 1e6})
+    out = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
+        "threads": torch.get_num_threads() if dev == "cpu" else None,
+        "dtype": dtype_name,
+        "results": results,
+    }
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

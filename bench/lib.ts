@@ -1,0 +1,122 @@
+// Shared benchmark helpers: median timing, the machine's CPU peak FLOP rate, the PyTorch side
+// of a comparison, and the JSON record each run leaves in bench/results/.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, platform } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const benchDir = dirname(fileURLToPath(import.meta.url));
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) throw new Error('median: expected at least one sample, got none');
+  const a = [...xs].sort((x, y) => x - y);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
+}
+
+export interface TimingOptions {
+  /** Untimed runs first (caches, pools, lazily built state). Default 2. */
+  warmup?: number;
+  /** At least this many timed runs. Default 10. */
+  reps?: number;
+  /** And at least this much timed work in total, in ms (up to 10 x reps runs). Default 300. */
+  minMs?: number;
+}
+
+/** Median wall time of fn in ms, with the number of runs it came from. */
+export function timeMedian(fn: () => void, opts: TimingOptions = {}): { ms: number; runs: number } {
+  const { warmup = 2, reps = 10, minMs = 300 } = opts;
+  for (let i = 0; i < warmup; i++) fn();
+  const times: number[] = [];
+  let total = 0;
+  while (times.length < reps || (total < minMs && times.length < 10 * reps)) {
+    const t0 = performance.now();
+    fn();
+    const dt = performance.now() - t0;
+    times.push(dt);
+    total += dt;
+  }
+  return { ms: median(times), runs: times.length };
+}
+
+export interface CpuPeak {
+  model: string;
+  cores: number;
+  ghz: number;
+  isa: 'avx512f' | 'avx2+fma' | 'baseline';
+  /** f32 lanes per SIMD register of that ISA. */
+  lanes: number;
+  /** FMA pipes per core assumed (2 on every x86 server core of the last decade). */
+  fmaUnits: number;
+  /** cores x lanes x FMA units x 2 FLOPs x GHz. */
+  gflops: number;
+}
+
+/**
+ * The f32 peak of `cores` cores, from /proc/cpuinfo: the widest FMA the CPU reports and its
+ * clock. The clock is the one the kernel reports (nominal in most VMs; turbo can exceed it,
+ * so a fraction a little above 1 means the cores ran faster than that).
+ */
+export function cpuPeak(cores: number): CpuPeak {
+  let model = cpus()[0]?.model ?? 'unknown';
+  let mhz = cpus()[0]?.speed ?? 0;
+  let flags = new Set<string>();
+  if (platform() === 'linux' && existsSync('/proc/cpuinfo')) {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    model = /^model name\s*:\s*(.*)$/m.exec(info)?.[1]?.trim() ?? model;
+    const m = /^cpu MHz\s*:\s*([\d.]+)$/m.exec(info);
+    if (m) mhz = Number(m[1]);
+    flags = new Set((/^flags\s*:\s*(.*)$/m.exec(info)?.[1] ?? '').split(/\s+/));
+  }
+  const isa = flags.has('avx512f') ? 'avx512f' : flags.has('avx2') && flags.has('fma') ? 'avx2+fma' : 'baseline';
+  const lanes = isa === 'avx512f' ? 16 : isa === 'avx2+fma' ? 8 : 4;
+  const fmaUnits = 2;
+  const ghz = mhz / 1000;
+  return { model, cores, ghz, isa, lanes, fmaUnits, gflops: cores * lanes * fmaUnits * 2 * ghz };
+}
+
+/** The checked-out commit, with "-dirty" when the tree has changes. */
+export function gitCommit(): string {
+  try {
+    const root = join(benchDir, '..');
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${sha}-dirty` : sha;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Runs a bench/compare/*.py script and parses the one JSON object it prints. Returns the
+ * reason instead when python3 or PyTorch is missing or the script fails, so the benchmark
+ * can print one line and go on without the ratio.
+ */
+export function runPython(script: string, args: string[], timeoutMs = 600_000): { ok: true; value: unknown } | { ok: false; why: string } {
+  const probe = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.error) return { ok: false, why: `python3 is not available (${probe.error.message})` };
+  if (probe.status !== 0) return { ok: false, why: 'PyTorch is not importable (python3 -m pip install torch)' };
+  const r = spawnSync('python3', [join(benchDir, 'compare', script), ...args], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { ok: false, why: `${script} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}` };
+  try {
+    return { ok: true, value: JSON.parse(r.stdout) };
+  } catch {
+    return { ok: false, why: `${script} printed no JSON` };
+  }
+}
+
+/**
+ * Writes bench/results/<date>-<device>-<what>.json with the commit, device and date first,
+ * then `data` (shapes, medians, ratios, fractions of the floor). Returns the path.
+ */
+export function writeResult(what: string, device: string, data: Record<string, unknown>): string {
+  const now = new Date();
+  const dir = join(benchDir, 'results');
+  mkdirSync(dir, { recursive: true });
+  const slug = device.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase();
+  const path = join(dir, `${now.toISOString().slice(0, 10)}-${slug}-${what}.json`);
+  const record = { bench: what, commit: gitCommit(), device, date: now.toISOString(), node: process.version, ...data };
+  writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
+  return path;
+}

@@ -1,0 +1,52 @@
+// Layer normalization over the last axis, with optional elementwise weight and bias.
+import { native } from '../../native.js';
+import { attachGrad } from '../autograd.js';
+import { empty, emptyLike, type Tensor } from '../tensor.js';
+import { checkEps, lastAxis } from './rows.js';
+import { expectShape, floatTensor, sameKind } from './util.js';
+
+/**
+ * (x - mean) / sqrt(var + eps) * weight + bias over the last axis of x [..., D] (biased
+ * variance, as PyTorch). weight and bias are [D] with x's dtype and device, or null; eps is
+ * a finite number >= 0. Gradients flow to x, weight and bias; only those that are needed
+ * are computed. The saved per-row mean and 1/std are f32 whatever the dtype.
+ */
+export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: Tensor | null = null, eps = 1e-5): Tensor {
+  const op = 'layerNorm';
+  const x = floatTensor(op, 'x', xIn);
+  const d = lastAxis(op, 'x', x);
+  const params: Tensor[] = [];
+  const param = (arg: string, t: Tensor | null): Tensor | null => {
+    if (t === null || t === undefined) return null;
+    const p = floatTensor(op, arg, t);
+    sameKind(op, ['x', arg], x, p);
+    expectShape(op, arg, p, [d]);
+    params.push(p);
+    return p;
+  };
+  const weight = param('weight', weightIn);
+  const bias = param('bias', biasIn);
+  checkEps(op, eps);
+  const rows = x.shape.slice(0, -1);
+  const y = emptyLike(x);
+  const mean = empty(rows, { dtype: 'f32', device: x.device });
+  const rstd = empty(rows, { dtype: 'f32', device: x.device });
+  native.layerNorm(x, weight, bias, y, mean, rstd, eps);
+  // Inputs are [x, weight?, bias?]; saved are [x, mean, rstd, weight?].
+  const wi = weight ? 1 : -1;
+  const bi = bias ? params.length : -1;
+  attachGrad(y, op, [x, ...params], weight ? [x, mean, rstd, weight] : [x, mean, rstd], (gy, saved, needs) => {
+    const [xs, ms, rs, ws] = saved;
+    const dx = needs[0] ? emptyLike(xs!) : null;
+    const dw = wi > 0 && needs[wi] ? empty([d], { dtype: xs!.dtype, device: xs!.device }) : null;
+    const db = bi > 0 && needs[bi] ? empty([d], { dtype: xs!.dtype, device: xs!.device }) : null;
+    native.layerNormBackward(xs!, ws ?? null, ms!, rs!, gy, dx, dw, db);
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(dw);
+    if (bias) grads.push(db);
+    return grads;
+  });
+  mean.dispose();
+  rstd.dispose();
+  return y;
+}

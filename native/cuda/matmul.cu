@@ -1,0 +1,384 @@
+// Batched GEMM on CUDA (contract in matmul.h):
+//   C[b] = (accumulate ? C[b] : 0) + op(A[b]) · op(B[b]) + bias,   op(A) [M, K], op(B) [K, N], C[b] [M, N]
+// with transA / transB selecting the stored layouts ([K, M] / [N, K]), batch strides (0: a
+// shared 2-D operand), an optional bias [N] fused into the epilogue, f32 accumulation.
+// Floor: 2 * batch * M * N * K FLOPs at the tensor-core rate (bf16) or the FMA rate (f32);
+// bytes (batch * (M * K + K * N + M * N) + N) * sizeof(T). Above ~300 FLOP/byte (bf16,
+// H100) the FLOPs are the floor; CLIP's projections and MLPs (M = batch x tokens in the
+// thousands, N and K 512 to 4096) are well above it.
+//
+// Kernels:
+// 1. gemm_f32_kernel: SIMT. A 64 x 64 tile of C per 256-thread block, K in steps of 16 through
+//    shared memory (both operands stored k-major so the inner loop reads rows), 4 x 4 outputs
+//    per thread in registers. Global loads are coalesced along whichever dim is contiguous
+//    for the given trans flag.
+// 2. gemm_bf16_kernel: tensor cores through mma.sync.m16n8k16 (bf16 in, f32 accumulate), for
+//    sm_80 and later. A 128 x 128 tile per 256-thread block, 8 warps of 64 x 32, K in steps
+//    of 32. Each operand tile keeps in shared memory the orientation it has in global memory
+//    (so global reads and shared writes are both 16-byte chunks): k-contiguous tiles give
+//    the mma fragments as 32-bit loads, row-contiguous ones (A with transA, B without
+//    transB) through ldmatrix.trans, which transposes 8 x 8 blocks on the way to registers.
+//    Global loads move 8 elements per thread when the contiguous dim allows (16-byte
+//    aligned), element by element with bounds checks otherwise; the next K step is loaded
+//    into registers while the current one is multiplied.
+// Tails in M, N and K are zero-filled on load and masked on store, so any shape works.
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "check.cuh"
+#include "matmul.h"
+
+namespace cf::cuda {
+namespace {
+
+constexpr int64_t kMaxGridZ = 65535;
+
+struct Args {
+  const void* a;
+  const void* b;
+  const void* bias;
+  void* c;
+  int m, n, k;
+  int64_t stride_a, stride_b;
+  bool accumulate;
+  bool vec_a, vec_b;  // bf16 only: 16-byte loads along the operand's contiguous dim are safe
+  int tiles_n;
+  int64_t batch0;  // batch item of blockIdx.z == 0 (launches are split at 65535 items)
+};
+
+// ---------------------------------------------------------------------------------------
+// 1. f32, SIMT
+
+constexpr int kF32BM = 64, kF32BN = 64, kF32BK = 16, kF32Threads = 256;
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kF32Threads) gemm_f32_kernel(Args p) {
+  __shared__ float As[kF32BK][kF32BM + 4];  // op(A)(m, k) at As[k][m]
+  __shared__ float Bs[kF32BK][kF32BN + 4];  // op(B)(k, n) at Bs[k][n]
+  const int64_t z = p.batch0 + blockIdx.z;
+  const float* A = static_cast<const float*>(p.a) + z * p.stride_a;
+  const float* B = static_cast<const float*>(p.b) + z * p.stride_b;
+  float* C = static_cast<float*>(p.c) + z * static_cast<int64_t>(p.m) * p.n;
+  const int m0 = (blockIdx.x / p.tiles_n) * kF32BM, n0 = (blockIdx.x % p.tiles_n) * kF32BN;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+
+  float acc[4][4] = {};
+  for (int k0 = 0; k0 < p.k; k0 += kF32BK) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      // Consecutive threads take consecutive addresses: along k for A [M, K], along m for A [K, M].
+      const int mm = TA ? tid % kF32BM : tid / kF32BK + 16 * i;
+      const int kk = TA ? tid / kF32BM + 4 * i : tid % kF32BK;
+      const int gm = m0 + mm, gk = k0 + kk;
+      float v = 0.0f;
+      if (gm < p.m && gk < p.k) v = TA ? A[static_cast<int64_t>(gk) * p.m + gm] : A[static_cast<int64_t>(gm) * p.k + gk];
+      As[kk][mm] = v;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int nn = TB ? tid / kF32BK + 16 * i : tid % kF32BN;
+      const int kk = TB ? tid % kF32BK : tid / kF32BN + 4 * i;
+      const int gn = n0 + nn, gk = k0 + kk;
+      float v = 0.0f;
+      if (gn < p.n && gk < p.k) v = TB ? B[static_cast<int64_t>(gn) * p.k + gk] : B[static_cast<int64_t>(gk) * p.n + gn];
+      Bs[kk][nn] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kF32BK; ++kk) {
+      float av[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+
+  const float* bias = static_cast<const float*>(p.bias);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gm = m0 + ty + 16 * i;
+    if (gm >= p.m) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int gn = n0 + tx + 16 * j;
+      if (gn >= p.n) continue;
+      const int64_t idx = static_cast<int64_t>(gm) * p.n + gn;
+      float v = acc[i][j];
+      if (bias) v += bias[gn];
+      if (p.accumulate) v += C[idx];
+      C[idx] = v;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. bf16, tensor cores (mma.sync m16n8k16)
+
+constexpr int kBM = 128, kBN = 128, kBK = 32, kThreads = 256;
+// Shared-memory layouts of an operand tile, by the operand's contiguous dim in global memory:
+//   k-contiguous: [128 rows][kLdsK] (k fastest), fragments read as 32-bit words;
+//   row-contiguous: [32 k][kLdsR] (rows fastest), fragments read with ldmatrix.trans.
+// The 8-element pads put the rows a fragment load touches on distinct banks (row strides of
+// 20 and 68 words), and keep every row 16-byte aligned for the uint4 stores.
+constexpr int kLdsK = kBK + 8;
+constexpr int kLdsR = kBM + 8;
+constexpr int kTileElems = kBM * kLdsK;
+static_assert(kBM == kBN && kBK * kLdsR <= kTileElems, "one buffer size fits both layouts");
+
+// One operand tile (128 rows x 32 k) in flight between global and shared memory: 512 chunks
+// of 8 elements (16 bytes), two per thread.
+struct Stage {
+  uint4 v[2];
+};
+
+// Chunk c of a tile: 8 consecutive k of one row (KC), or 8 consecutive rows at one k.
+template <bool KC>
+__device__ __forceinline__ int chunk_row(int c) {
+  return KC ? c / 4 : (c % 16) * 8;
+}
+template <bool KC>
+__device__ __forceinline__ int chunk_k(int c) {
+  return KC ? (c % 4) * 8 : c / 16;
+}
+
+// Loads rows [r0, r0 + 128) x k [k0, k0 + 32) of an operand with `rows` rows and K columns,
+// stored [rows, K] when KC, else [K, rows]. Threads next to each other read next to each
+// other along the contiguous dim. Out-of-range elements read as 0.
+template <bool KC>
+__device__ __forceinline__ void load_tile(Stage& s, const uint16_t* src, bool vec, int rows, int K, int r0, int k0) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int c = threadIdx.x + kThreads * i;
+    const int row = r0 + chunk_row<KC>(c), k = k0 + chunk_k<KC>(c);
+    const int64_t off = KC ? static_cast<int64_t>(row) * K + k : static_cast<int64_t>(k) * rows + row;
+    if (vec) {
+      // The contiguous extent is a multiple of 8, so a chunk is wholly in range or out.
+      s.v[i] = row < rows && k < K ? *reinterpret_cast<const uint4*>(src + off) : make_uint4(0, 0, 0, 0);
+    } else {
+      uint16_t e[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const bool ok = KC ? (row < rows && k + j < K) : (row + j < rows && k < K);
+        e[j] = ok ? src[off + j] : 0;  // element j of the chunk is the next along the contiguous dim
+      }
+      s.v[i] = make_uint4(e[0] | (uint32_t(e[1]) << 16), e[2] | (uint32_t(e[3]) << 16), e[4] | (uint32_t(e[5]) << 16),
+                          e[6] | (uint32_t(e[7]) << 16));
+    }
+  }
+}
+
+// Writes a staged tile into shared memory; a chunk is contiguous in both layouts.
+template <bool KC>
+__device__ __forceinline__ void store_tile(const Stage& s, uint16_t* smem) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int c = threadIdx.x + kThreads * i;
+    const int at = KC ? chunk_row<KC>(c) * kLdsK + chunk_k<KC>(c) : chunk_k<KC>(c) * kLdsR + chunk_row<KC>(c);
+    *reinterpret_cast<uint4*>(smem + at) = s.v[i];
+  }
+}
+
+__device__ __forceinline__ uint32_t lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Four 8 x 8 b16 matrices, transposed on the way: lane l gives the address of row l % 8 of
+// matrix l / 8, and receives in d[i] elements (2 (l % 4), l / 4) and (2 (l % 4) + 1, l / 4)
+// of matrix i, which is the mma fragment of the matrix's transpose.
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&d)[4], const uint16_t* p) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
+}
+
+// The A fragment (16 x 16, rows m0.., k ks..) in mma.m16n8k16 order: a[0] (m g, k 2t..),
+// a[1] (m g + 8), a[2] (k + 8), a[3] (m g + 8, k + 8), with g = lane / 4, t = lane % 4.
+template <bool KC>
+__device__ __forceinline__ void load_a_frag(uint32_t (&a)[4], const uint16_t* smem, int m0, int ks, int lane) {
+  if (KC) {
+    const uint16_t* r = smem + (m0 + lane / 4) * kLdsK + ks + 2 * (lane % 4);
+    a[0] = lds32(r);
+    a[1] = lds32(r + 8 * kLdsK);
+    a[2] = lds32(r + 8);
+    a[3] = lds32(r + 8 * kLdsK + 8);
+  } else {
+    // Matrix i covers m 8 (i % 2) and k 8 (i / 2) of the fragment; smem rows are k.
+    const int i = lane / 8;
+    ldsm_x4_trans(a, smem + (ks + lane % 8 + 8 * (i / 2)) * kLdsR + m0 + 8 * (i % 2));
+  }
+}
+
+// The B fragments of two adjacent 8-column blocks (n0.. and n0 + 8..; k ks..): b0[0] (n g,
+// k 2t..), b0[1] (k + 8), and the same for b1.
+template <bool KC>
+__device__ __forceinline__ void load_b_frags(uint32_t (&b0)[2], uint32_t (&b1)[2], const uint16_t* smem, int n0, int ks, int lane) {
+  if (KC) {
+    const uint16_t* r = smem + (n0 + lane / 4) * kLdsK + ks + 2 * (lane % 4);
+    b0[0] = lds32(r);
+    b0[1] = lds32(r + 8);
+    b1[0] = lds32(r + 8 * kLdsK);
+    b1[1] = lds32(r + 8 * kLdsK + 8);
+  } else {
+    // Matrix i covers k 8 (i % 2) and n 8 (i / 2); smem rows are k.
+    const int i = lane / 8;
+    uint32_t d[4];
+    ldsm_x4_trans(d, smem + (ks + lane % 8 + 8 * (i % 2)) * kLdsR + n0 + 8 * (i / 2));
+    b0[0] = d[0];
+    b0[1] = d[1];
+    b1[0] = d[2];
+    b1[1] = d[3];
+  }
+}
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
+  // op(A) is k-contiguous when A is stored [M, K]; op(B) when B is stored [N, K].
+  constexpr bool AK = !TA, BK = TB;
+  __shared__ __align__(16) uint16_t As[kTileElems];
+  __shared__ __align__(16) uint16_t Bs[kTileElems];
+  const int64_t z = p.batch0 + blockIdx.z;
+  const uint16_t* A = static_cast<const uint16_t*>(p.a) + z * p.stride_a;
+  const uint16_t* B = static_cast<const uint16_t*>(p.b) + z * p.stride_b;
+  const int m0 = (blockIdx.x / p.tiles_n) * kBM, n0 = (blockIdx.x % p.tiles_n) * kBN;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int wm = (warp / 4) * 64, wn = (warp % 4) * 32;  // this warp's 64 x 32 of the tile
+
+  float acc[4][4][4] = {};
+  Stage sa, sb;
+  load_tile<AK>(sa, A, p.vec_a, p.m, p.k, m0, 0);
+  load_tile<BK>(sb, B, p.vec_b, p.n, p.k, n0, 0);
+  store_tile<AK>(sa, As);
+  store_tile<BK>(sb, Bs);
+  __syncthreads();
+
+  for (int k0 = 0; k0 < p.k; k0 += kBK) {
+    const bool more = k0 + kBK < p.k;
+    if (more) {
+      load_tile<AK>(sa, A, p.vec_a, p.m, p.k, m0, k0 + kBK);
+      load_tile<BK>(sb, B, p.vec_b, p.n, p.k, n0, k0 + kBK);
+    }
+#pragma unroll
+    for (int ks = 0; ks < kBK; ks += 16) {
+      uint32_t af[4][4], bf[4][2];
+#pragma unroll
+      for (int mi = 0; mi < 4; ++mi) load_a_frag<AK>(af[mi], As, wm + mi * 16, ks, lane);
+#pragma unroll
+      for (int ni = 0; ni < 4; ni += 2) load_b_frags<BK>(bf[ni], bf[ni + 1], Bs, wn + ni * 8, ks, lane);
+#pragma unroll
+      for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+    }
+    __syncthreads();
+    if (more) {
+      store_tile<AK>(sa, As);
+      store_tile<BK>(sb, Bs);
+      __syncthreads();
+    }
+  }
+
+  // Accumulator acc[mi][ni][2 h + e] is C(m g + 8 h, n 2 t + e) of block (mi, ni).
+  const int g = lane / 4, t = lane % 4;
+  bf16* C = static_cast<bf16*>(p.c) + z * static_cast<int64_t>(p.m) * p.n;
+  const bf16* bias = static_cast<const bf16*>(p.bias);
+#pragma unroll
+  for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int gm = m0 + wm + mi * 16 + g + 8 * h;
+      if (gm >= p.m) continue;
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int gn = n0 + wn + ni * 8 + 2 * t + e;
+          if (gn >= p.n) continue;
+          const int64_t idx = static_cast<int64_t>(gm) * p.n + gn;
+          float v = acc[mi][ni][2 * h + e];
+          if (bias) v += bf16_to_float(bias[gn]);
+          if (p.accumulate) v += bf16_to_float(C[idx]);
+          C[idx] = float_to_bf16(v);
+        }
+    }
+}
+
+// 16-byte loads of an operand are safe when its contiguous extent, its batch stride and its
+// base address all keep every 8-element chunk 16-byte aligned.
+bool vec_ok(const void* base, int64_t contiguous, int64_t stride) {
+  return reinterpret_cast<uintptr_t>(base) % 16 == 0 && contiguous % 8 == 0 && stride % 8 == 0;
+}
+
+template <typename F>
+void with_trans(bool ta, bool tb, F&& f) {
+  using T = std::true_type;
+  using N = std::false_type;
+  if (ta) {
+    if (tb) f(T{}, T{});
+    else f(T{}, N{});
+  } else {
+    if (tb) f(N{}, T{});
+    else f(N{}, N{});
+  }
+}
+
+}  // namespace
+
+void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, const GemmShape& shape, Stream stream) {
+  const GemmShape s = fold_shared_batch(shape);
+  if (s.batch == 0 || s.m == 0 || s.n == 0) return;
+  if (s.m > INT_MAX || s.n > INT_MAX || s.k > INT_MAX)
+    throw Error("matmul: M, N and K must each be below 2^31 on CUDA, got " + std::to_string(s.m) + ", " + std::to_string(s.n) + ", " +
+                std::to_string(s.k));
+  const bool is_bf16 = dtype == DType::BF16;
+  if (!is_bf16 && dtype != DType::F32) throw Error(std::string("matmul: unsupported dtype ") + dtype_name(dtype));
+  const int bm = is_bf16 ? kBM : kF32BM, bn = is_bf16 ? kBN : kF32BN;
+  const int64_t tiles_m = (s.m + bm - 1) / bm, tiles_n = (s.n + bn - 1) / bn;
+  if (tiles_m * tiles_n > INT_MAX)
+    throw Error("matmul: " + std::to_string(s.m) + " x " + std::to_string(s.n) + " output is too large for one launch");
+
+  Args p;
+  p.a = a;
+  p.b = b;
+  p.bias = bias;
+  p.c = c;
+  p.m = static_cast<int>(s.m);
+  p.n = static_cast<int>(s.n);
+  p.k = static_cast<int>(s.k);
+  p.stride_a = s.stride_a;
+  p.stride_b = s.stride_b;
+  p.accumulate = s.accumulate;
+  p.vec_a = vec_ok(a, s.trans_a ? s.m : s.k, s.stride_a);
+  p.vec_b = vec_ok(b, s.trans_b ? s.k : s.n, s.stride_b);
+  p.tiles_n = static_cast<int>(tiles_n);
+  for (int64_t b0 = 0; b0 < s.batch; b0 += kMaxGridZ) {
+    p.batch0 = b0;
+    const dim3 grid(static_cast<unsigned>(tiles_m * tiles_n), 1, static_cast<unsigned>(std::min(kMaxGridZ, s.batch - b0)));
+    // The trans flags are template arguments: each of the four layouts gets its own index
+    // arithmetic, and ptxas keeps every variant free of spills.
+    with_trans(s.trans_a, s.trans_b, [&](auto ta, auto tb) {
+      if (is_bf16) {
+        gemm_bf16_kernel<ta.value, tb.value><<<grid, kThreads, 0, as_cuda(stream)>>>(p);
+      } else {
+        gemm_f32_kernel<ta.value, tb.value><<<grid, kF32Threads, 0, as_cuda(stream)>>>(p);
+      }
+    });
+  }
+}
+
+}  // namespace cf::cuda
