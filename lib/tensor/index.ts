@@ -19,3 +19,4 @@ export * from './ops/cross_entropy.js';
 export * from './ops/layernorm.js';
 export * from './ops/l2norm.js';
 export * from './ops/matmul.js';
+export * from './ops/attention.js';

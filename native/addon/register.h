@@ -15,4 +15,5 @@ void register_cross_entropy(Napi::Env env, Napi::Object exports);
 void register_layernorm(Napi::Env env, Napi::Object exports);
 void register_l2norm(Napi::Env env, Napi::Object exports);
 void register_matmul(Napi::Env env, Napi::Object exports);
+void register_attention(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon
