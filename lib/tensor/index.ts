@@ -20,3 +20,4 @@ export * from './ops/layernorm.js';
 export * from './ops/l2norm.js';
 export * from './ops/matmul.js';
 export * from './ops/attention.js';
+export * from './ops/dwconv.js';

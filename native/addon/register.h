@@ -16,4 +16,5 @@ void register_layernorm(Napi::Env env, Napi::Object exports);
 void register_l2norm(Napi::Env env, Napi::Object exports);
 void register_matmul(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_dwconv(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon
