@@ -3,3 +3,4 @@ export * from './tensor/index.js';
 export { native, packageRoot } from './native.js';
 export * from './data/tokenizer.js';
 export * from './data/text_reduction.js';
+export * from './loss/index.js';

@@ -18,6 +18,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_layernorm(env, exports);
   register_l2norm(env, exports);
   register_matmul(env, exports);
+  register_contrastive_loss(env, exports);
   register_attention(env, exports);
   register_dwconv(env, exports);
   return exports;

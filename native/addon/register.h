@@ -15,6 +15,7 @@ void register_cross_entropy(Napi::Env env, Napi::Object exports);
 void register_layernorm(Napi::Env env, Napi::Object exports);
 void register_l2norm(Napi::Env env, Napi::Object exports);
 void register_matmul(Napi::Env env, Napi::Object exports);
+void register_contrastive_loss(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_dwconv(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon
