@@ -43,6 +43,7 @@ export class Module {
   private readonly ownParams = new Map<string, Tensor>();
   private readonly ownBuffers = new Map<string, BufferEntry>();
   private readonly ownChildren = new Map<string, Module>();
+  private readonly inlineChildren = new Set<string>();
 
   /** The class name, used in error messages. */
   get typeName(): string {
@@ -84,21 +85,41 @@ export class Module {
     return tensor;
   }
 
-  /** Registers a child module under `name`; its tensors' names gain the prefix `name.`. */
-  protected registerModule<M extends Module>(name: string, module: M): M {
+  /**
+   * Registers a child module under `name`; its tensors' names gain the prefix `name.`. With
+   * `inline: true` they keep their names, as if the child's members were this module's own
+   * (OpenCLIP's CLIP holds its text tower's members at the top level: `token_embedding.weight`,
+   * not `text.token_embedding.weight`); `name` then only names the child for child(name).
+   */
+  protected registerModule<M extends Module>(name: string, module: M, opts: { inline?: boolean } = {}): M {
     const op = `${this.typeName}.registerModule`;
     this.checkNewName(op, name);
     if (!(module instanceof Module)) throw argError(op, name, 'a Module', module);
     if ((module as Module) === this) throw new Error(`${op}: a module cannot be its own child (${name})`);
+    const inline = opts.inline === undefined ? false : checkBoolean(op, 'inline', opts.inline);
+    if (inline) {
+      for (const member of module.memberNames()) this.checkNewName(op, member);
+      this.inlineChildren.add(name);
+    }
     this.ownChildren.set(name, module);
-    for (const [key, t] of module.namedParameters()) t.name = `${name}.${key}`;
-    for (const [key, t] of module.namedBuffers()) t.name = `${name}.${key}`;
+    for (const [key, t] of module.namedParameters()) t.name = inline ? key : `${name}.${key}`;
+    for (const [key, t] of module.namedBuffers()) t.name = inline ? key : `${name}.${key}`;
     return module;
+  }
+
+  /** The names this module's members take in its parent's namespace (inline children's included). */
+  private memberNames(): string[] {
+    const names = [...this.ownParams.keys(), ...this.ownBuffers.keys()];
+    for (const [name, m] of this.ownChildren) {
+      if (this.inlineChildren.has(name)) names.push(...m.memberNames());
+      else names.push(name);
+    }
+    return names;
   }
 
   private checkNewName(op: string, name: unknown): void {
     if (typeof name !== 'string' || !NAME_PATTERN.test(name)) throw argError(op, 'name', 'a name of letters, digits and underscores', name);
-    if (this.ownParams.has(name) || this.ownBuffers.has(name) || this.ownChildren.has(name)) {
+    if (this.ownChildren.has(name) || this.memberNames().includes(name)) {
       throw new Error(`${op}: ${this.typeName} already has a member named '${name}'`);
     }
   }
@@ -134,10 +155,16 @@ export class Module {
     return [...this.ownChildren];
   }
 
-  /** This module and every descendant, with dotted paths ('' for this module). */
+  /**
+   * This module and every descendant, with the dotted prefix of their tensors' names ('' for
+   * this module; an inline child shares its parent's prefix).
+   */
   namedModules(prefix = ''): [string, Module][] {
     const out: [string, Module][] = [[prefix, this]];
-    for (const [name, m] of this.ownChildren) out.push(...m.namedModules(prefix ? `${prefix}.${name}` : name));
+    for (const [name, m] of this.ownChildren) {
+      const path = this.inlineChildren.has(name) ? prefix : prefix ? `${prefix}.${name}` : name;
+      out.push(...m.namedModules(path));
+    }
     return out;
   }
 
