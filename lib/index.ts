@@ -5,3 +5,4 @@ export * from './data/tokenizer.js';
 export * from './data/text_reduction.js';
 export * from './loss/index.js';
 export * from './io/index.js';
+export * from './nn/index.js';
