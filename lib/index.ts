@@ -5,3 +5,4 @@ export * from './data/tokenizer.js';
 export * from './data/text_reduction.js';
 export * from './loss/index.js';
 export * from './optim/index.js';
+export * from './train/index.js';
