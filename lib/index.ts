@@ -7,3 +7,4 @@ export * from './loss/index.js';
 export * from './io/index.js';
 export * from './nn/index.js';
 export * from './optim/index.js';
+export * from './train/index.js';

@@ -1,0 +1,4 @@
+// Training building blocks: flags, logs, checkpoint files, evaluation metrics.
+export * from './flags.js';
+export * from './atomic.js';
+export * from './nan_guard.js';
