@@ -85,6 +85,7 @@ export interface CsvSource extends IndexedSource {
   /** Absolute image path of row i (0 = the first row after the header). */
   imagePath(index: number): string;
   caption(index: number): string;
+  get(index: number): Promise<RawSample>;
 }
 
 export function createCsvSource(options: CsvOptions): CsvSource {
