@@ -43,7 +43,7 @@ export interface ImageTransformOptions extends AugmentOptions {
 
 export interface ImageTransform {
   /** The resolved options, every default filled in: enough to rebuild the transform elsewhere. */
-  readonly options: Readonly<Required<Omit<ImageTransformOptions, 'colorJitter'>> & { colorJitter: readonly [number, number, number, number] | null }>;
+  readonly options: Readonly<Required<Omit<ImageTransformOptions, 'colorJitter'>> & Pick<ImageTransformOptions, 'colorJitter'>>;
   /** Floats one image takes in a batch: 3 × size × size. */
   readonly length: number;
   /** Transforms `input` into out[offset .. offset + length) as CHW. */
@@ -279,7 +279,7 @@ export function createImageTransform(options: ImageTransformOptions): ImageTrans
   if (colorJitterProb > 0 && !jitter) throw new Error(`${op}: expected options.colorJitter with options.colorJitterProb, got colorJitterProb ${colorJitterProb} alone`);
   const grayScaleProb = checkProbability(op, 'options.grayScaleProb', options.grayScaleProb ?? 0);
 
-  const resolved = { size, train, mean, std, scale, ratio, colorJitter: jitter, colorJitterProb, grayScaleProb };
+  const resolved = { size, train, mean, std, scale, ratio, ...(jitter ? { colorJitter: jitter } : {}), colorJitterProb, grayScaleProb };
   const plane = size * size;
   const gain = std.map((s) => 1 / (255 * s));
   const shift = mean.map((m, c) => -m / std[c]!);
