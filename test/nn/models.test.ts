@@ -7,7 +7,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
 import { assertClose, maxRelError, Rng } from '../support/helpers.js';
-import { readFixture } from '../support/safetensors.js';
 
 const test = suite('nn.models');
 const rng = new Rng(11);
@@ -185,7 +184,7 @@ test('patch dropout keeps the class token and max(1, floor(N (1 - p))) patches, 
 });
 
 test('sin-cos 2-D positions equal OpenCLIP\'s and stay frozen', () => {
-  const data = readFixture(join(fixtures, 'clip_vit_clipa_siglip.safetensors'));
+  const data = cf.readSafetensors(join(fixtures, 'clip_vit_clipa_siglip.safetensors')).tensors;
   const summary = JSON.parse(readFileSync(join(fixtures, 'clip_vit_fixture.json'), 'utf8')) as Record<string, { config: cf.ModelConfig }>;
   const m = cf.createModel(summary.clipa_siglip!.config);
   const pos = m.stateDict().get('visual.positional_embedding')!;

@@ -5,12 +5,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as cf from '../../lib/index.js';
 import { resizeTextPositions, resizeVisionPositions } from '../../lib/nn/resize.js';
 import { assertClose } from '../support/helpers.js';
-import { readFixture } from '../support/safetensors.js';
 
 const test = suite('nn.resize');
-const data = readFixture(join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'clip_vit_resize.safetensors'));
+const data = cf.readSafetensors(join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'clip_vit_resize.safetensors')).tensors;
 const values = (k: string): Float32Array => data.get(k)!.toArray() as Float32Array;
 
 test('vision grid 4x4 -> larger, smaller and non-square grids equals OpenCLIP', () => {
