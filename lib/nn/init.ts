@@ -7,6 +7,23 @@ import { rand, randn, type Generator } from '../tensor/random.js';
 import { checkTensor, type Tensor } from '../tensor/tensor.js';
 import { native } from '../native.js';
 
+let skipDepth = 0;
+
+/**
+ * Runs fn with every initializer of this file turned into a no-op, so that a model whose
+ * weights are about to be loaded is built without drawing them first. The parameters then
+ * hold uninitialized memory: load every one of them (a strict loadStateDict) before use.
+ * Non-persistent buffers are not loaded, so make them with their values, not with these.
+ */
+export function withoutInit<R>(fn: () => R): R {
+  skipDepth++;
+  try {
+    return fn();
+  } finally {
+    skipDepth--;
+  }
+}
+
 function writeInto(t: Tensor, values: Tensor): Tensor {
   native.copy(values, t);
   values.dispose();
@@ -17,6 +34,7 @@ function writeInto(t: Tensor, values: Tensor): Tensor {
 export function initNormal(t: Tensor, std: number, generator?: Generator): Tensor {
   checkTensor('initNormal', 't', t);
   checkFinite('initNormal', 'std', std);
+  if (skipDepth > 0) return t;
   return noGrad(() => writeInto(t, randn(t.shape, { std, dtype: t.dtype, device: t.device, generator })));
 }
 
@@ -25,12 +43,14 @@ export function initUniform(t: Tensor, low: number, high: number, generator?: Ge
   checkTensor('initUniform', 't', t);
   checkFinite('initUniform', 'low', low);
   checkFinite('initUniform', 'high', high);
+  if (skipDepth > 0) return t;
   return noGrad(() => writeInto(t, rand(t.shape, { low, high, dtype: t.dtype, device: t.device, generator })));
 }
 
 /** Fills t with `value`. Returns t. */
 export function initConstant(t: Tensor, value: number): Tensor {
   checkTensor('initConstant', 't', t);
+  if (skipDepth > 0) return t;
   native.fill(t, checkFinite('initConstant', 'value', value));
   return t;
 }

@@ -9,7 +9,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
 import { maxRelError } from '../support/helpers.js';
-import { readFixture } from '../support/safetensors.js';
 
 const test = suite('nn.clip_parity');
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -24,7 +23,7 @@ function prefixed(all: Map<string, cf.Tensor>, prefix: string): Map<string, cf.T
 for (const variant of ['clip', 'clipa_siglip']) {
   test(`${variant}: features, loss and gradients match OpenCLIP`, () => {
     const { config, loss: wantLoss, num_parameters } = summary[variant]!;
-    const data = readFixture(join(fixtures, `clip_vit_${variant}.safetensors`));
+    const data = cf.readSafetensors(join(fixtures, `clip_vit_${variant}.safetensors`)).tensors;
     const model = cf.createModel(config, { seed: 5 });
     assert.is(model.numParameters(), num_parameters, 'parameter count equals OpenCLIP');
     assert.is(cf.countParameters(config).total, num_parameters, 'analytic count equals OpenCLIP');
