@@ -228,8 +228,11 @@ export function readTorchCheckpoint(path: string, opts: ReadTorchCheckpointOptio
       byStorage.set(pair[1].storage, list);
     }
     const order = new Map(named.map(([name], i) => [name, i]));
+    // One reused buffer for the stored (uncompressed) storages: allocating a fresh one per
+    // storage costs about as much as reading it.
+    const scratch = new Uint8Array(Math.max(0, ...[...byStorage.keys()].map((s) => s.numel * ELEMENT_BYTES[s.type]!)));
     for (const [storage, refs] of byStorage) {
-      const bytes = archive.readEntry(storage.entry);
+      const bytes = archive.readEntry(storage.entry, scratch);
       for (const [name, ref] of refs) {
         const values = decodeValues(contiguousBytes(ref, bytes), ref.type, `${op}: ${path}`, name);
         const t = empty(ref.shape, { dtype: READ_AS[ref.type]!, device });

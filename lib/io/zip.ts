@@ -147,13 +147,16 @@ export class ZipArchive {
     return start;
   }
 
-  /** An entry's uncompressed bytes, CRC-checked. */
-  readEntry(name: string): Uint8Array {
+  /**
+   * An entry's uncompressed bytes, CRC-checked. A stored entry is read into `scratch` when
+   * it is large enough (the result is then a view of it, valid until scratch is reused).
+   */
+  readEntry(name: string, scratch?: Uint8Array): Uint8Array {
     if (this.fd === null) throw new Error(`${this.op}: ${this.path}: the archive is closed`);
     const entry = this.entries.get(name);
     if (!entry) throw this.fail(`missing entry '${name}'`);
     const start = this.dataOffset(entry);
-    const raw = new Uint8Array(entry.compressedSize);
+    const raw = entry.method === 0 && scratch && scratch.length >= entry.size ? scratch.subarray(0, entry.size) : new Uint8Array(entry.compressedSize);
     readExact(this.fd, raw, start, this.op, this.path);
     let data = raw;
     if (entry.method === 8) {
