@@ -2,3 +2,4 @@
 export * from './flags.js';
 export * from './atomic.js';
 export * from './nan_guard.js';
+export * from './metrics.js';
