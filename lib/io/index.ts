@@ -1,6 +1,6 @@
 // Checkpoint file formats: safetensors, PyTorch's torch.save zip, and a dispatching reader.
 export {
-  readSafetensors, writeSafetensors, parseSafetensorsHeader, MAX_HEADER_BYTES,
+  readSafetensors, readSafetensorsHeader, writeSafetensors, parseSafetensorsHeader, MAX_HEADER_BYTES,
   type SafetensorsEntry, type SafetensorsHeader, type ReadSafetensorsOptions, type WriteSafetensorsOptions,
 } from './safetensors.js';
 export { readTorchCheckpoint, type ReadTorchCheckpointOptions } from './torch_checkpoint.js';

@@ -141,6 +141,28 @@ function checkLittleEndian(op: string): void {
   if (endianness() !== 'LE') throw new Error(`${op}: checkpoint files are little-endian and this machine is not`);
 }
 
+function readHeader(fd: number, op: string, path: string): SafetensorsHeader {
+  const fileSize = fstatSync(fd).size;
+  const prefix = new Uint8Array(8);
+  if (fileSize >= 8) readExact(fd, prefix, 0, op, path);
+  const n = headerLength(prefix, path, fileSize);
+  const head = new Uint8Array(8 + n);
+  readExact(fd, head, 0, op, path);
+  return parseSafetensorsHeader(head, path, fileSize);
+}
+
+/** Reads and validates only the header of a .safetensors file (entries and metadata; no tensor data). */
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  const op = 'readSafetensorsHeader';
+  checkPath(op, path);
+  const fd = openSync(path, 'r');
+  try {
+    return readHeader(fd, op, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Reads a .safetensors file. F32, BF16 and I32 tensors keep their dtype; F16 becomes f32
  * (exactly), I64 becomes i32 (values outside the i32 range are an error) and the smaller
@@ -155,13 +177,7 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
   const fd = openSync(path, 'r');
   const tensors = new Map<string, Tensor>();
   try {
-    const fileSize = fstatSync(fd).size;
-    const prefix = new Uint8Array(8);
-    if (fileSize >= 8) readExact(fd, prefix, 0, op, path);
-    const n = headerLength(prefix, path, fileSize);
-    const head = new Uint8Array(8 + n);
-    readExact(fd, head, 0, op, path);
-    const header = parseSafetensorsHeader(head, path, fileSize);
+    const header = readHeader(fd, op, path);
     let largest = 0;
     for (const e of header.entries) {
       if (!(e.dtype in READ_AS)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
