@@ -14,6 +14,7 @@ import { clipGradNorm } from '../optim/clip_grad.js';
 import { paramGroups } from '../optim/param_groups.js';
 import { constCooldownLr, constLr, cosineLr, type LrSchedule } from '../optim/schedule.js';
 import { noGrad } from '../tensor/autograd.js';
+import { detach } from '../tensor/ops/shape.js';
 import { concat } from '../tensor/ops/slice.js';
 import { defaultGenerator } from '../tensor/random.js';
 import { keep, scope } from '../tensor/scope.js';
@@ -108,13 +109,15 @@ function trainableParameters(model: CLIP, args: TrainArgs): [string, Tensor][] {
   return out;
 }
 
-function lossOf(model: CLIP, img: Tensor, txt: Tensor, siglip: boolean): Tensor {
+/** The loss; with `scalesTrain` false the logit scale and bias take no gradient from it. */
+function lossOf(model: CLIP, img: Tensor, txt: Tensor, siglip: boolean, scalesTrain = true): Tensor {
+  const scale = scalesTrain ? model.logitScale : detach(model.logitScale);
   if (siglip) {
     const bias = model.logitBias;
     if (!bias) throw new Error('clipforge train: --siglip needs a model with a logit bias (init_logit_bias in its config, e.g. a -SigLIP or tiny-siglip model)');
-    return siglipLoss(img, txt, model.logitScale, bias);
+    return siglipLoss(img, txt, scale, scalesTrain ? bias : detach(bias));
   }
-  return clipLoss(img, txt, model.logitScale);
+  return clipLoss(img, txt, scale);
 }
 
 /**
@@ -122,9 +125,11 @@ function lossOf(model: CLIP, img: Tensor, txt: Tensor, siglip: boolean): Tensor 
  * batch: the loss of the batch. With several, OpenCLIP's feature caching: the features of
  * every batch are computed without gradients first, then each batch is recomputed with
  * gradients and its loss taken against the cached features of the others, so the gradient
- * is that of the loss over the whole accumulated batch. Returns the mean loss (on device).
+ * is that of the loss over the whole accumulated batch. Every micro-batch's loss has the
+ * value of the whole batch's, so only the first one gives the logit scale (and bias) their
+ * gradient: summing all of them would multiply it by --accum-freq. Returns the loss (on device).
  */
-function forwardBackward(model: CLIP, batches: Batch[], siglip: boolean): Tensor {
+export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boolean): Tensor {
   const inputs = batches.map((b) => ({ images: onModelDevice(model, b.images, b.imageShape), texts: onModelDevice(model, b.texts, b.textShape) }));
   try {
     if (inputs.length === 1) {
@@ -150,7 +155,7 @@ function forwardBackward(model: CLIP, batches: Batch[], siglip: boolean): Tensor
           const out = model.forward(inputs[j]!.images, inputs[j]!.texts);
           const img = concat(cached.map((c, k) => (k === j ? out.imageFeatures : c.img)), 0);
           const txt = concat(cached.map((c, k) => (k === j ? out.textFeatures : c.txt)), 0);
-          return lossOf(model, img, txt, siglip);
+          return lossOf(model, img, txt, siglip, j === 0);
         });
         loss.backward();
         if (total === null) total = loss;
@@ -233,7 +238,7 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
       const step = position.step;
       const lr = lrAt(step);
       optimizer.setLr(lr);
-      const loss = forwardBackward(model, pending, args.siglip);
+      const loss = accumulatedBackward(model, pending, args.siglip);
       const samples = pending.reduce((n, b) => n + b.count, 0);
       pending = [];
       const gradNorm = args.gradClipNorm !== null ? clipGradNorm(params, args.gradClipNorm) : null;
