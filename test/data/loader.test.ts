@@ -177,6 +177,24 @@ test('webdataset shards through two workers: every sample once per epoch; resamp
   await resampled.close();
 });
 
+test('CLIPA text reduction is drawn per sample and repeats for the seed', async () => {
+  const make = (): DataLoader =>
+    createDataLoader({
+      source: { type: 'module', module: pixelModule, export: 'createPixelSource', options: { count: 12, size: 8 } },
+      batchSize: 6,
+      imageTransform: { size: 8 },
+      text: { contextLength: 4, reduction: 'random' },
+      workers: 0,
+      seed: 3,
+    });
+  const a = await collect(make(), 0);
+  const b = await collect(make(), 0);
+  const rows = a.batches.flatMap((x) => Array.from({ length: x.count }, (_, r) => [...x.texts.subarray(r * 4, r * 4 + 4)]));
+  assert.equal(rows, b.batches.flatMap((x) => Array.from({ length: x.count }, (_, r) => [...x.texts.subarray(r * 4, r * 4 + 4)])));
+  assert.ok(rows.every((r) => r[0] === 49406 && r[3] === 49407), 'start, two kept tokens, end');
+  assert.ok(new Set(rows.map((r) => `${r[1]},${r[2]}`)).size > 3, 'different tokens kept for different samples');
+});
+
 test('options are checked before any thread starts', () => {
   const source = { type: 'csv', options: { path: csvPath } } as const;
   assert.throws(() => createDataLoader({ source, batchSize: 0, imageTransform: { size: 8 } }), /createDataLoader: expected an integer in \[1, 1048576\] for options.batchSize, got 0/);
