@@ -5,6 +5,7 @@
 // samples reduced to 8.
 import sharp from 'sharp';
 import { argError } from '../tensor/check.js';
+import { headerSize } from './image_header.js';
 
 /** RGB pixels, row-major height × width × 3 bytes. */
 export interface RgbImage {
@@ -51,13 +52,21 @@ function pipeline(input: ImageInput): sharp.Sharp {
   return sharp(input.data, { raw: { width: input.width, height: input.height, channels: 3 } });
 }
 
-async function toRgb(op: string, image: sharp.Sharp): Promise<RgbImage> {
-  let out: { data: Buffer; info: sharp.OutputInfo };
+async function run(op: string, image: sharp.Sharp): Promise<{ data: Buffer; info: sharp.OutputInfo }> {
   try {
-    out = await image.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    return await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw new Error(`${op}: cannot decode image: ${(e as Error).message}`);
   }
+}
+
+/**
+ * Runs `build()`'s pipeline to RGB bytes. Most images are 3-band sRGB and need no conversion,
+ * which costs a pass; the others (grey, alpha, CMYK) run again with alpha dropped and sRGB forced.
+ */
+async function toRgb(op: string, build: () => sharp.Sharp): Promise<RgbImage> {
+  let out = await run(op, build());
+  if (out.info.channels !== 3) out = await run(op, build().removeAlpha().toColourspace('srgb'));
   const { width, height, channels } = out.info;
   if (channels === 3) return { data: out.data, width, height };
   // A grey image that sRGB conversion left with one band: replicate it.
@@ -70,6 +79,8 @@ async function toRgb(op: string, image: sharp.Sharp): Promise<RgbImage> {
 export async function imageSize(input: ImageInput): Promise<{ width: number; height: number }> {
   const checked = checkInput('imageSize', input);
   if (!(checked instanceof Uint8Array)) return { width: checked.width, height: checked.height };
+  const fromHeader = headerSize(checked);
+  if (fromHeader) return fromHeader;
   let meta: sharp.Metadata;
   try {
     meta = await sharp(checked).metadata();
@@ -84,17 +95,17 @@ export async function imageSize(input: ImageInput): Promise<{ width: number; hei
 export async function decodeImage(input: ImageInput): Promise<RgbImage> {
   const checked = checkInput('decodeImage', input);
   if (!(checked instanceof Uint8Array)) return checked;
-  return toRgb('decodeImage', pipeline(checked));
+  return toRgb('decodeImage', () => pipeline(checked));
 }
 
 /** `box` of the image resized to width × height with bicubic (Catmull-Rom) filtering. */
 export async function cropResize(input: ImageInput, box: CropBox, width: number, height: number): Promise<RgbImage> {
   const checked = checkInput('cropResize', input);
-  return toRgb('cropResize', pipeline(checked).extract(box).resize(width, height, { fit: 'fill', kernel: 'cubic' }));
+  return toRgb('cropResize', () => pipeline(checked).extract(box).resize(width, height, { fit: 'fill', kernel: 'cubic' }));
 }
 
 /** The image's shorter side resized to `size` (bicubic), then the centre size × size. */
 export async function resizeCenterCrop(input: ImageInput, size: number): Promise<RgbImage> {
   const checked = checkInput('resizeCenterCrop', input);
-  return toRgb('resizeCenterCrop', pipeline(checked).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' }));
+  return toRgb('resizeCenterCrop', () => pipeline(checked).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' }));
 }

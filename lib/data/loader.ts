@@ -103,6 +103,8 @@ class Mailbox {
 /** One producer, in a worker thread or in this thread. */
 interface Lane {
   readonly mailbox: Mailbox;
+  /** The worker thread, or null for the in-process producer. */
+  readonly thread: Worker | null;
   start(epoch: number, credits: number): void;
   grant(): void;
   /** Whether the lane keeps the process alive. */
@@ -139,6 +141,7 @@ function workerLane(config: ProducerConfig): Lane {
   const send = (m: ToProducer): void => worker.postMessage(m);
   return {
     mailbox,
+    thread: worker,
     start: (epoch, credits) => send({ type: 'epoch', epoch, credits }),
     grant: () => send({ type: 'credit' }),
     hold: (on) => (on ? worker.ref() : worker.unref()),
@@ -163,6 +166,7 @@ function localLane(config: ProducerConfig, source: SampleSource | undefined): La
   );
   return {
     mailbox,
+    thread: null,
     start(epoch, n) {
       credits = new Credits();
       credits.add(n);
@@ -244,6 +248,11 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (this.closed) throw new Error('DataLoader.batchesPerEpoch: the loader is closed');
     await this.startLanes();
     return this.info!.batchesPerEpoch;
+  }
+
+  /** The worker threads now running (none before the first epoch, after close, or with workers 0). */
+  workerThreads(): Worker[] {
+    return (this.lanes ?? []).flatMap((l) => (l.thread ? [l.thread] : []));
   }
 
   /** Iterates the next epoch (0, 1, ... in turn). */

@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeImage, imageSize, type RgbImage } from '../../lib/data/image.js';
+import { headerSize } from '../../lib/data/image_header.js';
 import { SeededRandom } from '../../lib/data/seeded.js';
 import { createImageTransform, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, parseAugConfig, randomResizedCropBox } from '../../lib/data/transforms.js';
 
@@ -128,6 +129,27 @@ test('EXIF orientation is applied and alpha dropped', async () => {
   assert.equal([g.data.length, g.data[0], g.data[1], g.data[2]], [8 * 6 * 3, 90, 90, 90]);
 });
 
+test('header dimensions agree with the decoder for JPEG (EXIF rotated), PNG and WebP; odd headers defer', async () => {
+  const img = gradient(37, 23);
+  const raw = () => sharp(img.data, { raw: { width: 37, height: 23, channels: 3 } });
+  const files = [
+    await raw().jpeg().toBuffer(),
+    await raw().jpeg({ progressive: true }).withMetadata({ orientation: 8 }).toBuffer(),
+    await raw().png().toBuffer(),
+    await raw().webp().toBuffer(),
+    await raw().webp({ lossless: true }).toBuffer(),
+    await raw().ensureAlpha(0.5).webp().toBuffer(),
+  ];
+  for (const [i, f] of files.entries()) {
+    const meta = await sharp(f).metadata();
+    const want = meta.autoOrient ?? { width: meta.width, height: meta.height };
+    assert.equal(headerSize(f), { width: want.width, height: want.height }, `file ${i} (${meta.format})`);
+  }
+  assert.equal(headerSize(files[1]!), { width: 23, height: 37 });
+  assert.is(headerSize(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 200])), null, 'a header cut short defers');
+  assert.is(headerSize(new Uint8Array(40)), null);
+});
+
 test('grayscale with probability 1 gives equal channels; jitter changes pixels, deterministically', async () => {
   const img = gradient(32, 32);
   const unnormalize = (v: Float32Array, c: number, i: number): number => v[c * 256 + i]! * OPENAI_DATASET_STD[c]! + OPENAI_DATASET_MEAN[c]!;
@@ -173,7 +195,8 @@ test('bad options and undecodable bytes are clear errors', async () => {
   const t = createImageTransform({ size: 8, train: true });
   await rejects(run(t, new Uint8Array([0xff, 0xd8, 0xff, 1, 2, 3, 4]), 0), /imageSize: cannot read image header/);
   const jpeg = await encode(gradient(40, 40), 'jpeg');
-  await rejects(run(t, jpeg.subarray(0, jpeg.length >> 1), 0), /imageSize: cannot read image header: .*premature end/);
+  await rejects(run(t, jpeg.subarray(0, 120), 0), /imageSize: cannot read image header: .*premature end/);
+  await rejects(run(t, jpeg.subarray(0, jpeg.length >> 1), 0), /cropResize: cannot decode image: .*premature end/);
   await rejects(run(t, jpeg.subarray(0, jpeg.length - 10), 0), /cropResize: cannot decode image: .*premature end/);
   await rejects(run(t, { data: new Uint8Array(5), width: 2, height: 2 }, 0), /imageSize: expected encoded image bytes or .* for input/);
   await rejects(t.apply(jpeg, new SeededRandom(0), new Float32Array(10)), /ImageTransform.apply: expected a Float32Array with 192 floats/);
