@@ -106,6 +106,8 @@ export interface NativeAddon {
   dwconvForward(x: T, w: T, bias: T | null, y: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardWeight(x: T | null, dy: T, dw: T | null, db: T | null, kernelSize: number, stride: number, padH: number, padW: number, dilation: number): void;
+  // readFileInto: the raw bytes of an open file (fd) from `position` into the tensor's memory, numel x dtype size
+  readFileInto(t: T, fd: number, position: number): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

@@ -12,6 +12,9 @@ import { readExact, writeAll, writeFileAtomic } from './files.js';
 import { decodeValues, ELEMENT_BYTES, READ_AS, READABLE } from './element_types.js';
 import { f32ToBf16, f32ToF16 } from './half.js';
 
+// File dtypes whose bytes are the tensor's bytes (little-endian hosts only).
+const AS_STORED: Readonly<Record<string, true>> = { F32: true, BF16: true, I32: true };
+
 /** The largest header accepted: real headers are kilobytes; more means a corrupt length. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -166,18 +169,25 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
     for (const e of header.entries) {
       if (!(e.dtype in READ_AS)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
       if (e.shape.length > 8) throw fail(path, `tensor '${e.name}' has ${e.shape.length} dimensions; at most 8 are supported`);
-      largest = Math.max(largest, e.end - e.begin);
+      if (!(e.dtype in AS_STORED)) largest = Math.max(largest, e.end - e.begin);
     }
-    // One staging buffer, sized for the largest tensor, serves every read; 8-byte aligned
-    // because it is an ArrayBuffer of its own.
+    // Tensors stored as they are kept go straight from the file into their memory; the
+    // others are converted through one staging buffer sized for the largest of them.
     const staging = new Uint8Array(largest);
     for (const e of header.entries) {
-      const raw = staging.subarray(0, e.end - e.begin);
-      readExact(fd, raw, header.dataStart + e.begin, op, path);
-      const values = decodeValues(raw, e.dtype, `safetensors: ${path}`, e.name);
       const t = empty(e.shape, { dtype: READ_AS[e.dtype]!, device });
       tensors.set(e.name, t);
-      native.upload(t, values);
+      if (e.dtype in AS_STORED) {
+        try {
+          native.readFileInto(t, fd, header.dataStart + e.begin);
+        } catch (err) {
+          throw fail(path, `tensor '${e.name}': ${(err as Error).message}`);
+        }
+      } else {
+        const raw = staging.subarray(0, e.end - e.begin);
+        readExact(fd, raw, header.dataStart + e.begin, op, path);
+        native.upload(t, decodeValues(raw, e.dtype, `safetensors: ${path}`, e.name));
+      }
     }
     return { tensors, metadata: header.metadata };
   } catch (err) {
