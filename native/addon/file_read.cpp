@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "args.h"
+#include "memory.h"
 #include "register.h"
 
 namespace cf::addon {
