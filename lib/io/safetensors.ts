@@ -218,7 +218,7 @@ function encode(t: Tensor, fileDtype: string): Uint8Array {
 }
 
 /** The named tensors of a Map or a plain object, validated, sorted by name. */
-export function namedTensors(op: string, tensors: unknown): [string, Tensor][] {
+function namedTensors(op: string, tensors: unknown): [string, Tensor][] {
   let pairs: [unknown, unknown][];
   if (tensors instanceof Map) pairs = [...tensors.entries()];
   else if (tensors !== null && typeof tensors === 'object' && Object.getPrototypeOf(tensors) === Object.prototype) pairs = Object.entries(tensors);
