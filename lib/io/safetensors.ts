@@ -266,5 +266,5 @@ export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Re
   writeFileAtomic(path, (fd) => {
     writeAll(fd, head);
     named.forEach(([, t], i) => writeAll(fd, encode(t, fileDtypes[i]!)));
-  });
+  }, op);
 }

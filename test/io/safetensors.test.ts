@@ -262,6 +262,7 @@ test('bad arguments are errors naming the function and the argument', () => {
       assert.throws(() => writeSafetensors(path, { a: t }, { dtype: 'f64' as 'f32' }), /writeSafetensors: expected 'f32', 'bf16' or 'f16' for opts.dtype, got 'f64'/);
       assert.throws(() => writeSafetensors(path, { a: t }, { metadata: { n: 3 as unknown as string } }), /writeSafetensors: expected a string for opts.metadata\['n'\], got 3/);
       assert.throws(() => writeSafetensors(path, { __metadata__: t }), /the tensor name '__metadata__' is reserved/);
+      assert.throws(() => writeSafetensors(join(dir, 'no', 'such', 'dir.safetensors'), { a: t }), /writeSafetensors: .*dir\.safetensors: cannot create a temporary file beside it \(ENOENT/);
       const gone = cf.ones([2]);
       gone.dispose();
       assert.throws(() => writeSafetensors(path, { a: gone }), /writeSafetensors: tensors\['a'\] has been disposed/);
