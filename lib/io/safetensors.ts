@@ -64,7 +64,7 @@ function parseEntry(name: string, v: unknown, file: string, dataBytes: number): 
   if (!('shape' in o)) throw fail(file, `${where}: missing shape`);
   if (!('data_offsets' in o)) throw fail(file, `${where}: missing data_offsets`);
   const { dtype, shape, data_offsets: offsets } = o;
-  if (typeof dtype !== 'string' || !(dtype in ELEMENT_BYTES)) throw fail(file, `${where}: unknown dtype ${describe(dtype)}`);
+  if (typeof dtype !== 'string' || !Object.hasOwn(ELEMENT_BYTES, dtype)) throw fail(file, `${where}: unknown dtype ${describe(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(nonNegativeInteger)) {
     throw fail(file, `${where}: expected a shape of non-negative integers, got ${JSON.stringify(shape)}`);
   }
@@ -147,8 +147,8 @@ function checkLittleEndian(op: string): void {
 /**
  * Reads a .safetensors file. F32, BF16 and I32 tensors keep their dtype; F16 becomes f32
  * (exactly), I64 becomes i32 (values outside the i32 range are an error) and the smaller
- * integer types (I16, I8, U8, BOOL) become i32. The tensors
- * belong to the caller (and to the enclosing scope, if any).
+ * integer types (I16, I8, U8, BOOL) become i32. The tensors belong to the caller (and to
+ * the enclosing scope, if any).
  */
 export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const op = 'readSafetensors';
@@ -167,9 +167,9 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
     const header = parseSafetensorsHeader(head, path, fileSize);
     let largest = 0;
     for (const e of header.entries) {
-      if (!(e.dtype in READ_AS)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
+      if (!Object.hasOwn(READ_AS, e.dtype)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
       if (e.shape.length > 8) throw fail(path, `tensor '${e.name}' has ${e.shape.length} dimensions; at most 8 are supported`);
-      if (!(e.dtype in AS_STORED)) largest = Math.max(largest, e.end - e.begin);
+      if (!Object.hasOwn(AS_STORED, e.dtype)) largest = Math.max(largest, e.end - e.begin);
     }
     // Tensors stored as they are kept go straight from the file into their memory; the
     // others are converted through one staging buffer sized for the largest of them.
@@ -177,7 +177,7 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
     for (const e of header.entries) {
       const t = empty(e.shape, { dtype: READ_AS[e.dtype]!, device });
       tensors.set(e.name, t);
-      if (e.dtype in AS_STORED) {
+      if (Object.hasOwn(AS_STORED, e.dtype)) {
         try {
           native.readFileInto(t, fd, header.dataStart + e.begin);
         } catch (err) {
@@ -239,7 +239,7 @@ export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Re
   const op = 'writeSafetensors';
   checkPath(op, path);
   checkLittleEndian(op);
-  if (opts.dtype !== undefined && !(opts.dtype in FILE_DTYPE)) throw argError(op, 'opts.dtype', "'f32', 'bf16' or 'f16'", opts.dtype);
+  if (opts.dtype !== undefined && !Object.hasOwn(FILE_DTYPE, opts.dtype)) throw argError(op, 'opts.dtype', "'f32', 'bf16' or 'f16'", opts.dtype);
   const metadata = opts.metadata ?? {};
   if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw argError(op, 'opts.metadata', 'an object of strings', metadata);
   for (const [k, v] of Object.entries(metadata)) {

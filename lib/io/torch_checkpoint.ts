@@ -208,7 +208,7 @@ export interface ReadTorchCheckpointOptions {
 function materialize(archive: ZipArchive, named: [string, TensorRef][], op: string, device: Device): Tensor[] {
   const path = archive.path;
   for (const [name, ref] of named) {
-    if (!(ref.type in READ_AS)) throw new Error(`${op}: ${path}: tensor '${name}' has element type ${ref.type}, which is not supported (${READABLE} are)`);
+    if (!Object.hasOwn(READ_AS, ref.type)) throw new Error(`${op}: ${path}: tensor '${name}' has element type ${ref.type}, which is not supported (${READABLE} are)`);
     if (ref.shape.length > 8) throw new Error(`${op}: ${path}: tensor '${name}' has ${ref.shape.length} dimensions; at most 8 are supported`);
   }
   // Storages are read once each, however many tensors view them, and dropped after use.

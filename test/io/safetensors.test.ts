@@ -170,6 +170,7 @@ test('every kind of corrupt header is an error naming the file and the problem',
       ['no offsets', () => rawFile(join(dir, 'nooffsets'), '{"a":{"dtype":"F32","shape":[2]}}', 8), /tensor 'a': missing data_offsets/],
       ['extra field', () => rawFile(join(dir, 'extra'), '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}', 8), /tensor 'a': unexpected field 'x'/],
       ['unknown dtype', () => rawFile(join(dir, 'dtype'), '{"a":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}', 8), /tensor 'a': unknown dtype 'F17'/],
+      ['inherited name as dtype', () => rawFile(join(dir, 'proto'), '{"a":{"dtype":"toString","shape":[2],"data_offsets":[0,8]}}', 8), /tensor 'a': unknown dtype 'toString'/],
       ['negative dim', () => rawFile(join(dir, 'neg'), '{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', 8), /shape of non-negative integers, got \[-2\]/],
       ['fractional dim', () => rawFile(join(dir, 'frac'), '{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}}', 8), /shape of non-negative integers, got \[1.5\]/],
       ['shape type', () => rawFile(join(dir, 'shapetype'), '{"a":{"dtype":"F32","shape":"2","data_offsets":[0,8]}}', 8), /shape of non-negative integers, got "2"/],
@@ -260,6 +261,7 @@ test('bad arguments are errors naming the function and the argument', () => {
       assert.throws(() => writeSafetensors(path, [t] as unknown as Record<string, cf.Tensor>), /writeSafetensors: expected a Map or a plain object of tensors for tensors/);
       assert.throws(() => writeSafetensors(path, { a: [1, 2] as unknown as cf.Tensor }), /writeSafetensors: expected a Tensor for tensors\['a'\]/);
       assert.throws(() => writeSafetensors(path, { a: t }, { dtype: 'f64' as 'f32' }), /writeSafetensors: expected 'f32', 'bf16' or 'f16' for opts.dtype, got 'f64'/);
+      assert.throws(() => writeSafetensors(path, { a: t }, { dtype: 'constructor' as 'f32' }), /writeSafetensors: expected 'f32', 'bf16' or 'f16' for opts.dtype/);
       assert.throws(() => writeSafetensors(path, { a: t }, { metadata: { n: 3 as unknown as string } }), /writeSafetensors: expected a string for opts.metadata\['n'\], got 3/);
       assert.throws(() => writeSafetensors(path, { __metadata__: t }), /the tensor name '__metadata__' is reserved/);
       assert.throws(() => writeSafetensors(join(dir, 'no', 'such', 'dir.safetensors'), { a: t }), /writeSafetensors: .*dir\.safetensors: cannot create a temporary file beside it \(ENOENT/);
