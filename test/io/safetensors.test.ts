@@ -97,6 +97,7 @@ test('round trip write -> read for every dtype and file dtype on every device', 
         const ids = cf.fromArray(Int32Array.from([-(2 ** 31), -1, 0, 2 ** 31 - 1, 42]), [5, 1], { device });
         const scalar = cf.scalar(7.5, { device });
         const none = cf.zeros([0, 4], { device });
+        const window = x32.view([2, 5], 7);
         const bf16Of = (t: cf.Tensor): Float32Array => cf.fromArray(t.toArray() as Float32Array, [t.size], { dtype: 'bf16' }).toArray() as Float32Array;
         const cases: { dtype?: 'f32' | 'bf16' | 'f16'; want: (t: cf.Tensor) => Float32Array; readAs: (t: cf.Tensor) => string }[] = [
           { want: (t) => t.toArray() as Float32Array, readAs: (t) => t.dtype },
@@ -106,10 +107,10 @@ test('round trip write -> read for every dtype and file dtype on every device', 
         ];
         for (const c of cases) {
           const path = join(dir, `rt-${c.dtype ?? 'own'}.safetensors`);
-          writeSafetensors(path, { x32, x16, ids, scalar, none }, { dtype: c.dtype, metadata: { step: '3', 'ünïcode': 'ok ✓' } });
+          writeSafetensors(path, { x32, x16, ids, scalar, none, window }, { dtype: c.dtype, metadata: { step: '3', 'ünïcode': 'ok ✓' } });
           const { tensors, metadata } = readSafetensors(path, { device });
           assert.equal(metadata, { step: '3', 'ünïcode': 'ok ✓' });
-          for (const [name, t] of Object.entries({ x32, x16, scalar, none })) {
+          for (const [name, t] of Object.entries({ x32, x16, scalar, none, window })) {
             const back = tensors.get(name)!;
             assert.is(back.device, device);
             assert.is(back.dtype, c.readAs(t), `${name} (${c.dtype}) dtype`);
