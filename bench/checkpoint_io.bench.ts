@@ -2,9 +2,10 @@
 // tensors of 1M elements) and a torch.save zip of the same tensors, from the page cache.
 //
 // Floor: a read has to move every byte out of the page cache at least once; the floor is
-// reading the file through one reused tensor-sized buffer, timed in the same run. Our read
-// moves the bytes twice (page cache -> staging buffer -> tensor memory), so about half the
-// floor's rate is the expected ceiling. Writing is bounded by the fsync.
+// reading the file through one reused tensor-sized buffer, timed in the same run.
+// readSafetensors reads f32 tensors straight into their memory (native readFileInto), so
+// it can reach the floor; readTorchCheckpoint reads each storage into a buffer, checks its
+// CRC-32 and uploads it (two passes more). Writing is bounded by the fsync.
 //
 // Run: node --import tsx bench/checkpoint_io.bench.ts [--mb 200] [--device cpu|cuda]
 // Writes bench/results/<date>-<device>-checkpoint_io.json. The files live in the OS temp

@@ -109,6 +109,8 @@ export interface NativeAddon {
   // adamw: one AdamW update of each listed parameter in place; params / expAvgs / expAvgSqs f32, grads f32 or
   // bf16 (one dtype per call), one shape per entry, one device; lrs / weightDecays / steps (after this update) per entry
   adamw(params: T[], grads: T[], expAvgs: T[], expAvgSqs: T[], lrs: number[], weightDecays: number[], steps: number[], beta1: number, beta2: number, eps: number): void;
+  // readFileInto: the raw bytes of an open file (fd) from `position` into the tensor's memory, numel x dtype size
+  readFileInto(t: T, fd: number, position: number): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

@@ -26,11 +26,16 @@ export function writeAll(fd: number, data: Uint8Array): void {
  * Replaces `path` with what `write` puts into a new file: the bytes go to a temporary file
  * in the same directory (so the rename stays on one file system), are flushed to disk, and
  * only then renamed over `path`. A failure at any point leaves `path` as it was and removes
- * the temporary file.
+ * the temporary file. `op` prefixes the error when the temporary file cannot be created.
  */
-export function writeFileAtomic(path: string, write: (fd: number) => void): void {
+export function writeFileAtomic(path: string, write: (fd: number) => void, op: string): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx');
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx');
+  } catch (e) {
+    throw new Error(`${op}: ${path}: cannot create a temporary file beside it (${(e as Error).message})`);
+  }
   let renamed = false;
   try {
     try {

@@ -3,5 +3,5 @@ export {
   readSafetensors, readSafetensorsHeader, writeSafetensors, parseSafetensorsHeader, MAX_HEADER_BYTES,
   type SafetensorsEntry, type SafetensorsHeader, type ReadSafetensorsOptions, type WriteSafetensorsOptions,
 } from './safetensors.js';
-export { readTorchCheckpoint, type ReadTorchCheckpointOptions } from './torch_checkpoint.js';
+export { readTorchCheckpoint, readTorchCheckpointFull, type ReadTorchCheckpointOptions } from './torch_checkpoint.js';
 export { readStateDict, detectCheckpointFormat, type CheckpointFormat, type ReadStateDictOptions } from './state_dict.js';

@@ -12,6 +12,9 @@ import { readExact, writeAll, writeFileAtomic } from './files.js';
 import { decodeValues, ELEMENT_BYTES, READ_AS, READABLE } from './element_types.js';
 import { f32ToBf16, f32ToF16 } from './half.js';
 
+// File dtypes whose bytes are the tensor's bytes (little-endian hosts only).
+const AS_STORED: Readonly<Record<string, true>> = { F32: true, BF16: true, I32: true };
+
 /** The largest header accepted: real headers are kilobytes; more means a corrupt length. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -61,7 +64,7 @@ function parseEntry(name: string, v: unknown, file: string, dataBytes: number): 
   if (!('shape' in o)) throw fail(file, `${where}: missing shape`);
   if (!('data_offsets' in o)) throw fail(file, `${where}: missing data_offsets`);
   const { dtype, shape, data_offsets: offsets } = o;
-  if (typeof dtype !== 'string' || !(dtype in ELEMENT_BYTES)) throw fail(file, `${where}: unknown dtype ${describe(dtype)}`);
+  if (typeof dtype !== 'string' || !Object.hasOwn(ELEMENT_BYTES, dtype)) throw fail(file, `${where}: unknown dtype ${describe(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(nonNegativeInteger)) {
     throw fail(file, `${where}: expected a shape of non-negative integers, got ${JSON.stringify(shape)}`);
   }
@@ -166,8 +169,8 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 /**
  * Reads a .safetensors file. F32, BF16 and I32 tensors keep their dtype; F16 becomes f32
  * (exactly), I64 becomes i32 (values outside the i32 range are an error) and the smaller
- * integer types (I16, I8, U8, BOOL) become i32. The tensors
- * belong to the caller (and to the enclosing scope, if any).
+ * integer types (I16, I8, U8, BOOL) become i32. The tensors belong to the caller (and to
+ * the enclosing scope, if any).
  */
 export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const op = 'readSafetensors';
@@ -180,20 +183,27 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
     const header = readHeader(fd, op, path);
     let largest = 0;
     for (const e of header.entries) {
-      if (!(e.dtype in READ_AS)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
+      if (!Object.hasOwn(READ_AS, e.dtype)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
       if (e.shape.length > 8) throw fail(path, `tensor '${e.name}' has ${e.shape.length} dimensions; at most 8 are supported`);
-      largest = Math.max(largest, e.end - e.begin);
+      if (!Object.hasOwn(AS_STORED, e.dtype)) largest = Math.max(largest, e.end - e.begin);
     }
-    // One staging buffer, sized for the largest tensor, serves every read; 8-byte aligned
-    // because it is an ArrayBuffer of its own.
+    // Tensors stored as they are kept go straight from the file into their memory; the
+    // others are converted through one staging buffer sized for the largest of them.
     const staging = new Uint8Array(largest);
     for (const e of header.entries) {
-      const raw = staging.subarray(0, e.end - e.begin);
-      readExact(fd, raw, header.dataStart + e.begin, op, path);
-      const values = decodeValues(raw, e.dtype, `safetensors: ${path}`, e.name);
       const t = empty(e.shape, { dtype: READ_AS[e.dtype]!, device });
       tensors.set(e.name, t);
-      native.upload(t, values);
+      if (Object.hasOwn(AS_STORED, e.dtype)) {
+        try {
+          native.readFileInto(t, fd, header.dataStart + e.begin);
+        } catch (err) {
+          throw fail(path, `tensor '${e.name}': ${(err as Error).message}`);
+        }
+      } else {
+        const raw = staging.subarray(0, e.end - e.begin);
+        readExact(fd, raw, header.dataStart + e.begin, op, path);
+        native.upload(t, decodeValues(raw, e.dtype, `safetensors: ${path}`, e.name));
+      }
     }
     return { tensors, metadata: header.metadata };
   } catch (err) {
@@ -224,7 +234,7 @@ function encode(t: Tensor, fileDtype: string): Uint8Array {
 }
 
 /** The named tensors of a Map or a plain object, validated, sorted by name. */
-export function namedTensors(op: string, tensors: unknown): [string, Tensor][] {
+function namedTensors(op: string, tensors: unknown): [string, Tensor][] {
   let pairs: [unknown, unknown][];
   if (tensors instanceof Map) pairs = [...tensors.entries()];
   else if (tensors !== null && typeof tensors === 'object' && Object.getPrototypeOf(tensors) === Object.prototype) pairs = Object.entries(tensors);
@@ -245,7 +255,7 @@ export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Re
   const op = 'writeSafetensors';
   checkPath(op, path);
   checkLittleEndian(op);
-  if (opts.dtype !== undefined && !(opts.dtype in FILE_DTYPE)) throw argError(op, 'opts.dtype', "'f32', 'bf16' or 'f16'", opts.dtype);
+  if (opts.dtype !== undefined && !Object.hasOwn(FILE_DTYPE, opts.dtype)) throw argError(op, 'opts.dtype', "'f32', 'bf16' or 'f16'", opts.dtype);
   const metadata = opts.metadata ?? {};
   if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw argError(op, 'opts.metadata', 'an object of strings', metadata);
   for (const [k, v] of Object.entries(metadata)) {
@@ -272,5 +282,5 @@ export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Re
   writeFileAtomic(path, (fd) => {
     writeAll(fd, head);
     named.forEach(([, t], i) => writeAll(fd, encode(t, fileDtypes[i]!)));
-  });
+  }, op);
 }

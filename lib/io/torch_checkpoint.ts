@@ -202,6 +202,55 @@ export interface ReadTorchCheckpointOptions {
 }
 
 /**
+ * Creates the tensors of `named` (in that order) from the archive's storages. On failure,
+ * disposes what it created and throws.
+ */
+function materialize(archive: ZipArchive, named: [string, TensorRef][], op: string, device: Device): Tensor[] {
+  const path = archive.path;
+  for (const [name, ref] of named) {
+    if (!Object.hasOwn(READ_AS, ref.type)) throw new Error(`${op}: ${path}: tensor '${name}' has element type ${ref.type}, which is not supported (${READABLE} are)`);
+    if (ref.shape.length > 8) throw new Error(`${op}: ${path}: tensor '${name}' has ${ref.shape.length} dimensions; at most 8 are supported`);
+  }
+  // Storages are read once each, however many tensors view them, and dropped after use.
+  const byStorage = new Map<StorageRef, number[]>();
+  named.forEach(([, ref], i) => {
+    const list = byStorage.get(ref.storage) ?? [];
+    list.push(i);
+    byStorage.set(ref.storage, list);
+  });
+  // One reused buffer for the stored (uncompressed) storages: allocating a fresh one per
+  // storage costs about as much as reading it.
+  let largest = 0;
+  for (const s of byStorage.keys()) largest = Math.max(largest, s.numel * ELEMENT_BYTES[s.type]!);
+  const scratch = new Uint8Array(largest);
+  const out = new Array<Tensor>(named.length);
+  const created: Tensor[] = [];
+  try {
+    for (const [storage, indices] of byStorage) {
+      const bytes = archive.readEntry(storage.entry, scratch);
+      for (const i of indices) {
+        const [name, ref] = named[i]!;
+        const values = decodeValues(contiguousBytes(ref, bytes), ref.type, `${op}: ${path}`, name);
+        const t = empty(ref.shape, { dtype: READ_AS[ref.type]!, device });
+        created.push(t);
+        out[i] = t;
+        native.upload(t, values);
+      }
+    }
+    return out;
+  } catch (err) {
+    for (const t of created) t.dispose();
+    throw err;
+  }
+}
+
+function openCheckpoint(op: string, path: unknown, opts: ReadTorchCheckpointOptions): { archive: ZipArchive; device: Device } {
+  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
+  const device = checkDevice(op, 'opts.device', opts.device ?? 'cpu');
+  return { archive: new ZipArchive(path, op), device };
+}
+
+/**
  * Reads the tensors of a torch.save checkpoint (zip format) as a state dict: the top-level
  * dict, or its "state_dict" / "model" member when it has one. Views become contiguous
  * tensors; a "module." prefix shared by every key is removed; non-tensor values (epoch,
@@ -210,41 +259,81 @@ export interface ReadTorchCheckpointOptions {
  */
 export function readTorchCheckpoint(path: string, opts: ReadTorchCheckpointOptions = {}): Map<string, Tensor> {
   const op = 'readTorchCheckpoint';
-  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
-  const device = checkDevice(op, 'opts.device', opts.device ?? 'cpu');
-  const archive = new ZipArchive(path, op);
-  const built: [number, string, Tensor][] = [];
+  const { archive, device } = openCheckpoint(op, path, opts);
   try {
     const named = stateDictOf(readObjectTree(archive, op), op, path);
-    for (const [name, ref] of named) {
-      if (!(ref.type in READ_AS)) throw new Error(`${op}: ${path}: tensor '${name}' has element type ${ref.type}, which is not supported (${READABLE} are)`);
-      if (ref.shape.length > 8) throw new Error(`${op}: ${path}: tensor '${name}' has ${ref.shape.length} dimensions; at most 8 are supported`);
-    }
-    // Storages are read once each, however many tensors view them, and dropped after use.
-    const byStorage = new Map<StorageRef, [string, TensorRef][]>();
-    for (const pair of named) {
-      const list = byStorage.get(pair[1].storage) ?? [];
-      list.push(pair);
-      byStorage.set(pair[1].storage, list);
-    }
-    const order = new Map(named.map(([name], i) => [name, i]));
-    // One reused buffer for the stored (uncompressed) storages: allocating a fresh one per
-    // storage costs about as much as reading it.
-    const scratch = new Uint8Array(Math.max(0, ...[...byStorage.keys()].map((s) => s.numel * ELEMENT_BYTES[s.type]!)));
-    for (const [storage, refs] of byStorage) {
-      const bytes = archive.readEntry(storage.entry, scratch);
-      for (const [name, ref] of refs) {
-        const values = decodeValues(contiguousBytes(ref, bytes), ref.type, `${op}: ${path}`, name);
-        const t = empty(ref.shape, { dtype: READ_AS[ref.type]!, device });
-        built.push([order.get(name)!, name, t]);
-        native.upload(t, values);
+    const tensors = materialize(archive, named, op, device);
+    return new Map(named.map(([name], i) => [name, tensors[i]!]));
+  } finally {
+    archive.close();
+  }
+}
+
+// Deeper nesting than any real checkpoint: a guard against hostile pickles.
+const MAX_DEPTH = 1000;
+
+/**
+ * Reads a whole torch.save checkpoint as plain values: dicts with string keys become
+ * objects (other dicts stay Maps), lists and tuples arrays, and every tensor anywhere in
+ * the tree (optimizer state included) a Tensor, converted as readTorchCheckpoint does; a
+ * tensor that appears twice in the file is one Tensor here. Integers beyond 2^53 are bigints.
+ */
+export function readTorchCheckpointFull(path: string, opts: ReadTorchCheckpointOptions = {}): unknown {
+  const op = 'readTorchCheckpointFull';
+  const { archive, device } = openCheckpoint(op, path, opts);
+  try {
+    const tree = readObjectTree(archive, op);
+    const refs = new Map<TensorRef, string>();
+    const seen = new Set<unknown>();
+    const collect = (v: unknown, where: string, depth: number): void => {
+      if (depth > MAX_DEPTH) throw new Error(`${op}: ${path}: values nested more than ${MAX_DEPTH} deep`);
+      if (v instanceof TensorRef) {
+        if (!refs.has(v)) refs.set(v, where);
+      } else if (v !== null && typeof v === 'object' && !seen.has(v)) {
+        seen.add(v);
+        if (v instanceof Map) for (const [k, x] of v) collect(x, where ? `${where}.${String(k)}` : String(k), depth + 1);
+        else if (Array.isArray(v) || v instanceof Set) [...v].forEach((x, i) => collect(x, `${where}[${i}]`, depth + 1));
       }
-    }
-    built.sort((a, b) => a[0] - b[0]);
-    return new Map(built.map(([, name, t]) => [name, t]));
-  } catch (err) {
-    for (const [, , t] of built) t.dispose();
-    throw err;
+    };
+    collect(tree, '', 0);
+    const named = [...refs].map(([ref, where]): [string, TensorRef] => [where, ref]);
+    const tensors = materialize(archive, named, op, device);
+    const tensorOf = new Map(named.map(([, ref], i) => [ref, tensors[i]!]));
+    // Converted containers are registered before their contents, so shared and cyclic
+    // references come out shared and cyclic rather than recursing forever.
+    const converted = new Map<unknown, unknown>();
+    const convert = (v: unknown): unknown => {
+      if (v instanceof TensorRef) return tensorOf.get(v);
+      if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
+      if (converted.has(v)) return converted.get(v);
+      if (Array.isArray(v)) {
+        const out: unknown[] = [];
+        converted.set(v, out);
+        for (const x of v) out.push(convert(x));
+        return out;
+      }
+      if (v instanceof Set) {
+        const out = new Set<unknown>();
+        converted.set(v, out);
+        for (const x of v) out.add(convert(x));
+        return out;
+      }
+      if (v instanceof Map) {
+        if ([...v.keys()].every((k) => typeof k === 'string')) {
+          const out: Record<string, unknown> = {};
+          converted.set(v, out);
+          for (const [k, x] of v) Object.defineProperty(out, k as string, { value: convert(x), enumerable: true, writable: true, configurable: true });
+          return out;
+        }
+        const out = new Map<unknown, unknown>();
+        converted.set(v, out);
+        for (const [k, x] of v) out.set(convert(k), convert(x));
+        return out;
+      }
+      // Storage and dtype stand-ins left in the tree carry no data a caller can use.
+      return null;
+    };
+    return convert(tree);
   } finally {
     archive.close();
   }

@@ -22,6 +22,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_attention(env, exports);
   register_dwconv(env, exports);
   register_adamw(env, exports);
+  register_file_read(env, exports);
   return exports;
 }
 }  // namespace

@@ -19,4 +19,5 @@ void register_contrastive_loss(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_dwconv(Napi::Env env, Napi::Object exports);
 void register_adamw(Napi::Env env, Napi::Object exports);
+void register_file_read(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon

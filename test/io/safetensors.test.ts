@@ -97,6 +97,7 @@ test('round trip write -> read for every dtype and file dtype on every device', 
         const ids = cf.fromArray(Int32Array.from([-(2 ** 31), -1, 0, 2 ** 31 - 1, 42]), [5, 1], { device });
         const scalar = cf.scalar(7.5, { device });
         const none = cf.zeros([0, 4], { device });
+        const window = x32.view([2, 5], 7);
         const bf16Of = (t: cf.Tensor): Float32Array => cf.fromArray(t.toArray() as Float32Array, [t.size], { dtype: 'bf16' }).toArray() as Float32Array;
         const cases: { dtype?: 'f32' | 'bf16' | 'f16'; want: (t: cf.Tensor) => Float32Array; readAs: (t: cf.Tensor) => string }[] = [
           { want: (t) => t.toArray() as Float32Array, readAs: (t) => t.dtype },
@@ -106,10 +107,10 @@ test('round trip write -> read for every dtype and file dtype on every device', 
         ];
         for (const c of cases) {
           const path = join(dir, `rt-${c.dtype ?? 'own'}.safetensors`);
-          writeSafetensors(path, { x32, x16, ids, scalar, none }, { dtype: c.dtype, metadata: { step: '3', 'ünïcode': 'ok ✓' } });
+          writeSafetensors(path, { x32, x16, ids, scalar, none, window }, { dtype: c.dtype, metadata: { step: '3', 'ünïcode': 'ok ✓' } });
           const { tensors, metadata } = readSafetensors(path, { device });
           assert.equal(metadata, { step: '3', 'ünïcode': 'ok ✓' });
-          for (const [name, t] of Object.entries({ x32, x16, scalar, none })) {
+          for (const [name, t] of Object.entries({ x32, x16, scalar, none, window })) {
             const back = tensors.get(name)!;
             assert.is(back.device, device);
             assert.is(back.dtype, c.readAs(t), `${name} (${c.dtype}) dtype`);
@@ -170,6 +171,7 @@ test('every kind of corrupt header is an error naming the file and the problem',
       ['no offsets', () => rawFile(join(dir, 'nooffsets'), '{"a":{"dtype":"F32","shape":[2]}}', 8), /tensor 'a': missing data_offsets/],
       ['extra field', () => rawFile(join(dir, 'extra'), '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}', 8), /tensor 'a': unexpected field 'x'/],
       ['unknown dtype', () => rawFile(join(dir, 'dtype'), '{"a":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}', 8), /tensor 'a': unknown dtype 'F17'/],
+      ['inherited name as dtype', () => rawFile(join(dir, 'proto'), '{"a":{"dtype":"toString","shape":[2],"data_offsets":[0,8]}}', 8), /tensor 'a': unknown dtype 'toString'/],
       ['negative dim', () => rawFile(join(dir, 'neg'), '{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', 8), /shape of non-negative integers, got \[-2\]/],
       ['fractional dim', () => rawFile(join(dir, 'frac'), '{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}}', 8), /shape of non-negative integers, got \[1.5\]/],
       ['shape type', () => rawFile(join(dir, 'shapetype'), '{"a":{"dtype":"F32","shape":"2","data_offsets":[0,8]}}', 8), /shape of non-negative integers, got "2"/],
@@ -260,8 +262,10 @@ test('bad arguments are errors naming the function and the argument', () => {
       assert.throws(() => writeSafetensors(path, [t] as unknown as Record<string, cf.Tensor>), /writeSafetensors: expected a Map or a plain object of tensors for tensors/);
       assert.throws(() => writeSafetensors(path, { a: [1, 2] as unknown as cf.Tensor }), /writeSafetensors: expected a Tensor for tensors\['a'\]/);
       assert.throws(() => writeSafetensors(path, { a: t }, { dtype: 'f64' as 'f32' }), /writeSafetensors: expected 'f32', 'bf16' or 'f16' for opts.dtype, got 'f64'/);
+      assert.throws(() => writeSafetensors(path, { a: t }, { dtype: 'constructor' as 'f32' }), /writeSafetensors: expected 'f32', 'bf16' or 'f16' for opts.dtype/);
       assert.throws(() => writeSafetensors(path, { a: t }, { metadata: { n: 3 as unknown as string } }), /writeSafetensors: expected a string for opts.metadata\['n'\], got 3/);
       assert.throws(() => writeSafetensors(path, { __metadata__: t }), /the tensor name '__metadata__' is reserved/);
+      assert.throws(() => writeSafetensors(join(dir, 'no', 'such', 'dir.safetensors'), { a: t }), /writeSafetensors: .*dir\.safetensors: cannot create a temporary file beside it \(ENOENT/);
       const gone = cf.ones([2]);
       gone.dispose();
       assert.throws(() => writeSafetensors(path, { a: gone }), /writeSafetensors: tensors\['a'\] has been disposed/);

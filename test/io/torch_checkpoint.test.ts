@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { readTorchCheckpoint } from '../../lib/io/index.js';
+import { readTorchCheckpoint, readTorchCheckpointFull } from '../../lib/io/index.js';
 import { devices } from '../support/helpers.js';
 import { assertTensorIs, expected, FIXTURES } from '../support/io_fixtures.js';
 
@@ -48,6 +48,40 @@ test('a {"state_dict": ...} wrapper with "module." prefixes and non-tensor value
 
 test('a training checkpoint: {"model": module.state_dict(), "optimizer": ..., "epoch": ...}', () => {
   readsAsExpected('training.pt');
+});
+
+test('readTorchCheckpointFull: the whole tree, plain values, optimizer state and all', () => {
+  cf.scope(() => {
+    const full = readTorchCheckpointFull(join(FIXTURES, 'training.pt')) as {
+      epoch: number;
+      model: Record<string, cf.Tensor>;
+      optimizer: { state: Map<number, { step: cf.Tensor; exp_avg: cf.Tensor; exp_avg_sq: cf.Tensor }>; param_groups: { lr: number; betas: number[]; params: number[] }[] };
+    };
+    assert.is(full.epoch, 3);
+    const want = expected.files['training.pt']!;
+    assert.equal(Object.keys(full.model), Object.keys(want));
+    for (const [name, e] of Object.entries(want)) assertTensorIs(full.model[name], e, `model.${name}`);
+    const group = full.optimizer.param_groups[0]!;
+    assert.is(group.lr, 0.1);
+    assert.equal(group.betas, [0.9, 0.999]);
+    assert.equal(group.params, [0, 1, 2, 3, 4, 5]);
+    // AdamW state for the six parameters after one step, keyed by integer.
+    assert.equal([...full.optimizer.state.keys()], [0, 1, 2, 3, 4, 5]);
+    const trainable = ['0.weight', '0.bias', '1.weight', '1.bias', '2.weight', '2.bias'];
+    trainable.forEach((name, i) => {
+      const st = full.optimizer.state.get(i)!;
+      assert.is(st.step.item(), 1);
+      assert.equal([...st.exp_avg.shape], [...full.model[name]!.shape]);
+      assert.equal([...st.exp_avg_sq.shape], [...full.model[name]!.shape]);
+    });
+
+    const wrapped = readTorchCheckpointFull(join(FIXTURES, 'wrapped_proto5.pt')) as Record<string, unknown>;
+    assert.equal([wrapped.epoch, wrapped.name, wrapped.lr, wrapped.steps], [7, 'run-1', 1e-3, [1, 2, 3]]);
+    assert.equal(Object.keys(wrapped.state_dict as object), ['module.visual.proj', 'module.logit_scale']);
+  });
+  const before = cf.liveTensorCount();
+  assert.throws(() => readTorchCheckpointFull(join(FIXTURES, 'malicious_system.pt')), /readTorchCheckpointFull: .*refusing to load global 'posix\.system'/);
+  assert.is(cf.liveTensorCount(), before);
 });
 
 test('malicious pickles are refused by name and run nothing', () => {
