@@ -2,7 +2,7 @@
 // (lib/tensor/random.ts) so that a model built with the same seed gets the same weights on
 // the CPU and on CUDA. The distributions are PyTorch's (nn.init), which OpenCLIP uses.
 import { noGrad } from '../tensor/autograd.js';
-import { checkFinite } from '../tensor/check.js';
+import { argError, checkFinite } from '../tensor/check.js';
 import { rand, randn, type Generator } from '../tensor/random.js';
 import { checkTensor, type Tensor } from '../tensor/tensor.js';
 import { native } from '../native.js';
@@ -16,6 +16,7 @@ let skipDepth = 0;
  * Non-persistent buffers are not loaded, so make them with their values, not with these.
  */
 export function withoutInit<R>(fn: () => R): R {
+  if (typeof fn !== 'function') throw argError('withoutInit', 'fn', 'a function', fn);
   skipDepth++;
   try {
     return fn();
