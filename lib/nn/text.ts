@@ -13,7 +13,7 @@ import { maxWithIndices } from '../tensor/ops/reduce.js';
 import { cast, reshape } from '../tensor/ops/shape.js';
 import { slice } from '../tensor/ops/slice.js';
 import { resolveTextConfig, type ResolvedTextConfig, type TextConfig } from './config.js';
-import { initConstant, initNormal } from './init.js';
+import { initConstant, initNormal, withoutInit } from './init.js';
 import { Embedding, emptyParameter, LayerNorm, Linear, type Activation, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
 import { Transformer } from './transformer.js';
@@ -72,7 +72,8 @@ export class TextTransformer extends Module {
     checkInteger('TextTransformer', 'embedDim', embedDim, 1, 1 << 20);
     const { width, layers } = cfg;
     const g = opts.generator;
-    this.tokenEmbedding = this.registerModule('token_embedding', new Embedding(cfg.vocabSize, width, opts));
+    // Drawn once, below, with OpenCLIP's std rather than first with nn.Embedding's.
+    this.tokenEmbedding = this.registerModule('token_embedding', withoutInit(() => new Embedding(cfg.vocabSize, width, opts)));
     this.registerParameter('positional_embedding', emptyParameter([cfg.contextLength, width], opts));
     this.transformer = this.registerModule('transformer', new Transformer(width, layers, cfg.heads, {
       ...opts, mlpRatio: cfg.mlpRatio, lsInitValue: cfg.lsInitValue, eps: cfg.eps, causal: cfg.causal,
