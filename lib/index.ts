@@ -6,3 +6,5 @@ export * from './data/text_reduction.js';
 export * from './loss/index.js';
 export * from './io/index.js';
 export * from './nn/index.js';
+export * from './optim/index.js';
+export * from './train/index.js';

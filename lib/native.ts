@@ -106,6 +106,9 @@ export interface NativeAddon {
   dwconvForward(x: T, w: T, bias: T | null, y: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardWeight(x: T | null, dy: T, dw: T | null, db: T | null, kernelSize: number, stride: number, padH: number, padW: number, dilation: number): void;
+  // adamw: one AdamW update of each listed parameter in place; params / expAvgs / expAvgSqs f32, grads f32 or
+  // bf16 (one dtype per call), one shape per entry, one device; lrs / weightDecays / steps (after this update) per entry
+  adamw(params: T[], grads: T[], expAvgs: T[], expAvgSqs: T[], lrs: number[], weightDecays: number[], steps: number[], beta1: number, beta2: number, eps: number): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

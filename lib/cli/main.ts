@@ -1,15 +1,17 @@
 // The `clipforge` command line. Each subcommand lives in its own module.
 import { infoText } from './info.js';
 import { modelInfoText } from './info.js';
+import { trainCommand } from './train.js';
 
 const USAGE = `usage: clipforge <command>
 
 commands:
   info     version, backends compiled in, GPUs found, CPU threads
            info --model NAME: parameter counts and FLOPs of a model config
+  train    train a CLIP model (OpenCLIP's flags; no flags: a tiny CLIP on the built-in dataset)
   help     this text`;
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'info':
@@ -32,6 +34,8 @@ export function main(argv: string[]): number {
       }
       process.stdout.write(infoText() + '\n');
       return 0;
+    case 'train':
+      return trainCommand(rest);
     case undefined:
     case 'help':
     case '--help':

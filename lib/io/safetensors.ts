@@ -7,20 +7,10 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { native } from '../native.js';
 import { argError, describe } from '../tensor/check.js';
-import { checkDevice, checkTensor, empty, type Device, type DType, type Tensor } from '../tensor/tensor.js';
+import { checkDevice, checkTensor, empty, type Device, type Tensor } from '../tensor/tensor.js';
 import { readExact, writeAll, writeFileAtomic } from './files.js';
-import { f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
-
-/** Bytes per element of every dtype the format defines. */
-const DTYPE_BYTES: Readonly<Record<string, number>> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
-};
-
-// Which tensor dtype each readable file dtype becomes.
-const READ_AS: Readonly<Record<string, DType>> = { F32: 'f32', BF16: 'bf16', F16: 'f32', I32: 'i32', I64: 'i32' };
+import { decodeValues, ELEMENT_BYTES, READ_AS, READABLE } from './element_types.js';
+import { f32ToBf16, f32ToF16 } from './half.js';
 
 /** The largest header accepted: real headers are kilobytes; more means a corrupt length. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -71,7 +61,7 @@ function parseEntry(name: string, v: unknown, file: string, dataBytes: number): 
   if (!('shape' in o)) throw fail(file, `${where}: missing shape`);
   if (!('data_offsets' in o)) throw fail(file, `${where}: missing data_offsets`);
   const { dtype, shape, data_offsets: offsets } = o;
-  if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw fail(file, `${where}: unknown dtype ${describe(dtype)}`);
+  if (typeof dtype !== 'string' || !(dtype in ELEMENT_BYTES)) throw fail(file, `${where}: unknown dtype ${describe(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(nonNegativeInteger)) {
     throw fail(file, `${where}: expected a shape of non-negative integers, got ${JSON.stringify(shape)}`);
   }
@@ -81,8 +71,8 @@ function parseEntry(name: string, v: unknown, file: string, dataBytes: number): 
   const [begin, end] = offsets as [number, number];
   if (end > dataBytes) throw fail(file, `${where}: data_offsets [${begin}, ${end}] out of range (data region is ${dataBytes} bytes)`);
   const numel = (shape as number[]).reduce((a, b) => a * b, 1);
-  if (end - begin !== numel * DTYPE_BYTES[dtype]!) {
-    throw fail(file, `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but shape [${shape.join(', ')}] of ${dtype} needs ${numel * DTYPE_BYTES[dtype]!}`);
+  if (end - begin !== numel * ELEMENT_BYTES[dtype]!) {
+    throw fail(file, `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but shape [${shape.join(', ')}] of ${dtype} needs ${numel * ELEMENT_BYTES[dtype]!}`);
   }
   return { name, dtype, shape: shape as number[], begin, end };
 }
@@ -151,40 +141,32 @@ function checkLittleEndian(op: string): void {
   if (endianness() !== 'LE') throw new Error(`${op}: checkpoint files are little-endian and this machine is not`);
 }
 
-/** Converts one entry's raw file bytes into the values of its tensor. */
-function decode(e: SafetensorsEntry, raw: Uint8Array, file: string): Float32Array | Int32Array | Uint16Array {
-  const numel = (e.end - e.begin) / DTYPE_BYTES[e.dtype]!;
-  switch (e.dtype) {
-    case 'F32':
-      return new Float32Array(raw.buffer, raw.byteOffset, numel);
-    case 'BF16':
-      return new Uint16Array(raw.buffer, raw.byteOffset, numel);
-    case 'I32':
-      return new Int32Array(raw.buffer, raw.byteOffset, numel);
-    case 'F16': {
-      const out = new Float32Array(numel);
-      f16ToF32(new Uint16Array(raw.buffer, raw.byteOffset, numel), out);
-      return out;
-    }
-    default: {
-      const words = new Int32Array(raw.buffer, raw.byteOffset, numel * 2);
-      const out = new Int32Array(numel);
-      for (let i = 0; i < numel; i++) {
-        const lo = words[2 * i]!;
-        if (words[2 * i + 1] !== lo >> 31) {
-          const value = new BigInt64Array(raw.buffer, raw.byteOffset + 8 * i, 1)[0]!;
-          throw fail(file, `tensor '${e.name}' (I64) holds ${value} at index ${i}, outside the i32 range it is read into`);
-        }
-        out[i] = lo;
-      }
-      return out;
-    }
+function readHeader(fd: number, op: string, path: string): SafetensorsHeader {
+  const fileSize = fstatSync(fd).size;
+  const prefix = new Uint8Array(8);
+  if (fileSize >= 8) readExact(fd, prefix, 0, op, path);
+  const n = headerLength(prefix, path, fileSize);
+  const head = new Uint8Array(8 + n);
+  readExact(fd, head, 0, op, path);
+  return parseSafetensorsHeader(head, path, fileSize);
+}
+
+/** Reads and validates only the header of a .safetensors file (entries and metadata; no tensor data). */
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  const op = 'readSafetensorsHeader';
+  checkPath(op, path);
+  const fd = openSync(path, 'r');
+  try {
+    return readHeader(fd, op, path);
+  } finally {
+    closeSync(fd);
   }
 }
 
 /**
  * Reads a .safetensors file. F32, BF16 and I32 tensors keep their dtype; F16 becomes f32
- * (exactly) and I64 becomes i32 (values outside the i32 range are an error). The tensors
+ * (exactly), I64 becomes i32 (values outside the i32 range are an error) and the smaller
+ * integer types (I16, I8, U8, BOOL) become i32. The tensors
  * belong to the caller (and to the enclosing scope, if any).
  */
 export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
@@ -195,16 +177,10 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
   const fd = openSync(path, 'r');
   const tensors = new Map<string, Tensor>();
   try {
-    const fileSize = fstatSync(fd).size;
-    const prefix = new Uint8Array(8);
-    if (fileSize >= 8) readExact(fd, prefix, 0, op, path);
-    const n = headerLength(prefix, path, fileSize);
-    const head = new Uint8Array(8 + n);
-    readExact(fd, head, 0, op, path);
-    const header = parseSafetensorsHeader(head, path, fileSize);
+    const header = readHeader(fd, op, path);
     let largest = 0;
     for (const e of header.entries) {
-      if (!(e.dtype in READ_AS)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (F32, BF16, F16, I32 and I64 are)`);
+      if (!(e.dtype in READ_AS)) throw fail(path, `tensor '${e.name}' has dtype ${e.dtype}, which is not supported (${READABLE} are)`);
       if (e.shape.length > 8) throw fail(path, `tensor '${e.name}' has ${e.shape.length} dimensions; at most 8 are supported`);
       largest = Math.max(largest, e.end - e.begin);
     }
@@ -214,7 +190,7 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
     for (const e of header.entries) {
       const raw = staging.subarray(0, e.end - e.begin);
       readExact(fd, raw, header.dataStart + e.begin, op, path);
-      const values = decode(e, raw, path);
+      const values = decodeValues(raw, e.dtype, `safetensors: ${path}`, e.name);
       const t = empty(e.shape, { dtype: READ_AS[e.dtype]!, device });
       tensors.set(e.name, t);
       native.upload(t, values);
@@ -283,7 +259,7 @@ export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Re
   for (const [name, t] of named) {
     if (name === '__metadata__') throw new Error(`${op}: the tensor name '__metadata__' is reserved by the format`);
     const fileDtype = t.dtype === 'i32' ? 'I32' : FILE_DTYPE[opts.dtype ?? (t.dtype as 'f32' | 'bf16')];
-    const nbytes = t.size * DTYPE_BYTES[fileDtype]!;
+    const nbytes = t.size * ELEMENT_BYTES[fileDtype]!;
     fields.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype: fileDtype, shape: t.shape, data_offsets: [offset, offset + nbytes] })}`);
     fileDtypes.push(fileDtype);
     offset += nbytes;

@@ -17,6 +17,7 @@ export interface ExpectedTensor {
 interface Expected {
   marker: string;
   files: Record<string, Record<string, ExpectedTensor>>;
+  pickles: Record<string, string>;
 }
 
 export const expected: Expected = JSON.parse(readFileSync(join(FIXTURES, 'expected.json'), 'utf8'));
