@@ -73,6 +73,8 @@ function adjustedConfig(cfg: ModelConfig, opts: LoadPretrainedOptions): ModelCon
  * resize_pos_embed and resize_text_pos_embed). Returns the keys it resized.
  */
 export function resizePositionEmbeddings(state: Map<string, Tensor>, model: CLIP): string[] {
+  if (!(state instanceof Map)) throw argError('resizePositionEmbeddings', 'state', 'a Map of tensors', state);
+  if (!(model instanceof CLIP)) throw argError('resizePositionEmbeddings', 'model', 'a CLIP model', model);
   const own = model.stateDict();
   const resized: string[] = [];
   const textKey = own.has('positional_embedding') ? 'positional_embedding' : 'text.positional_embedding';

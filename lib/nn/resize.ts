@@ -4,6 +4,16 @@
 // antialias=True, align_corners=False; the class token's row is kept), the text positions
 // with plain linear interpolation (align_corners=False). Tables are small, so this runs on
 // the host on Float32Arrays.
+import { argError, checkInteger } from '../tensor/check.js';
+
+const MAX_POSITIONS = 1 << 16;
+
+function checkTable(op: string, table: unknown, width: unknown): number {
+  if (!(table instanceof Float32Array)) throw argError(op, 'table', 'a Float32Array', table);
+  const w = checkInteger(op, 'width', width, 1, 1 << 16);
+  if (table.length === 0 || table.length % w !== 0) throw argError(op, 'table', `a length that is a positive multiple of width ${w}`, table.length);
+  return table.length / w;
+}
 
 /** Keys' cubic convolution with a = -0.5, the filter of PyTorch's (and PIL's) antialiased bicubic. */
 function cubicAA(xIn: number): number {
@@ -44,7 +54,12 @@ function bicubicAAWeights(inSize: number, outSize: number): { start: number; wei
  * patch rows) resized to the grid [gh, gw]: [1 + gh·gw, width].
  */
 export function resizeVisionPositions(table: Float32Array, width: number, grid: [number, number]): Float32Array {
-  const patches = table.length / width - 1;
+  const op = 'resizeVisionPositions';
+  const patches = checkTable(op, table, width) - 1;
+  if (!Array.isArray(grid) || grid.length !== 2) throw argError(op, 'grid', '[height, width] in patches', grid);
+  checkInteger(op, 'grid[0]', grid[0], 1, MAX_POSITIONS);
+  checkInteger(op, 'grid[1]', grid[1], 1, MAX_POSITIONS);
+  if (grid[0] * grid[1] > MAX_POSITIONS) throw argError(op, 'grid', `at most ${MAX_POSITIONS} patches`, grid);
   const g = Math.round(Math.sqrt(patches));
   if (!Number.isInteger(patches) || g * g !== patches) {
     throw new Error(`resizeVisionPositions: expected a table of 1 + g*g rows of width ${width}, got ${table.length / width} rows`);
@@ -81,7 +96,8 @@ export function resizeVisionPositions(table: Float32Array, width: number, grid: 
 
 /** The text position table [n, width] linearly resized to [length, width]. */
 export function resizeTextPositions(table: Float32Array, width: number, length: number): Float32Array {
-  const n = table.length / width;
+  const n = checkTable('resizeTextPositions', table, width);
+  checkInteger('resizeTextPositions', 'length', length, 1, MAX_POSITIONS);
   const out = new Float32Array(length * width);
   const scale = n / length;
   for (let i = 0; i < length; i++) {

@@ -103,7 +103,7 @@ test('config errors name the key and the problem', () => {
   assert.throws(() => cf.createModel(smallConfig({ text: { heads: 3 } })), /expected text_cfg.heads to divide width 16, got 3/);
   assert.throws(() => cf.createModel({ embed_dim: 8 } as cf.ModelConfig), /createModel: expected an object for config.vision_cfg, got undefined/);
   assert.throws(() => cf.createModel('tiny', { seed: -1 }), /createModel: expected an integer in \[0, \d+\] for seed/);
-  assert.throws(() => cf.countParameters(smallConfig({ text: { vocab_size: 0 } })), /countParameters: expected an integer >= 1 for text_cfg.vocab_size, got 0/);
+  assert.throws(() => cf.countParameters(smallConfig({ text: { vocab_size: 0 } })), /countParameters: expected an integer in \[1, 1048576\] for text_cfg.vocab_size, got 0/);
 });
 
 test('forward errors name the argument and the expected shape', () => {
