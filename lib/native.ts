@@ -106,6 +106,9 @@ export interface NativeAddon {
   dwconvForward(x: T, w: T, bias: T | null, y: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardWeight(x: T | null, dy: T, dw: T | null, db: T | null, kernelSize: number, stride: number, padH: number, padW: number, dilation: number): void;
+  // im2col: x / dx [N, H, W, C] <-> cols / dcols [N * Ho * Wo, C * K * K] in (c, kh, kw) column order; dx is overwritten
+  im2col(x: T, cols: T, kernelSize: number, stride: number, padH: number, padW: number): void;
+  col2im(dcols: T, dx: T, kernelSize: number, stride: number, padH: number, padW: number): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

@@ -21,6 +21,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_contrastive_loss(env, exports);
   register_attention(env, exports);
   register_dwconv(env, exports);
+  register_im2col(env, exports);
   return exports;
 }
 }  // namespace
