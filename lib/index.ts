@@ -4,3 +4,4 @@ export { native, packageRoot } from './native.js';
 export * from './data/tokenizer.js';
 export * from './data/text_reduction.js';
 export * from './loss/index.js';
+export * from './nn/index.js';

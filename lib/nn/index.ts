@@ -1,0 +1,15 @@
+// Modules and models: the module system, layers, initializers, the OpenCLIP ViT / text / CLIP
+// models, their configs and the factory.
+export { Module, ModuleList, type LoadStateDictOptions, type LoadStateDictResult } from './module.js';
+export { Linear, LayerNorm, Embedding, LayerScale, Mlp, activate, emptyParameter, type Activation, type LayerOptions } from './layers.js';
+export { initNormal, initUniform, initConstant, initXavierUniform, initFanInUniform, fans } from './init.js';
+export { SelfAttention, ResidualAttentionBlock, Transformer, type BlockOptions, type TransformerOptions } from './transformer.js';
+export { VisionTransformer, PatchEmbedding, sinCos2dPositionTable, samplePatchIndices } from './vit.js';
+export { TextTransformer, pooledRows } from './text.js';
+export { CLIP, type ClipOutput, type EncodeOptions } from './clip.js';
+export {
+  resolveVisionConfig, resolveTextConfig, checkModelConfig,
+  type ModelConfig, type VisionConfig, type TextConfig, type ResolvedVisionConfig, type ResolvedTextConfig,
+} from './config.js';
+export { VISION_TOWERS, visionTowerFor, type VisionTowerBuilder, type VisionTowerModule, type VisionTowerBuildOptions } from './towers.js';
+export { createModel, listModels, getModelConfig, countParameters, estimateFlops, type CreateModelOptions, type ParameterCounts, type FlopEstimate } from './factory.js';
