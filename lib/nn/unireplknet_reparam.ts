@@ -40,7 +40,11 @@ function f64(t: Tensor): Float64Array {
 export function deployStateDict(state: Map<string, Tensor>): Map<string, Tensor> {
   const op = 'deployStateDict';
   if (!(state instanceof Map)) throw new Error(`${op}: expected a Map of name -> Tensor for state, got ${typeof state}`);
-  const prefixes = [...state.keys()].filter((k) => k === BLOCK_MARKER || k.endsWith(`.${BLOCK_MARKER}`)).map((k) => k.slice(0, -BLOCK_MARKER.length));
+  // A block is recognized by its FFN output: pwconv2's Linear followed by a BatchNorm.
+  const prefixes = [...state.keys()]
+    .filter((k) => k === BLOCK_MARKER || k.endsWith(`.${BLOCK_MARKER}`))
+    .map((k) => k.slice(0, -BLOCK_MARKER.length))
+    .filter((p) => state.has(`${p}pwconv2.0.weight`));
   if (prefixes.length === 0) {
     throw new Error(`${op}: found no UniRepLKNet block in training form in the state dict (no key ending in '${BLOCK_MARKER}'); is it already in deploy form?`);
   }
