@@ -22,6 +22,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_attention(env, exports);
   register_dwconv(env, exports);
   register_im2col(env, exports);
+  register_batchnorm(env, exports);
   return exports;
 }
 }  // namespace

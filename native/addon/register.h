@@ -19,4 +19,5 @@ void register_contrastive_loss(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_dwconv(Napi::Env env, Napi::Object exports);
 void register_im2col(Napi::Env env, Napi::Object exports);
+void register_batchnorm(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon

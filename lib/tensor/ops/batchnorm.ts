@@ -1,16 +1,15 @@
 // Batch normalization over the channel axis of channels-last activations (PyTorch's
 // BatchNorm2d applied to NHWC data), as UniRepLKNet uses it after every depthwise conv and
-// FFN. Composed from reductions and broadcast arithmetic, so autograd derives the backward;
-// every element passes through about five elementwise ops, cheap next to the convolutions
-// and GEMMs around it. Intermediates live in a scope and are freed on return.
+// FFN. Native kernels (native/include/batchnorm.h): per-channel statistics, one fused
+// normalize-scale-shift pass, and a backward of one reduction pass plus one elementwise pass.
+// Eval mode runs the same kernels with the running statistics as constants.
 import { native } from '../../native.js';
-import { noGrad } from '../autograd.js';
-import { scope } from '../scope.js';
+import { attachGrad, noGrad } from '../autograd.js';
 import { argError, checkBoolean, checkFinite, shapeStr } from '../check.js';
-import type { Tensor } from '../tensor.js';
-import { add, affine, mul, rsqrt, square, sub } from './elementwise.js';
-import { mean } from './reduce.js';
-import { reshape } from './shape.js';
+import { scope } from '../scope.js';
+import { empty, emptyLike, type Tensor } from '../tensor.js';
+import { add, affine, rsqrt } from './elementwise.js';
+import { cast } from './shape.js';
 import { expectShape, floatTensor, sameKind } from './util.js';
 
 export interface BatchNormOptions {
@@ -50,35 +49,47 @@ export function batchNorm(
   if (momentum < 0 || momentum > 1) throw argError(op, 'momentum', 'a number in [0, 1]', momentum);
   const eps = checkFinite(op, 'eps', opts.eps ?? 1e-5);
   if (eps < 0) throw argError(op, 'eps', 'a finite number >= 0', eps);
-  return scope(() =>
-    training ? trainingForward(op, x, weight, bias, runningMean, runningVar, momentum, eps) : evalForward(x, weight, bias, runningMean, runningVar, eps),
-  );
-}
-
-function evalForward(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: number): Tensor {
-  // y = x * scale + shift with scale = weight / sqrt(var + eps), shift = bias - mean * scale.
-  const scale = mul(rsqrt(affine(runningVar, 1, eps)), weight);
-  const shift = sub(bias, mul(runningMean, scale));
-  return add(mul(x, scale), shift);
-}
-
-function trainingForward(
-  op: string, x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, momentum: number, eps: number,
-): Tensor {
-  const c = x.shape[x.rank - 1]!;
   const rows = x.size / c;
-  if (rows < 2) throw new Error(`${op}: expected more than one value per channel in training, got x of shape ${shapeStr(x.shape)}`);
-  const x2 = reshape(x, [rows, c]);
-  const mu = mean(x2, 0);
-  const xc = sub(x2, mu);
-  const variance = mean(square(xc), 0);
-  const scale = mul(rsqrt(affine(variance, 1, eps)), weight);
-  const y2 = add(mul(xc, scale), bias);
-  noGrad(() => {
-    const newMean = add(affine(runningMean, 1 - momentum), affine(mu, momentum));
-    const newVar = add(affine(runningVar, 1 - momentum), affine(variance, (momentum * rows) / (rows - 1)));
-    native.copy(newMean, runningMean);
-    native.copy(newVar, runningVar);
+  if (training && rows < 2) throw new Error(`${op}: expected more than one value per channel in training, got x of shape ${shapeStr(x.shape)}`);
+  const channelStats = (): Tensor => empty([c], { device: x.device });
+  let mean: Tensor, rstd: Tensor;
+  if (training) {
+    mean = channelStats();
+    rstd = channelStats();
+    const variance = channelStats();
+    native.batchNormStats(x, mean, variance, rstd, eps);
+    noGrad(() =>
+      scope(() => {
+        // PyTorch's running update: the biased variance normalizes, the unbiased one is tracked.
+        const newMean = add(affine(runningMean, 1 - momentum), cast(affine(mean, momentum), runningMean.dtype));
+        const newVar = add(affine(runningVar, 1 - momentum), cast(affine(variance, (momentum * rows) / (rows - 1)), runningVar.dtype));
+        native.copy(newMean, runningMean);
+        native.copy(newVar, runningVar);
+      }),
+    );
+    variance.dispose();
+  } else {
+    // Copies: the saved statistics must not change if the running ones are updated before backward.
+    [mean, rstd] = noGrad(() => scope(() => [affine(cast(runningMean, 'f32'), 1), rsqrt(affine(cast(runningVar, 'f32'), 1, eps))]));
+  }
+  const y = emptyLike(x);
+  native.batchNormApply(x, mean, rstd, weight, bias, y);
+  attachGrad(y, op, [x, weight, bias], [x, mean, rstd, weight], (gy, [xs, ms, rs, ws], needs) => {
+    const sumDy = empty([c], { device: gy.device });
+    const sumDyXhat = empty([c], { device: gy.device });
+    native.batchNormBackwardReduce(xs!, gy, ms!, rs!, sumDy, sumDyXhat);
+    let dx: Tensor | null = null;
+    if (needs[0]) {
+      dx = emptyLike(xs!);
+      native.batchNormBackwardInput(xs!, gy, ms!, rs!, ws!, sumDy, sumDyXhat, dx, training);
+    }
+    const dw = needs[1] ? cast(sumDyXhat, gy.dtype) : null;
+    const db = needs[2] ? cast(sumDy, gy.dtype) : null;
+    if (dw !== sumDyXhat) sumDyXhat.dispose();
+    if (db !== sumDy) sumDy.dispose();
+    return [dx, dw, db];
   });
-  return reshape(y2, x.shape);
+  mean.dispose();
+  rstd.dispose();
+  return y;
 }
