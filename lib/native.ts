@@ -111,6 +111,15 @@ export interface NativeAddon {
   adamw(params: T[], grads: T[], expAvgs: T[], expAvgSqs: T[], lrs: number[], weightDecays: number[], steps: number[], beta1: number, beta2: number, eps: number): void;
   // readFileInto: the raw bytes of an open file (fd) from `position` into the tensor's memory, numel x dtype size
   readFileInto(t: T, fd: number, position: number): void;
+  // im2col: x / dx [N, H, W, C] <-> cols / dcols [N * Ho * Wo, C * K * K] in (c, kh, kw) column order; dx is overwritten
+  im2col(x: T, cols: T, kernelSize: number, stride: number, padH: number, padW: number): void;
+  col2im(dcols: T, dx: T, kernelSize: number, stride: number, padH: number, padW: number): void;
+  // batchNorm over the last (channel) axis: x / y / dy / dx [..., C]; weight, bias [C] with x's dtype; mean, var, rstd,
+  // sumDy, sumDyXhat f32 [C]; batchStats: mean and rstd came from this batch (false: constants, eval mode)
+  batchNormStats(x: T, mean: T, variance: T, rstd: T, eps: number): void;
+  batchNormApply(x: T, mean: T, rstd: T, weight: T | null, bias: T | null, y: T): void;
+  batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
+  batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

@@ -10,6 +10,7 @@ import { visionTransformerFlops, visionTransformerParameters } from './count.js'
 import type { Activation, LayerOptions } from './layers.js';
 import type { Module } from './module.js';
 import { VisionTransformer } from './vit.js';
+import { uniRepLKNetTowerBuilder } from './unireplknet_config.js';
 
 /** An image tower: images [B, 3, H, W] -> features [B, embed_dim]. */
 export interface VisionTowerModule extends Module {
@@ -41,7 +42,7 @@ const vitTower: VisionTowerBuilder = {
   estimateFlops: (cfg, embedDim) => visionTransformerFlops(resolveVisionConfig(cfg, 'estimateFlops'), embedDim),
 };
 
-export const VISION_TOWERS: VisionTowerBuilder[] = [vitTower];
+export const VISION_TOWERS: VisionTowerBuilder[] = [uniRepLKNetTowerBuilder, vitTower];
 
 /** The first registered tower serving `cfg`; throws naming the config when none does. */
 export function visionTowerFor(cfg: VisionConfig, op: string): VisionTowerBuilder {

@@ -21,3 +21,8 @@ export * from './ops/l2norm.js';
 export * from './ops/matmul.js';
 export * from './ops/attention.js';
 export * from './ops/dwconv.js';
+export * from './ops/conv2d.js';
+export * from './ops/batchnorm.js';
+export * from './ops/grn.js';
+export * from './ops/squeeze_excite.js';
+export * from './ops/drop_path.js';

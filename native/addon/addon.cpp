@@ -23,6 +23,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_dwconv(env, exports);
   register_adamw(env, exports);
   register_file_read(env, exports);
+  register_im2col(env, exports);
+  register_batchnorm(env, exports);
   return exports;
 }
 }  // namespace

@@ -1,0 +1,145 @@
+// BatchNorm over the channel (last) axis of channels-last data (see batchnorm.h):
+//   batchNormStats(x, mean, var, rstd, eps)
+//   batchNormApply(x, mean, rstd, weight | null, bias | null, y)
+//   batchNormBackwardReduce(x, dy, mean, rstd, sumDy, sumDyXhat)
+//   batchNormBackwardInput(x, dy, mean, rstd, weight | null, sumDy, sumDyXhat, dx, batchStats)
+// x, y, dy, dx [..., C] f32 or bf16; weight and bias [C] with x's dtype; mean, var, rstd,
+// sumDy, sumDyXhat [C] f32. Outputs must not overlap inputs.
+#include "args.h"
+#include "batchnorm.h"
+#include "register.h"
+#include "rows.h"
+
+namespace cf::addon {
+namespace {
+
+void* data_or_null(const std::optional<TensorArg>& t) { return t ? t->data() : nullptr; }
+
+// [C] f32 on x's device.
+void expect_channel_stats(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const TensorArg& x, int64_t c) {
+  expect_dtype(env, op, t, arg, {DType::F32});
+  same_device(env, op, x, "x", t, arg);
+  expect_shape(env, op, t, arg, {c});
+}
+
+// [C] with x's dtype and device.
+void expect_channel_param(Napi::Env env, const char* op, const std::optional<TensorArg>& t, const char* arg, const TensorArg& x, int64_t c) {
+  if (!t) return;
+  expect_same_dtype(env, op, x, "x", *t, arg);
+  same_device(env, op, x, "x", *t, arg);
+  expect_shape(env, op, *t, arg, {c});
+}
+
+// Like x: same dtype, device and shape.
+void expect_like_x(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const TensorArg& x) {
+  expect_same_dtype(env, op, x, "x", t, arg);
+  same_device(env, op, x, "x", t, arg);
+  expect_shape(env, op, t, arg, x.shape);
+}
+
+RowsView channels_last(Napi::Env env, const char* op, const TensorArg& x) {
+  expect_dtype(env, op, x, "x", {DType::F32, DType::BF16});
+  return rows_of(env, op, x, "x");
+}
+
+Napi::Value stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormStats";
+  check_arg_count(info, 5, op);
+  TensorArg x = tensor(info, 0, op, "x"), mean = tensor(info, 1, op, "mean"), var = tensor(info, 2, op, "var"), rstd = tensor(info, 3, op, "rstd");
+  const float eps = nonnegative_number(info, 4, op, "eps");
+  const RowsView rv = channels_last(env, op, x);
+  expect_channel_stats(env, op, mean, "mean", x, rv.n);
+  expect_channel_stats(env, op, var, "var", x, rv.n);
+  expect_channel_stats(env, op, rstd, "rstd", x, rv.n);
+  for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&var, "var"}, std::pair{&rstd, "rstd"}}) no_overlap(env, op, *t, x, "x");
+  no_overlap(env, op, var, mean, "mean");
+  no_overlap(env, op, rstd, mean, "mean");
+  no_overlap(env, op, rstd, var, "var");
+  Stream s = prepare_device(env, x.device(), op);
+  CF_BACKEND_CALL(x.device(), batchnorm_stats, x.dtype, x.data(), mean.as<float>(), var.as<float>(), rstd.as<float>(), rv.rows, rv.n, eps, s);
+  return env.Undefined();
+}
+
+Napi::Value apply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormApply";
+  check_arg_count(info, 6, op);
+  TensorArg x = tensor(info, 0, op, "x"), mean = tensor(info, 1, op, "mean"), rstd = tensor(info, 2, op, "rstd");
+  std::optional<TensorArg> w = optional_tensor(info, 3, op, "weight"), b = optional_tensor(info, 4, op, "bias");
+  TensorArg y = tensor(info, 5, op, "y");
+  const RowsView rv = channels_last(env, op, x);
+  expect_channel_stats(env, op, mean, "mean", x, rv.n);
+  expect_channel_stats(env, op, rstd, "rstd", x, rv.n);
+  expect_channel_param(env, op, w, "weight", x, rv.n);
+  expect_channel_param(env, op, b, "bias", x, rv.n);
+  expect_like_x(env, op, y, "y", x);
+  no_overlap(env, op, y, x, "x");
+  no_overlap(env, op, y, mean, "mean");
+  no_overlap(env, op, y, rstd, "rstd");
+  if (w) no_overlap(env, op, y, *w, "weight");
+  if (b) no_overlap(env, op, y, *b, "bias");
+  Stream s = prepare_device(env, x.device(), op);
+  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, x.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w), data_or_null(b), y.data(),
+                  rv.rows, rv.n, s);
+  return env.Undefined();
+}
+
+Napi::Value backward_reduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormBackwardReduce";
+  check_arg_count(info, 6, op);
+  TensorArg x = tensor(info, 0, op, "x"), dy = tensor(info, 1, op, "dy"), mean = tensor(info, 2, op, "mean"), rstd = tensor(info, 3, op, "rstd");
+  TensorArg sum_dy = tensor(info, 4, op, "sumDy"), sum_dy_xhat = tensor(info, 5, op, "sumDyXhat");
+  const RowsView rv = channels_last(env, op, x);
+  expect_like_x(env, op, dy, "dy", x);
+  for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&rstd, "rstd"}, std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}})
+    expect_channel_stats(env, op, *t, name, x, rv.n);
+  for (const auto& [t, name] : {std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}}) {
+    no_overlap(env, op, *t, x, "x");
+    no_overlap(env, op, *t, dy, "dy");
+    no_overlap(env, op, *t, mean, "mean");
+    no_overlap(env, op, *t, rstd, "rstd");
+  }
+  no_overlap(env, op, sum_dy_xhat, sum_dy, "sumDy");
+  Stream s = prepare_device(env, x.device(), op);
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_reduce, x.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), sum_dy.as<float>(),
+                  sum_dy_xhat.as<float>(), rv.rows, rv.n, s);
+  return env.Undefined();
+}
+
+Napi::Value backward_input(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormBackwardInput";
+  check_arg_count(info, 9, op);
+  TensorArg x = tensor(info, 0, op, "x"), dy = tensor(info, 1, op, "dy"), mean = tensor(info, 2, op, "mean"), rstd = tensor(info, 3, op, "rstd");
+  std::optional<TensorArg> w = optional_tensor(info, 4, op, "weight");
+  TensorArg sum_dy = tensor(info, 5, op, "sumDy"), sum_dy_xhat = tensor(info, 6, op, "sumDyXhat"), dx = tensor(info, 7, op, "dx");
+  const bool batch_stats = boolean(info, 8, op, "batchStats");
+  const RowsView rv = channels_last(env, op, x);
+  expect_like_x(env, op, dy, "dy", x);
+  expect_like_x(env, op, dx, "dx", x);
+  for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&rstd, "rstd"}, std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}})
+    expect_channel_stats(env, op, *t, name, x, rv.n);
+  expect_channel_param(env, op, w, "weight", x, rv.n);
+  no_overlap(env, op, dx, x, "x");
+  no_overlap(env, op, dx, dy, "dy");
+  for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&rstd, "rstd"}, std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}})
+    no_overlap(env, op, dx, *t, name);
+  if (w) no_overlap(env, op, dx, *w, "weight");
+  Stream s = prepare_device(env, x.device(), op);
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w),
+                  sum_dy.as<float>(), sum_dy_xhat.as<float>(), dx.data(), rv.rows, rv.n, batch_stats, s);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void register_batchnorm(Napi::Env, Napi::Object exports) {
+  CF_EXPORT(exports, "batchNormStats", stats);
+  CF_EXPORT(exports, "batchNormApply", apply);
+  CF_EXPORT(exports, "batchNormBackwardReduce", backward_reduce);
+  CF_EXPORT(exports, "batchNormBackwardInput", backward_input);
+}
+
+}  // namespace cf::addon

@@ -1,0 +1,125 @@
+// BatchNorm over channels-last [rows, C] on the CPU (see batchnorm.h). The per-channel sums
+// are taken over fixed blocks of kBlockRows rows, each block's partial sums in f64 and the
+// blocks combined in order: the same numbers whatever the thread count. Inner loops run
+// along C, contiguous in memory.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "batchnorm.h"
+#include "threadpool.h"
+
+namespace cf::cpu {
+namespace {
+
+constexpr int64_t kBlockRows = 256;
+
+// Per-channel sums over all rows of f(r, c, v) for v read from `a`: out[c] = sum_r f.
+template <typename T, typename F>
+void channel_sums(const T* a, int64_t rows, int64_t c, int parts, std::vector<double>* out, F f) {
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  std::vector<double> partial(static_cast<size_t>(blocks * c * parts), 0.0);
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      double* acc = partial.data() + b * c * parts;
+      const int64_t r1 = std::min(rows, (b + 1) * kBlockRows);
+      for (int64_t r = b * kBlockRows; r < r1; ++r) {
+        const T* row = a + r * c;
+        for (int64_t k = 0; k < c; ++k) f(r, k, Elem<T>::load(row, k), acc + k * parts);
+      }
+    }
+  });
+  for (int p = 0; p < parts; ++p) out[p].assign(static_cast<size_t>(c), 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t k = 0; k < c; ++k)
+      for (int p = 0; p < parts; ++p) out[p][k] += partial[(b * c + k) * parts + p];
+}
+
+}  // namespace
+
+void batchnorm_stats(DType dtype, const void* xv, float* mean, float* var, float* rstd, int64_t rows, int64_t c, float eps,
+                     Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* x = static_cast<const T*>(xv);
+    std::vector<double> sum[1], sq[1];
+    channel_sums(x, rows, c, 1, sum, [](int64_t, int64_t, float v, double* acc) { acc[0] += v; });
+    std::vector<double> mu(static_cast<size_t>(c));
+    for (int64_t k = 0; k < c; ++k) mu[k] = sum[0][k] / static_cast<double>(rows);
+    channel_sums(x, rows, c, 1, sq, [&](int64_t, int64_t k, float v, double* acc) {
+      const double d = v - mu[k];
+      acc[0] += d * d;
+    });
+    for (int64_t k = 0; k < c; ++k) {
+      const double v = sq[0][k] / static_cast<double>(rows);
+      mean[k] = static_cast<float>(mu[k]);
+      var[k] = static_cast<float>(v);
+      rstd[k] = static_cast<float>(1.0 / std::sqrt(v + eps));
+    }
+  });
+}
+
+void batchnorm_apply(DType dtype, const void* xv, const float* mean, const float* rstd, const void* weightv, const void* biasv,
+                     void* yv, int64_t rows, int64_t c, Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* x = static_cast<const T*>(xv);
+    const T* weight = static_cast<const T*>(weightv);
+    const T* bias = static_cast<const T*>(biasv);
+    T* y = static_cast<T*>(yv);
+    // (x - mean) * scale + bias, not x * scale + (bias - mean * scale): the latter cancels
+    // catastrophically when |mean| is large against the spread.
+    std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+    for (int64_t k = 0; k < c; ++k) {
+      scale[k] = rstd[k] * (weight ? Elem<T>::load(weight, k) : 1.0f);
+      shift[k] = bias ? Elem<T>::load(bias, k) : 0.0f;
+    }
+    parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < c; ++k) Elem<T>::store(y, r * c + k, (Elem<T>::load(x, r * c + k) - mean[k]) * scale[k] + shift[k]);
+    });
+  });
+}
+
+void batchnorm_backward_reduce(DType dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, float* sum_dy,
+                               float* sum_dy_xhat, int64_t rows, int64_t c, Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* x = static_cast<const T*>(xv);
+    const T* dy = static_cast<const T*>(dyv);
+    std::vector<double> sums[2];
+    channel_sums(dy, rows, c, 2, sums, [&](int64_t r, int64_t k, float g, double* acc) {
+      acc[0] += g;
+      acc[1] += static_cast<double>(g) * (Elem<T>::load(x, r * c + k) - mean[k]) * rstd[k];
+    });
+    for (int64_t k = 0; k < c; ++k) {
+      sum_dy[k] = static_cast<float>(sums[0][k]);
+      sum_dy_xhat[k] = static_cast<float>(sums[1][k]);
+    }
+  });
+}
+
+void batchnorm_backward_input(DType dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, const void* weightv,
+                              const float* sum_dy, const float* sum_dy_xhat, void* dxv, int64_t rows, int64_t c, bool batch_stats,
+                              Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* x = static_cast<const T*>(xv);
+    const T* dy = static_cast<const T*>(dyv);
+    const T* weight = static_cast<const T*>(weightv);
+    T* dx = static_cast<T*>(dxv);
+    const float inv_rows = 1.0f / static_cast<float>(rows);
+    std::vector<float> gain(static_cast<size_t>(c)), mean_dy(static_cast<size_t>(c)), mean_dy_xhat(static_cast<size_t>(c));
+    for (int64_t k = 0; k < c; ++k) {
+      gain[k] = rstd[k] * (weight ? Elem<T>::load(weight, k) : 1.0f);
+      mean_dy[k] = batch_stats ? sum_dy[k] * inv_rows : 0.0f;
+      mean_dy_xhat[k] = batch_stats ? sum_dy_xhat[k] * inv_rows : 0.0f;
+    }
+    parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t i = r * c + k;
+          const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
+          Elem<T>::store(dx, i, gain[k] * (Elem<T>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[k]));
+        }
+    });
+  });
+}
+
+}  // namespace cf::cpu

@@ -1,0 +1,142 @@
+// BatchNorm over channels-last [rows, C] on CUDA (see batchnorm.h). The per-channel sums run
+// one block per 32 channels: 32 x 32 threads, a warp's lanes on 32 adjacent channels (so
+// each row segment is one coalesced load) and 32 row lanes striding over the rows, f64
+// accumulators reduced through shared memory in a fixed order (deterministic). Apply and
+// the input gradient are elementwise, one thread per element.
+#include "batchnorm.h"
+#include "check.cuh"
+
+namespace cf::cuda {
+namespace {
+
+constexpr int kChannels = 32;
+constexpr int kRowLanes = 32;
+
+// Sums over the row lanes of the block, for each of the block's channels; the result lands
+// in s[0][tx]. All threads must call it.
+__device__ double reduce_lanes(double v, double (*s)[kChannels]) {
+  s[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  for (int stride = kRowLanes / 2; stride > 0; stride /= 2) {
+    if (threadIdx.y < stride) s[threadIdx.y][threadIdx.x] += s[threadIdx.y + stride][threadIdx.x];
+    __syncthreads();
+  }
+  const double total = s[0][threadIdx.x];
+  __syncthreads();
+  return total;
+}
+
+template <typename T>
+__global__ void stats_kernel(const T* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c, float eps) {
+  __shared__ double s[kRowLanes][kChannels];
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
+  const bool live = k < c;
+  double sum = 0.0;
+  if (live)
+    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) sum += Elem<T>::load(x, r * c + k);
+  const double mu = reduce_lanes(sum, s) / static_cast<double>(rows);
+  double sq = 0.0;
+  if (live)
+    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
+      const double d = Elem<T>::load(x, r * c + k) - mu;
+      sq += d * d;
+    }
+  const double v = reduce_lanes(sq, s) / static_cast<double>(rows);
+  if (live && threadIdx.y == 0) {
+    mean[k] = static_cast<float>(mu);
+    var[k] = static_cast<float>(v);
+    rstd[k] = static_cast<float>(rsqrt(v + eps));
+  }
+}
+
+template <typename T>
+__global__ void reduce_kernel(const T* x, const T* dy, const float* mean, const float* rstd, float* sum_dy, float* sum_dy_xhat,
+                              int64_t rows, int64_t c) {
+  __shared__ double s[kRowLanes][kChannels];
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
+  const bool live = k < c;
+  double a = 0.0, b = 0.0;
+  if (live) {
+    const float mu = mean[k], rs = rstd[k];
+    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
+      const float g = Elem<T>::load(dy, r * c + k);
+      a += g;
+      b += static_cast<double>(g) * (Elem<T>::load(x, r * c + k) - mu) * rs;
+    }
+  }
+  const double ta = reduce_lanes(a, s);
+  const double tb = reduce_lanes(b, s);
+  if (live && threadIdx.y == 0) {
+    sum_dy[k] = static_cast<float>(ta);
+    sum_dy_xhat[k] = static_cast<float>(tb);
+  }
+}
+
+template <typename T>
+__global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const T* weight, const T* bias, T* y, int64_t n, int64_t c) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = i % c;
+    const float w = weight ? Elem<T>::load(weight, k) : 1.0f;
+    const float b = bias ? Elem<T>::load(bias, k) : 0.0f;
+    Elem<T>::store(y, i, (Elem<T>::load(x, i) - mean[k]) * rstd[k] * w + b);
+  }
+}
+
+template <typename T>
+__global__ void input_grad_kernel(const T* x, const T* dy, const float* mean, const float* rstd, const T* weight, const float* sum_dy,
+                                  const float* sum_dy_xhat, T* dx, int64_t n, int64_t c, float inv_rows, bool batch_stats) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = i % c;
+    const float gain = rstd[k] * (weight ? Elem<T>::load(weight, k) : 1.0f);
+    float g = Elem<T>::load(dy, i);
+    if (batch_stats) {
+      const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
+      g -= (sum_dy[k] + xhat * sum_dy_xhat[k]) * inv_rows;
+    }
+    Elem<T>::store(dx, i, gain * g);
+  }
+}
+
+dim3 channel_grid(int64_t c) { return dim3(static_cast<unsigned>((c + kChannels - 1) / kChannels)); }
+
+}  // namespace
+
+void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c, float eps, Stream stream) {
+  if (rows == 0 || c == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    stats_kernel<T><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, var, rstd, rows, c, eps);
+  });
+}
+
+void batchnorm_apply(DType dtype, const void* x, const float* mean, const float* rstd, const void* weight, const void* bias, void* y,
+                     int64_t rows, int64_t c, Stream stream) {
+  const int64_t n = rows * c;
+  if (n == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    apply_kernel<T><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const T*>(weight),
+                                                                 static_cast<const T*>(bias), static_cast<T*>(y), n, c);
+  });
+}
+
+void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd, float* sum_dy,
+                               float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream) {
+  if (c == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    reduce_kernel<T><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(
+        static_cast<const T*>(x), static_cast<const T*>(dy), mean, rstd, sum_dy, sum_dy_xhat, rows, c);
+  });
+}
+
+void batchnorm_backward_input(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd, const void* weight,
+                              const float* sum_dy, const float* sum_dy_xhat, void* dx, int64_t rows, int64_t c, bool batch_stats,
+                              Stream stream) {
+  const int64_t n = rows * c;
+  if (n == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    input_grad_kernel<T><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
+        static_cast<const T*>(x), static_cast<const T*>(dy), mean, rstd, static_cast<const T*>(weight), sum_dy, sum_dy_xhat,
+        static_cast<T*>(dx), n, c, 1.0f / static_cast<float>(rows), batch_stats);
+  });
+}
+
+}  // namespace cf::cuda

@@ -1,0 +1,37 @@
+// Batch normalization over the channel axis of channels-last data (NHWC, UniRepLKNet's
+// layout): x, y, dy, dx are [rows, C] (rows = N * H * W) in f32 or bf16; weight and bias are
+// [C] in the same dtype (weight may be null, meaning 1); mean, rstd, var and the gradient sums
+// are [C] f32. f32 math; the CPU accumulates in f64 over fixed blocks of rows combined in
+// order, so its results do not depend on the thread count.
+//
+//   stats:           mean_c = sum_r x_rc / rows,  var_c = sum_r (x_rc - mean_c)^2 / rows (biased),
+//                    rstd_c = 1 / sqrt(var_c + eps)
+//   apply:           y_rc = (x_rc - mean_c) * rstd_c * weight_c + bias_c
+//                    (eval mode passes the running mean and 1 / sqrt(running_var + eps))
+//   backward_reduce: sum_dy_c = sum_r dy_rc,  sum_dy_xhat_c = sum_r dy_rc * (x_rc - mean_c) * rstd_c
+//                    (the bias and weight gradients)
+//   backward_input:  dx_rc = weight_c * rstd_c * (dy_rc - (sum_dy_c + xhat_rc * sum_dy_xhat_c) / rows)
+//                    when the statistics came from the batch, weight_c * rstd_c * dy_rc when they
+//                    were constants (eval mode)
+//
+// Floor: memory bound. stats reads x twice, apply reads x and writes y, the backward reads
+// x and dy twice and writes dx: 2, 2 and 5 passes of rows * C * sizeof(T) bytes.
+#pragma once
+#include "core.h"
+
+#define CF_BATCHNORM_OPS(NS)                                                                                      \
+  namespace cf::NS {                                                                                              \
+  void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c,  \
+                       float eps, Stream stream);                                                                 \
+  void batchnorm_apply(DType dtype, const void* x, const float* mean, const float* rstd, const void* weight,       \
+                       const void* bias, void* y, int64_t rows, int64_t c, Stream stream);                        \
+  void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd,  \
+                                 float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream);      \
+  void batchnorm_backward_input(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd,   \
+                                const void* weight, const float* sum_dy, const float* sum_dy_xhat, void* dx,      \
+                                int64_t rows, int64_t c, bool batch_stats, Stream stream);                        \
+  }
+
+CF_BATCHNORM_OPS(cpu)
+CF_BATCHNORM_OPS(cuda)
+#undef CF_BATCHNORM_OPS

@@ -1,0 +1,228 @@
+// UniRepLKNet: official parameter names, parameter counts against the published figures,
+// BatchNorm running statistics in train / eval, gradients through a block, the deploy form
+// equal to the training form in eval mode, and the CLIP tower built from a config.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as cf from '../../lib/index.js';
+import { devices, gradCheck, maxRelError, Rng } from '../support/helpers.js';
+
+const test = suite('nn.unireplknet');
+const rng = new Rng(71);
+
+const TINY: cf.UniRepLKNetArch = { depths: [1, 1, 2, 1], dims: [8, 16, 32, 64], kernelSizes: [[3], [13], [13, 3], [13]] };
+
+// Every parameter and buffer drawn at random (positive variances, BatchNorm gains near 1),
+// so that no fused term is zero and the layer scales and GRN act.
+function randomize(m: cf.Module, seed: number): void {
+  const r = new Rng(seed);
+  cf.noGrad(() => {
+    for (const [name, t] of m.stateDict()) {
+      let v: Float32Array;
+      if (name.endsWith('running_var')) v = Float32Array.from(r.array(t.size), (x) => 0.5 + Math.abs(x));
+      else if (name.endsWith('num_batches_tracked')) v = new Float32Array(t.size);
+      else if (/(_bn|norm|pwconv2\.2)[^.]*\.weight$/.test(name) || name.endsWith('bn.weight')) v = Float32Array.from(r.array(t.size), (x) => 1 + 0.3 * x);
+      else v = r.array(t.size, 0.3);
+      const src = cf.fromArray(v, t.shape, { dtype: t.dtype, device: t.device });
+      cf.native.copy(src, t);
+      src.dispose();
+    }
+  });
+}
+
+test('parameter names are the official implementation’s (and OpenCLIP’s trunk / head.proj)', () => {
+  const tower = new cf.UniRepLKNetTower(TINY, 16);
+  const keys = [...tower.stateDict().keys()];
+  for (const k of [
+    'trunk.downsample_layers.0.0.weight', 'trunk.downsample_layers.0.1.bias', 'trunk.downsample_layers.0.3.weight', 'trunk.downsample_layers.0.4.weight',
+    'trunk.downsample_layers.3.0.bias', 'trunk.downsample_layers.3.1.weight',
+    'trunk.stages.0.0.dwconv.weight', 'trunk.stages.0.0.norm.running_var', 'trunk.stages.0.0.norm.num_batches_tracked',
+    'trunk.stages.1.0.dwconv.lk_origin.weight', 'trunk.stages.1.0.dwconv.origin_bn.running_mean',
+    'trunk.stages.1.0.dwconv.dil_conv_k5_1.weight', 'trunk.stages.1.0.dwconv.dil_conv_k7_2.weight', 'trunk.stages.1.0.dwconv.dil_conv_k3_3.weight',
+    'trunk.stages.1.0.dwconv.dil_conv_k3_4.weight', 'trunk.stages.1.0.dwconv.dil_bn_k3_5.weight',
+    'trunk.stages.2.1.se.down.weight', 'trunk.stages.2.1.se.up.bias', 'trunk.stages.2.1.pwconv1.1.weight', 'trunk.stages.2.1.act.1.gamma',
+    'trunk.stages.2.1.act.1.beta', 'trunk.stages.2.1.pwconv2.0.weight', 'trunk.stages.2.1.pwconv2.2.running_mean', 'trunk.stages.2.1.gamma',
+    'trunk.norm.weight', 'head.proj.weight',
+  ]) {
+    assert.ok(keys.includes(k), `missing ${k}`);
+  }
+  const sd = tower.stateDict();
+  assert.equal([...sd.get('trunk.stages.1.0.dwconv.dil_conv_k7_2.weight')!.shape], [16, 1, 7, 7]);
+  assert.equal([...sd.get('trunk.stages.2.1.act.1.gamma')!.shape], [1, 1, 1, 128]);
+  assert.equal([...sd.get('trunk.stages.2.1.se.down.weight')!.shape], [8, 32, 1, 1]);
+  assert.equal([...sd.get('trunk.stages.2.1.pwconv2.0.weight')!.shape], [32, 128]);
+  assert.equal([...sd.get('head.proj.weight')!.shape], [16, 64]);
+  assert.not.ok(keys.includes('head.proj.bias'), 'no projection bias by default');
+  assert.not.ok(keys.includes('trunk.stages.2.1.pwconv2.0.bias'), 'pwconv2 has no bias in the training form');
+
+  const deploy = new cf.UniRepLKNetTower(TINY, 16, { deploy: true });
+  const dkeys = [...deploy.stateDict().keys()];
+  assert.ok(dkeys.includes('trunk.stages.1.0.dwconv.lk_origin.bias'));
+  assert.ok(dkeys.includes('trunk.stages.0.0.dwconv.bias'));
+  assert.ok(dkeys.includes('trunk.stages.2.1.pwconv2.0.bias'));
+  for (const gone of [/origin_bn/, /dil_conv/, /\.norm\./, /pwconv2\.2/, /act\.1\.beta/, /stages\.\d+\.\d+\.gamma$/]) {
+    assert.not.ok(dkeys.some((k) => k.startsWith('trunk.stages') && gone.test(k)), `deploy form has no ${gone}`);
+  }
+  tower.dispose();
+  deploy.dispose();
+});
+
+test('parameter counts: the published / computed figures of every variant, and the built modules agree', () => {
+  // specs/models.md §A.7, millions with a 1000-class head: deploy form, training form.
+  const published: Record<cf.UniRepLKNetVariant, [number, number]> = {
+    a: [4.44, 4.65], f: [6.24, 6.49], p: [10.74, 11.08], n: [18.32, 18.82], t: [31.04, 31.69],
+    s: [55.65, 56.46], b: [98.01, 99.09], l: [218.45, 220.08], xl: [386.53, 388.69],
+  };
+  for (const [v, [deploy, train]] of Object.entries(published) as [cf.UniRepLKNetVariant, [number, number]][]) {
+    const arch = cf.variantArch(v);
+    const head = arch.dims[3] * 1000 + 1000;
+    assert.is(((cf.uniRepLKNetTrunkParameters(arch, { deploy: true }) + head) / 1e6).toFixed(2), deploy.toFixed(2), `${v} deploy`);
+    assert.is(((cf.uniRepLKNetTrunkParameters(arch, { deploy: false }) + head) / 1e6).toFixed(2), train.toFixed(2), `${v} training`);
+  }
+  assert.is((cf.uniRepLKNetTrunkParameters(cf.variantArch('l'), { deploy: true }) / 1e6).toFixed(1), '216.9', 'L trunk without head');
+  // GMACs at 224 (A, S, L) and 384 (B, XL) from the same table.
+  const gmac = (v: cf.UniRepLKNetVariant, size: number): string => (cf.uniRepLKNetFlops(cf.variantArch(v), [size, size], 1000) / 2e9).toFixed(2);
+  assert.is(gmac('a', 224), '0.64');
+  assert.is(gmac('s', 224), '9.09');
+  assert.is(gmac('l', 224), '35.88');
+  const gmac1 = (v: cf.UniRepLKNetVariant, size: number): string => (cf.uniRepLKNetFlops(cf.variantArch(v), [size, size], 1000) / 2e9).toFixed(1);
+  assert.is(gmac1('b', 384), '47.2');
+  assert.is(gmac1('xl', 384), '186.8');
+
+  for (const deploy of [false, true]) {
+    const a = new cf.UniRepLKNet(cf.variantArch('a'), { deploy });
+    assert.is(a.numParameters(), cf.uniRepLKNetTrunkParameters(cf.variantArch('a'), { deploy }), `built A, deploy ${deploy}`);
+    a.dispose();
+  }
+  const counts = cf.countParameters('UniRepLKNet-L-CLIP');
+  assert.is(counts.visual, cf.uniRepLKNetTrunkParameters(cf.variantArch('l'), { deploy: false }) + 1536 * 1024);
+  assert.is((counts.total / 1e9).toFixed(2), '0.57', 'L tower + ViT-H-sized text tower, as the spec computes');
+  const tiny = cf.createModel('tiny-unireplknet');
+  assert.is(tiny.numParameters(), cf.countParameters('tiny-unireplknet').total);
+  tiny.dispose();
+});
+
+test('BatchNorm: training mode normalizes with batch statistics and moves the running ones; eval mode uses them', () => {
+  const trunk = new cf.UniRepLKNet(TINY);
+  randomize(trunk, 3);
+  const sd = trunk.stateDict();
+  const rm = sd.get('stages.1.0.dwconv.dil_bn_k7_2.running_mean')!;
+  const count = sd.get('stages.1.0.dwconv.dil_bn_k7_2.num_batches_tracked')!;
+  const before = rm.toArray();
+  cf.scope(() => {
+    const x = cf.randn([2, 3, 64, 64]);
+    const evalOut = cf.noGrad(() => trunk.eval().forward(x)).toArray();
+    assert.equal([...rm.toArray()], [...before], 'eval leaves running statistics alone');
+    const trainOut = cf.noGrad(() => trunk.train().forward(x)).toArray();
+    assert.ok(maxRelError(trainOut, evalOut) > 1e-2, 'batch statistics differ from the random running ones');
+    const after = rm.toArray();
+    assert.ok(after.some((v, i) => Math.abs(v - before[i]!) > 1e-4), 'running mean moved');
+    assert.is(count.item(), 1);
+  });
+  trunk.dispose();
+});
+
+test('the deploy form equals the training form in eval mode (random BatchNorm statistics, f32, rel err < 1e-4)', () => {
+  for (const device of devices()) {
+    const tower = new cf.UniRepLKNetTower(TINY, 16, { device });
+    randomize(tower, 5);
+    tower.eval();
+    const deployed = tower.reparameterize();
+    assert.is(deployed.numParameters(), cf.uniRepLKNetTrunkParameters(TINY, { deploy: true }) + 64 * 16);
+    assert.not.ok(deployed.training, 'keeps the mode');
+    cf.scope(() => {
+      const x = cf.randn([2, 3, 64, 64], { device });
+      const want = cf.noGrad(() => tower.forward(x)).toArray();
+      const got = cf.noGrad(() => deployed.forward(x)).toArray();
+      const err = maxRelError(got, want, 1e-2);
+      assert.ok(err < 1e-4, `deploy vs training on ${device}: max relative error ${err}`);
+      const feats = cf.noGrad(() => tower.trunk.forward(x)).toArray();
+      assert.ok(feats.some((v) => Math.abs(v) > 1e-3), 'features are not trivially zero');
+    });
+    assert.throws(() => deployed.reparameterize(), /deployStateDict: found no UniRepLKNet block in training form/);
+    tower.dispose();
+    deployed.dispose();
+  }
+});
+
+test('gradients through a block (Dilated Reparam Block, BatchNorm in training, SE, GRN, layer scale) match finite differences', () => {
+  const block = new cf.UniRepLKNetBlock(4, 7, 0, false, 0.7);
+  randomize(block, 9);
+  const x = { data: rng.array(2 * 5 * 5 * 4), shape: [2, 5, 5, 4] };
+  for (const training of [true, false]) {
+    block.train(training);
+    gradCheck((t) => block.forward(t), [x], { maxElements: 40 });
+  }
+  // Parameter gradients against central differences on a few elements of each tensor.
+  block.train(true);
+  block.zeroGrad();
+  const xt = cf.fromArray(x.data, x.shape);
+  const w = cf.fromArray(rng.array(2 * 5 * 5 * 4), x.shape);
+  const loss = (): number => cf.noGrad(() => cf.scope(() => cf.sum(cf.mul(block.forward(xt), w)).item()));
+  cf.scope(() => cf.sum(cf.mul(block.forward(xt), w)).backward());
+  const params = new Map(block.namedParameters());
+  for (const name of ['dwconv.lk_origin.weight', 'dwconv.dil_conv_k3_2.weight', 'dwconv.dil_bn_k5_1.weight', 'norm.bias', 'se.down.weight', 'pwconv1.1.bias', 'act.1.gamma', 'act.1.beta', 'pwconv2.0.weight', 'pwconv2.2.weight', 'gamma']) {
+    const p = params.get(name)!;
+    const grad = p.grad!.toArray();
+    const values = p.toArray();
+    for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
+      const at = (v: number): number => {
+        const changed = Float32Array.from(values);
+        changed[i] = v;
+        cf.noGrad(() => cf.native.copy(cf.fromArray(changed, p.shape), p));
+        return loss();
+      };
+      const numeric = (at(values[i]! + 1e-2) - at(values[i]! - 1e-2)) / 2e-2;
+      at(values[i]!);
+      assert.ok(Math.abs(grad[i]! - numeric) <= 3e-3 + 3e-2 * Math.abs(numeric), `${name}[${i}]: analytic ${grad[i]}, numeric ${numeric}`);
+    }
+  }
+  xt.dispose();
+  w.dispose();
+  block.dispose();
+});
+
+test('drop path: rates rise linearly over the blocks; training drops whole samples, eval does not', () => {
+  const trunk = new cf.UniRepLKNet(TINY, { dropPathRate: 0.3 });
+  const rates = [...trunk.namedModules()].map(([, m]) => m).filter((m): m is cf.UniRepLKNetBlock => m instanceof cf.UniRepLKNetBlock).map((b) => b.dropPathRate);
+  assert.equal(rates.map((r) => r.toFixed(4)), ['0.0000', '0.0750', '0.1500', '0.2250', '0.3000']);
+  trunk.dispose();
+});
+
+test('config: the tiny and the L CLIP configs build; bad UniRepLKNet configs are refused with the key named', () => {
+  const r = cf.resolveUniRepLKNetConfig(cf.getModelConfig('UniRepLKNet-L-CLIP').vision_cfg, 'test');
+  assert.equal(r.arch.dims, [192, 384, 768, 1536]);
+  assert.equal(r.arch.kernelSizes[2]!.slice(0, 6), [13, 3, 3, 13, 3, 3]);
+  assert.is(cf.getModelConfig('UniRepLKNet-L-CLIP').text_cfg.width, 1024);
+  const base = { timm_model_name: 'unireplknet_a', timm_model_kwargs: { depths: [1, 1, 2, 1], dims: [8, 16, 32, 64], kernel_sizes: [[3], [13], [13, 3], [13]] } };
+  const bad = (patch: Record<string, unknown>, pattern: RegExp): void => {
+    assert.throws(() => cf.createUniRepLKNetTower({ ...base, ...patch } as cf.VisionConfig, 8), pattern);
+  };
+  bad({ timm_model_name: 'unireplknet_q' }, /expected 'unireplknet_' and one of .* for vision_cfg.timm_model_name, got 'unireplknet_q'/);
+  bad({ timm_model_kwargs: { depths: [1, 1, 1], kernel_sizes: [[3], [3], [3]] } }, /expected 4 entries \(one per stage\) for depths/);
+  bad({ timm_model_kwargs: { depths: [1, 1, 2, 1] } }, /no default kernel sizes for depths \[1,1,2,1\]/);
+  bad({ timm_model_kwargs: { ...base.timm_model_kwargs, kernel_sizes: [[3], [13], [13], [13]] } }, /expected 2 kernel sizes \(the depth\) for kernel_sizes\[2\]/);
+  bad({ timm_model_kwargs: { ...base.timm_model_kwargs, kernel_sizes: [[3], [13], [13, 4], [13]] } }, /for kernel_sizes\[2\]\[1\], got 4/);
+  bad({ timm_model_kwargs: { foo: 1 } }, /unknown key vision_cfg.timm_model_kwargs.foo/);
+  bad({ timm_pool: 'token' }, /expected 'avg' .* for vision_cfg.timm_pool/);
+  bad({ timm_drop: 0.1 }, /for vision_cfg.timm_drop, got 0.1/);
+  bad({ timm_drop_path: 1.5 }, /expected a number in \[0, 1\) for vision_cfg.timm_drop_path/);
+  const deploy = cf.createUniRepLKNetTower({ ...base, timm_model_kwargs: { ...base.timm_model_kwargs, deploy: true } } as cf.VisionConfig, 8);
+  assert.ok([...deploy.stateDict().keys()].includes('trunk.stages.1.0.dwconv.lk_origin.bias'));
+  deploy.dispose();
+});
+
+test('CLIP with the tiny UniRepLKNet tower: images [B, 3, H, W] -> [B, embed_dim], and a backward pass reaches every parameter', () => {
+  const model = cf.createModel('tiny-unireplknet');
+  cf.scope(() => {
+    const feats = model.encodeImage(cf.randn([2, 3, 64, 64]));
+    assert.equal([...feats.shape], [2, 32]);
+    cf.sum(cf.mul(feats, cf.randn([2, 32]))).backward();
+    const visual = [...model.namedParameters()].filter(([n]) => n.startsWith('visual.'));
+    const missing = visual.filter(([, p]) => !p.grad).map(([n]) => n);
+    assert.equal(missing, [], 'every visual parameter has a gradient');
+  });
+  assert.throws(() => model.encodeImage(cf.zeros([2, 64, 64, 3])), /UniRepLKNet.forward: expected images \[B, 3, H, W\]/);
+  model.dispose();
+});
+
+test.run();

@@ -1,0 +1,172 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as cf from '../../lib/index.js';
+import { assertClose, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
+
+const test = suite('batchnorm');
+const rng = new Rng(31);
+
+// Per-channel statistics over rows of x [rows, C], in float64.
+function stats(x: ArrayLike<number>, c: number) {
+  const rows = x.length / c;
+  const mean = new Float64Array(c), biased = new Float64Array(c);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < c; k++) mean[k] += x[r * c + k]! / rows;
+  for (let r = 0; r < rows; r++) for (let k = 0; k < c; k++) biased[k] += (x[r * c + k]! - mean[k]!) ** 2 / rows;
+  return { mean, biased, unbiased: biased.map((v) => (v * rows) / (rows - 1)) };
+}
+
+function normalize(x: ArrayLike<number>, mean: ArrayLike<number>, variance: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number>, eps: number) {
+  const c = mean.length;
+  return Float64Array.from(x, (v, i) => ((v - mean[i % c]!) / Math.sqrt(variance[i % c]! + eps)) * w[i % c]! + b[i % c]!);
+}
+
+test('training: batch statistics normalize, running statistics move by momentum with the unbiased variance', () => {
+  for (const device of devices()) {
+    const shape = [3, 4, 5, 6];
+    const c = 6;
+    const xs = rng.array(3 * 4 * 5 * 6, 2).map((v, i) => v + (i % c));
+    const ws = rng.array(c), bs = rng.array(c), rm = rng.array(c), rv = rng.array(c).map((v) => 1 + Math.abs(v));
+    cf.scope(() => {
+      const runningMean = cf.fromArray(rm, [c], { device });
+      const runningVar = cf.fromArray(rv, [c], { device });
+      const y = cf.batchNorm(cf.fromArray(xs, shape, { device }), cf.fromArray(ws, [c], { device }), cf.fromArray(bs, [c], { device }), runningMean, runningVar, {
+        training: true,
+        momentum: 0.25,
+        eps: 1e-3,
+      });
+      const s = stats(xs, c);
+      assert.equal([...y.shape], shape);
+      assertClose(y.toArray(), normalize(xs, s.mean, s.biased, ws, bs, 1e-3), { rtol: 1e-4, atol: 1e-4, what: `y on ${device}` });
+      assertClose(runningMean.toArray(), rm.map((v, k) => 0.75 * v + 0.25 * s.mean[k]!), { rtol: 1e-5, atol: 1e-5, what: 'running mean' });
+      assertClose(runningVar.toArray(), rv.map((v, k) => 0.75 * v + 0.25 * s.unbiased[k]!), { rtol: 1e-5, atol: 1e-5, what: 'running var' });
+    });
+  }
+});
+
+test('eval: the running statistics normalize and stay unchanged', () => {
+  for (const device of devices()) {
+    const c = 5;
+    const xs = rng.array(2 * 3 * 3 * c), ws = rng.array(c), bs = rng.array(c), rm = rng.array(c), rv = rng.array(c).map((v) => 0.5 + Math.abs(v));
+    cf.scope(() => {
+      const runningMean = cf.fromArray(rm, [c], { device });
+      const runningVar = cf.fromArray(rv, [c], { device });
+      const y = cf.batchNorm(cf.fromArray(xs, [2, 3, 3, c], { device }), cf.fromArray(ws, [c], { device }), cf.fromArray(bs, [c], { device }), runningMean, runningVar);
+      assertClose(y.toArray(), normalize(xs, rm, rv, ws, bs, 1e-5), { rtol: 1e-5, atol: 1e-5, what: `y on ${device}` });
+      assertClose(runningMean.toArray(), rm, { rtol: 0, atol: 0 });
+      assertClose(runningVar.toArray(), rv, { rtol: 0, atol: 0 });
+    });
+  }
+});
+
+test('gradients match finite differences in training and eval modes', () => {
+  const c = 3;
+  const rm = cf.fromArray(rng.array(c), [c]);
+  const rv = cf.fromArray(rng.array(c).map((v) => 1 + Math.abs(v)), [c]);
+  const inputs = [
+    { data: rng.array(2 * 3 * 2 * c), shape: [2, 3, 2, c] },
+    { data: rng.array(c), shape: [c] },
+    { data: rng.array(c), shape: [c] },
+  ];
+  for (const training of [true, false]) {
+    gradCheck((x, w, b) => cf.batchNorm(x, w, b, rm, rv, { training, momentum: 0 }), inputs);
+  }
+  rm.dispose();
+  rv.dispose();
+});
+
+// The gradients in float64 from the definition: with batch statistics, dx carries the terms
+// through the mean and variance; with constant (running) statistics it is dy * weight * rstd.
+function refBackward(x: ArrayLike<number>, dy: ArrayLike<number>, mean: ArrayLike<number>, variance: ArrayLike<number>, w: ArrayLike<number>, eps: number, batchStats: boolean) {
+  const c = mean.length, rows = x.length / c;
+  const rstd = Float64Array.from(variance, (v) => 1 / Math.sqrt(v + eps));
+  const dw = new Float64Array(c), db = new Float64Array(c);
+  for (let i = 0; i < x.length; i++) {
+    db[i % c] += dy[i]!;
+    dw[i % c] += dy[i]! * (x[i]! - mean[i % c]!) * rstd[i % c]!;
+  }
+  const dx = Float64Array.from(x, (v, i) => {
+    const k = i % c;
+    const xhat = (v - mean[k]!) * rstd[k]!;
+    return w[k]! * rstd[k]! * (dy[i]! - (batchStats ? (db[k]! + xhat * dw[k]!) / rows : 0));
+  });
+  return { dx, dw, db };
+}
+
+function runBoth(device: string, dtype: 'f32' | 'bf16', training: boolean, xs: Float32Array, dys: Float32Array, c: number, seed: number) {
+  const r = new Rng(seed);
+  const ws = r.array(c), bs = r.array(c), rm = r.array(c), rv = Float32Array.from(r.array(c), (v) => 0.5 + Math.abs(v));
+  return cf.scope(() => {
+    const t = (d: Float32Array, shape: number[], grad = false) => cf.fromArray(d, shape, { device, dtype, requiresGrad: grad });
+    const x = t(xs, [xs.length / c, c], true), w = t(ws, [c], true), b = t(bs, [c], true);
+    const y = cf.batchNorm(x, w, b, t(rm, [c]), t(rv, [c]), { training });
+    y.backward(t(dys, [xs.length / c, c]));
+    return { y: y.toArray(), dx: x.grad!.toArray(), dw: w.grad!.toArray(), db: b.grad!.toArray(), ws, bs, rm, rv };
+  });
+}
+
+test('backward matches the definition in both modes, over several blocks of rows', () => {
+  const c = 7, rows = 1000;
+  const xs = Float32Array.from(rng.array(rows * c), (v, i) => 3 * v + (i % c));
+  const dys = rng.array(rows * c);
+  for (const device of devices()) {
+    for (const training of [true, false]) {
+      const r = runBoth(device, 'f32', training, xs, dys, c, 5);
+      const s = stats(xs, c);
+      const [m, v] = training ? [s.mean, s.biased] : [r.rm, r.rv];
+      const ref = refBackward(xs, dys, m, v, r.ws, 1e-5, training);
+      const what = `${training ? 'training' : 'eval'} on ${device}`;
+      assertClose(r.y, normalize(xs, m, v, r.ws, r.bs, 1e-5), { rtol: 1e-4, atol: 1e-4, what: `y ${what}` });
+      assertClose(r.dx, ref.dx, { rtol: 1e-3, atol: 1e-4, what: `dx ${what}` });
+      assertClose(r.dw, ref.dw, { rtol: 1e-4, atol: 1e-3, what: `dweight ${what}` });
+      assertClose(r.db, ref.db, { rtol: 1e-4, atol: 1e-3, what: `dbias ${what}` });
+    }
+  }
+});
+
+test('the statistics and gradients do not depend on the CPU thread count', () => {
+  const c = 5, xs = rng.array(3000 * c), dys = rng.array(3000 * c);
+  cf.setNumThreads(1);
+  const one = runBoth('cpu', 'f32', true, xs, dys, c, 6);
+  cf.setNumThreads(2);
+  const two = runBoth('cpu', 'f32', true, xs, dys, c, 6);
+  for (const k of ['y', 'dx', 'dw', 'db'] as const) assert.equal([...one[k]], [...two[k]], k);
+});
+
+test('bf16 storage stays within 2e-2 of f32; CUDA matches the CPU', () => {
+  const c = 6, xs = rng.array(64 * c), dys = rng.array(64 * c);
+  for (const device of devices()) {
+    const f = runBoth(device, 'f32', true, xs, dys, c, 7);
+    const h = runBoth(device, 'bf16', true, xs, dys, c, 7);
+    for (const k of ['y', 'dx', 'dw', 'db'] as const) assert.ok(maxRelError(h[k], f[k], 1) < 2e-2, `${k} bf16 on ${device}`);
+  }
+  if (!hasCuda()) return;
+  for (const training of [true, false]) {
+    const a = runBoth('cpu', 'f32', training, xs, dys, c, 8), b = runBoth('cuda:0', 'f32', training, xs, dys, c, 8);
+    for (const k of ['y', 'dx', 'dw', 'db'] as const) assertClose(b[k], a[k], { rtol: 1e-4, atol: 1e-5, what: `${k} CUDA vs CPU` });
+  }
+});
+
+test('the native kernels check their arguments', () => {
+  cf.scope(() => {
+    const x = cf.zeros([4, 3]);
+    const s3 = (): cf.Tensor => cf.zeros([3]);
+    assert.throws(() => cf.native.batchNormStats(x, cf.zeros([2]), s3(), s3(), 1e-5), /batchNormStats: expected \[3\] for mean.shape, got \[2\]/);
+    assert.throws(() => cf.native.batchNormStats(x, cf.zeros([3], { dtype: 'bf16' }), s3(), s3(), 1e-5), /batchNormStats: expected f32 for mean.dtype, got bf16/);
+    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), null, null, cf.zeros([4, 4])), /batchNormApply: expected \[4, 3\] for y.shape, got \[4, 4\]/);
+    assert.throws(() => cf.native.batchNormBackwardInput(x, x, s3(), s3(), null, s3(), s3(), x, true), /batchNormBackwardInput: out must not share memory with x/);
+  });
+});
+
+test('bad arguments throw errors naming the op, the argument and the value', () => {
+  cf.scope(() => {
+    const v = cf.ones([4]);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 2, 2, 4]), cf.ones([3]), v, v, v), /batchNorm: expected shape \[4\] for weight, got \[3\]/);
+    assert.throws(() => cf.batchNorm(cf.zeros([4]), v, v, v, v), /batchNorm: expected a tensor \[\.\.\., C\] of rank >= 2 for x, got \[4\]/);
+    assert.throws(() => cf.batchNorm(cf.zeros([1, 4]), v, v, v, v, { training: true }), /batchNorm: expected more than one value per channel in training/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { momentum: 2 }), /batchNorm: expected a number in \[0, 1\] for momentum, got 2/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { eps: -1 }), /batchNorm: expected a finite number >= 0 for eps, got -1/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, cf.zeros([4], { dtype: 'bf16' }), v), /batchNorm: expected x and runningMean of the same dtype/);
+  });
+});
+
+test.run();
