@@ -103,7 +103,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const names = createBuiltinDataset({ split: 'val', size: 1 });
     zeroShot = { classNames: names.classNames, templates: names.templates, loader: builtinValLoader(args, imageSize, contextLength) };
   }
-  const reporter = createRunReporter({ runDir, args, name });
+  const reporter = createRunReporter({ runDir, args });
   const stop = new AbortController();
   const onSignal = (): void => {
     if (stop.signal.aborted) process.exit(130);

@@ -1,22 +1,22 @@
-// What a training run tells the user: a progress line on a terminal (step, samples/s, loss,
-// lr, logit scale, ETA), one JSON line per --log-every-n-steps and per evaluation in
-// <logs>/<name>/out.jsonl always, and evaluation results and the summary as plain lines.
-import { appendFileSync, writeFileSync } from 'node:fs';
+// What `clipforge train` tells the user: TrainLogger's progress line, JSON lines, TensorBoard
+// events and loss plot, plus plain lines for what a log file reader also wants to see on a
+// non-terminal (a progress line every --log-every-n-steps), evaluations and the summary.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TrainArgs } from './flags.js';
-import type { StepRecord, TrainOutcome, TrainReporter } from './trainer.js';
+import { TrainLogger, type StepInfo } from './logging.js';
+import type { TrainOutcome, TrainReporter } from './trainer.js';
 
 export interface RunReporter extends TrainReporter {
   finish(outcome: TrainOutcome): void;
   close(): void;
 }
 
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s % 60).padStart(2, '0')}s`;
+export interface RunReporterOptions {
+  runDir: string;
+  args: TrainArgs;
+  /** Where lines go (default process.stdout); the progress line is redrawn in place only on a TTY. */
+  out?: { isTTY?: boolean; write(s: string): unknown };
 }
 
 function formatMetrics(metrics: Record<string, number>): string {
@@ -25,50 +25,34 @@ function formatMetrics(metrics: Record<string, number>): string {
     .join(', ');
 }
 
-export interface RunReporterOptions {
-  runDir: string;
-  args: TrainArgs;
-  name: string;
-  /** Where lines go (default process.stdout); the progress line only when it is a TTY. */
-  out?: NodeJS.WritableStream & { isTTY?: boolean };
-}
-
 export function createRunReporter(opts: RunReporterOptions): RunReporter {
   const out = opts.out ?? process.stdout;
   const tty = out.isTTY === true;
-  const jsonl = join(opts.runDir, 'out.jsonl');
-  writeFileSync(jsonl, '');
-  writeFileSync(join(opts.runDir, 'params.json'), JSON.stringify({ ...opts.args, given: [...opts.args.given] }, null, 2));
-  let progressShown = false;
+  writeFileSync(join(opts.runDir, 'params.json'), JSON.stringify({ ...opts.args, given: [...opts.args.given] }, null, 2) + '\n');
+  let logger: TrainLogger | null = null;
   const line = (text: string): void => {
-    if (progressShown) out.write('\r\x1b[K');
-    progressShown = false;
-    out.write(text + '\n');
+    out.write(`${tty ? '\r\x1b[2K' : ''}${text}\n`);
   };
-  const record = (obj: Record<string, unknown>): void => appendFileSync(jsonl, JSON.stringify(obj) + '\n');
   return {
-    step(r: StepRecord): void {
-      const text =
-        `epoch ${r.epoch} step ${r.step}/${r.totalSteps} | loss ${r.loss.toFixed(4)} | ${r.samplesPerSecond.toFixed(1)} samples/s` +
-        ` | lr ${r.lr.toExponential(2)} | logit scale ${r.logitScale.toFixed(2)} | ETA ${duration(r.secondsLeft)}`;
-      const logNow = r.step % opts.args.logEveryNSteps === 0 || r.step === r.totalSteps || r.step === 1;
-      if (logNow) {
-        record({ type: 'train', epoch: r.epoch, step: r.step, loss: r.loss, lr: r.lr, logit_scale: r.logitScale, samples_per_second: r.samplesPerSecond, grad_norm: r.gradNorm, time: Date.now() / 1000 });
-      }
-      if (tty) {
-        out.write(`\r\x1b[K${text}`);
-        progressShown = true;
-      } else if (logNow) {
-        line(text);
-      }
+    begin(totalSteps: number): void {
+      logger = new TrainLogger({
+        logDir: opts.runDir,
+        totalSteps,
+        logEveryNSteps: opts.args.logEveryNSteps,
+        tensorboard: opts.args.reportTo.split(',').includes('tensorboard'),
+        stream: out,
+      });
+    },
+    step(info: StepInfo): void {
+      if (!logger) throw new Error('RunReporter.step: begin() was not called');
+      logger.step(info);
+      if (!tty && info.step % opts.args.logEveryNSteps === 0) line(logger.progressLine(info));
     },
     eval(epoch: number, step: number, metrics: Record<string, number>): void {
-      record({ type: 'eval', epoch, step, ...metrics, time: Date.now() / 1000 });
+      logger?.record(step, { epoch, ...metrics });
       line(`eval after epoch ${epoch}: ${formatMetrics(metrics)}`);
     },
-    message(text: string): void {
-      line(text);
-    },
+    message: line,
     finish(outcome: TrainOutcome): void {
       const last = outcome.losses.at(-1);
       const final = outcome.evals.at(-1);
@@ -80,8 +64,9 @@ export function createRunReporter(opts: RunReporterOptions): RunReporter {
       );
     },
     close(): void {
-      if (progressShown) out.write('\n');
-      progressShown = false;
+      const plot = logger?.close();
+      logger = null;
+      if (plot) line(`loss curve: ${plot}`);
     },
   };
 }

@@ -22,25 +22,16 @@ import type { Tensor } from '../tensor/tensor.js';
 import { epochCheckpointName, LATEST_CHECKPOINT_NAME, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainingPosition } from './checkpoint.js';
 import { onModelDevice, retrievalEval, zeroShotEval, type ZeroShotTask } from './evaluate.js';
 import type { TrainArgs } from './flags.js';
+import type { StepInfo } from './logging.js';
 import { checkFiniteLoss } from './nan_guard.js';
 
 /** Where the run's events go (terminal, JSON lines, TensorBoard). */
 export interface TrainReporter {
-  step(record: StepRecord): void;
+  /** Called once before the first step with the run's total number of optimizer steps. */
+  begin(totalSteps: number): void;
+  step(info: StepInfo): void;
   eval(epoch: number, step: number, metrics: Record<string, number>): void;
   message(text: string): void;
-}
-
-export interface StepRecord {
-  epoch: number;
-  step: number;
-  totalSteps: number;
-  loss: number;
-  lr: number;
-  logitScale: number;
-  samplesPerSecond: number;
-  gradNorm: number | null;
-  secondsLeft: number;
 }
 
 export interface TrainerOptions {
@@ -224,9 +215,7 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
   };
 
   model.train();
-  const started = performance.now();
-  let stepsThisRun = 0;
-  let samplesThisRun = 0;
+  reporter.begin(totalSteps);
   for (let epoch = position.epoch; epoch < args.epochs; epoch++) {
     const skipBatches = position.batchInEpoch * args.accumFreq;
     let batchIndex = 0;
@@ -241,7 +230,7 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
       const loss = accumulatedBackward(model, pending, args.siglip);
       const samples = pending.reduce((n, b) => n + b.count, 0);
       pending = [];
-      const gradNorm = args.gradClipNorm !== null ? clipGradNorm(params, args.gradClipNorm) : null;
+      if (args.gradClipNorm !== null) clipGradNorm(params, args.gradClipNorm).dispose();
       const lossValue = (() => {
         try {
           return checkFiniteLoss(loss, step);
@@ -253,24 +242,9 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
       optimizer.zeroGrad();
       noGrad(() => clampLogitScale(model.logitScale));
       position = { ...position, step: step + 1, batchInEpoch: position.batchInEpoch + 1 };
-      stepsThisRun++;
-      samplesThisRun += samples;
       outcome.steps = position.step;
       outcome.losses.push({ step: position.step, loss: lossValue });
-      const elapsed = (performance.now() - started) / 1000;
-      const logNow = position.step % args.logEveryNSteps === 0 || position.step === totalSteps || position.step === 1;
-      reporter.step({
-        epoch,
-        step: position.step,
-        totalSteps,
-        loss: lossValue,
-        lr,
-        logitScale: Math.exp(model.logitScale.item()),
-        samplesPerSecond: samplesThisRun / elapsed,
-        gradNorm: logNow && gradNorm ? gradNorm.item() : null,
-        secondsLeft: (elapsed / stepsThisRun) * (totalSteps - position.step),
-      });
-      gradNorm?.dispose();
+      reporter.step({ epoch, step: position.step, samples, lr, loss: lossValue, logitScale: Math.exp(model.logitScale.item()) });
       if (opts.stop.aborted || position.batchInEpoch >= stepsPerEpoch) break;
     }
     if (opts.stop.aborted && position.batchInEpoch < stepsPerEpoch) {

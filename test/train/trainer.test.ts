@@ -12,7 +12,8 @@ import type { CLIP } from '../../lib/nn/clip.js';
 import { native } from '../../lib/native.js';
 import { latestCheckpoint } from '../../lib/train/checkpoint.js';
 import { parseTrainArgs } from '../../lib/train/flags.js';
-import { accumulatedBackward, runTraining, type StepRecord, type TrainerOptions, type TrainReporter } from '../../lib/train/trainer.js';
+import type { StepInfo } from '../../lib/train/logging.js';
+import { accumulatedBackward, runTraining, type TrainerOptions, type TrainReporter } from '../../lib/train/trainer.js';
 import { NonFiniteLossError } from '../../lib/train/nan_guard.js';
 
 const test = suite('trainer');
@@ -39,7 +40,7 @@ function loader(split: 'train' | 'val', size: number, batchSize: number, seed = 
   });
 }
 
-const quiet = (onStep: (r: StepRecord) => void = () => undefined): TrainReporter => ({ step: onStep, eval: () => undefined, message: () => undefined });
+const quiet = (onStep: (r: StepInfo) => void = () => undefined): TrainReporter => ({ begin: () => undefined, step: onStep, eval: () => undefined, message: () => undefined });
 
 interface Run {
   opts: TrainerOptions;
