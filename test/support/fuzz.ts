@@ -15,7 +15,7 @@
 // and dtypes) so that calls get past the first check often enough to reach the deep ones.
 // Valid sizes are small; every huge size is far beyond any machine's memory (it must be
 // refused before allocation).
-import { writeSync, mkdtempSync, rmSync } from 'node:fs';
+import { openSync, writeSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -870,16 +870,18 @@ if (process.env.CLIPFORGE_FUZZ_CHILD === '1') {
   const seed = Number(process.env.CLIPFORGE_FUZZ_SEED ?? 20250101);
   const calls = Number(process.env.CLIPFORGE_FUZZ_CALLS ?? 12000);
   const quiet = process.env.CLIPFORGE_FUZZ_QUIET === '1';
+  // A regular file when the parent names one: writes to a full pipe fail with EAGAIN under load.
+  const out = process.env.CLIPFORGE_FUZZ_OUT ? openSync(process.env.CLIPFORGE_FUZZ_OUT, 'w') : 1;
   const log = (line: string): void => {
-    if (!quiet) writeSync(1, line.replace(/\n/g, '\\n') + '\n');
+    if (!quiet) writeSync(out, line.replace(/\n/g, '\\n') + '\n');
   };
   runFuzz(seed, calls, log).then(
     (r) => {
-      writeSync(1, `@@REPORT ${JSON.stringify(r)}\n`);
+      writeSync(out, `@@REPORT ${JSON.stringify(r)}\n`);
       process.exit(0);
     },
     (e) => {
-      writeSync(1, `@@FATAL ${e instanceof Error ? e.stack : String(e)}\n`);
+      writeSync(out, `@@FATAL ${e instanceof Error ? e.stack : String(e)}\n`);
       process.exit(3);
     },
   );

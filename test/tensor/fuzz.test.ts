@@ -8,6 +8,9 @@
 // or run the child directly to see every call:
 //   CLIPFORGE_FUZZ_CHILD=1 CLIPFORGE_FUZZ_SEED=<seed> node --import tsx --expose-gc test/support/fuzz.ts
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -25,14 +28,17 @@ let failure: string | null = null;
 
 function runChild(): void {
   const child = fileURLToPath(new URL('../support/fuzz.ts', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'clipforge-fuzz-'));
+  const out = join(dir, 'calls.log');
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', child], {
-    env: { ...process.env, CLIPFORGE_FUZZ_CHILD: '1', CLIPFORGE_FUZZ_SEED: String(SEED), CLIPFORGE_FUZZ_CALLS: String(CALLS) },
+    env: { ...process.env, CLIPFORGE_FUZZ_CHILD: '1', CLIPFORGE_FUZZ_SEED: String(SEED), CLIPFORGE_FUZZ_CALLS: String(CALLS), CLIPFORGE_FUZZ_OUT: out },
     encoding: 'utf8',
     timeout: TIMEOUT_S * 1000,
     killSignal: 'SIGKILL',
     maxBuffer: 1 << 28,
   });
-  const lines = (r.stdout ?? '').split('\n');
+  const lines = (existsSync(out) ? readFileSync(out, 'utf8') : '').split('\n');
+  rmSync(dir, { recursive: true, force: true });
   const lastCall = [...lines].reverse().find((l) => l.startsWith('@@CALL ')) ?? '(none)';
   const reportLine = lines.find((l) => l.startsWith('@@REPORT '));
   const fatal = lines.find((l) => l.startsWith('@@FATAL '));
@@ -106,7 +112,9 @@ test('returned tensors are readable and the scope stack and gradient mode are le
 
 test('no huge allocation was made, and nothing leaked', () => {
   const r = get();
-  assert.ok(r.peakAllocatedBytes < 64 * 2 ** 20, `peak host allocation ${r.peakAllocatedBytes} bytes`);
+  // Valid calls in the corpus build small models (tens of MB); a huge size that slipped
+  // through validation would allocate gigabytes.
+  assert.ok(r.peakAllocatedBytes < 256 * 2 ** 20, `peak host allocation ${r.peakAllocatedBytes} bytes`);
   assert.is(r.leak.liveTensorsAfter, r.leak.liveTensorsBefore, `live tensors before and after (seed ${SEED})`);
   assert.is(r.leak.bytesAfter, r.leak.bytesBefore, `allocated bytes before and after (seed ${SEED})`);
 });
