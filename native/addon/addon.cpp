@@ -23,6 +23,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_dwconv(env, exports);
   register_im2col(env, exports);
   register_batchnorm(env, exports);
+  register_grn(env, exports);
   return exports;
 }
 }  // namespace

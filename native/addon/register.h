@@ -20,4 +20,5 @@ void register_attention(Napi::Env env, Napi::Object exports);
 void register_dwconv(Napi::Env env, Napi::Object exports);
 void register_im2col(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
+void register_grn(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon
