@@ -12,7 +12,7 @@ if (!existsSync(cli)) {
 }
 try {
   const { main } = await import(pathToFileURL(cli).href);
-  process.exitCode = main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2));
 } catch (e) {
   console.error(`clipforge: ${e instanceof Error ? e.message : String(e)}`);
   process.exitCode = 1;

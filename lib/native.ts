@@ -106,6 +106,11 @@ export interface NativeAddon {
   dwconvForward(x: T, w: T, bias: T | null, y: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number): void;
   dwconvBackwardWeight(x: T | null, dy: T, dw: T | null, db: T | null, kernelSize: number, stride: number, padH: number, padW: number, dilation: number): void;
+  // adamw: one AdamW update of each listed parameter in place; params / expAvgs / expAvgSqs f32, grads f32 or
+  // bf16 (one dtype per call), one shape per entry, one device; lrs / weightDecays / steps (after this update) per entry
+  adamw(params: T[], grads: T[], expAvgs: T[], expAvgSqs: T[], lrs: number[], weightDecays: number[], steps: number[], beta1: number, beta2: number, eps: number): void;
+  // readFileInto: the raw bytes of an open file (fd) from `position` into the tensor's memory, numel x dtype size
+  readFileInto(t: T, fd: number, position: number): void;
   // im2col: x / dx [N, H, W, C] <-> cols / dcols [N * Ho * Wo, C * K * K] in (c, kh, kw) column order; dx is overwritten
   im2col(x: T, cols: T, kernelSize: number, stride: number, padH: number, padW: number): void;
   col2im(dcols: T, dx: T, kernelSize: number, stride: number, padH: number, padW: number): void;

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { native, packageRoot } from '../native.js';
+import { countParameters, estimateFlops, getModelConfig } from '../nn/factory.js';
 
 export function infoText(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -20,4 +21,20 @@ export function infoText(): string {
   }
   lines.push(`CPU threads: ${info.threads} (set CLIPFORGE_NUM_THREADS to change)`);
   return lines.join('\n');
+}
+
+/** `clipforge info --model NAME`: the parameter counts and forward FLOPs of a built-in model config. */
+export function modelInfoText(name: string): string {
+  const config = getModelConfig(name);
+  const params = countParameters(config);
+  const flops = estimateFlops(config);
+  const m = (n: number): string => `${(n / 1e6).toFixed(2)} M`;
+  const g = (n: number): string => `${(n / 1e9).toFixed(2)} GFLOPs`;
+  const v = config.vision_cfg;
+  const t = config.text_cfg;
+  return [
+    `model ${name}: embed_dim ${config.embed_dim}, image ${JSON.stringify(v.image_size ?? 224)}, text context ${t.context_length ?? 77}`,
+    `parameters: ${m(params.total)} total, ${m(params.visual)} visual, ${m(params.text)} text`,
+    `forward: ${g(flops.image)} per image, ${g(flops.text)} per text, ${g(flops.total)} per pair`,
+  ].join('\n');
 }

@@ -1,22 +1,41 @@
 // The `clipforge` command line. Each subcommand lives in its own module.
 import { infoText } from './info.js';
+import { modelInfoText } from './info.js';
+import { trainCommand } from './train.js';
 
 const USAGE = `usage: clipforge <command>
 
 commands:
   info     version, backends compiled in, GPUs found, CPU threads
+           info --model NAME: parameter counts and FLOPs of a model config
+  train    train a CLIP model (OpenCLIP's flags; no flags: a tiny CLIP on the built-in dataset)
   help     this text`;
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'info':
+      if (rest[0] === '--model') {
+        if (rest.length !== 2) {
+          process.stderr.write(`clipforge info: expected --model NAME, got ${rest.length === 1 ? 'no name' : `extra argument '${rest[2]}'`}\n`);
+          return 2;
+        }
+        try {
+          process.stdout.write(modelInfoText(rest[1]!) + '\n');
+          return 0;
+        } catch (e) {
+          process.stderr.write(`clipforge info: ${(e as Error).message}\n`);
+          return 2;
+        }
+      }
       if (rest.length) {
         process.stderr.write(`clipforge info: unexpected argument '${rest[0]}'\n`);
         return 2;
       }
       process.stdout.write(infoText() + '\n');
       return 0;
+    case 'train':
+      return trainCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -5,7 +5,7 @@ import { checkBoolean } from '../tensor/check.js';
 import { full, type Tensor } from '../tensor/tensor.js';
 import { l2Normalize } from '../tensor/ops/l2norm.js';
 import { LOGIT_SCALE_INIT } from '../loss/clip.js';
-import { checkModelConfig, resolveTextConfig, type ModelConfig } from './config.js';
+import { checkModelConfig, type ModelConfig } from './config.js';
 import type { LayerOptions } from './layers.js';
 import { Module } from './module.js';
 import { TextTransformer } from './text.js';
@@ -42,7 +42,7 @@ export class CLIP extends Module {
     const activation = config.quick_gelu ? 'quickGelu' : 'gelu';
     const tower = visionTowerFor(config.vision_cfg, 'CLIP');
     this.visual = this.registerModule('visual', tower.build(config.vision_cfg, config.embed_dim, { ...opts, activation }));
-    const text = new TextTransformer(resolveTextConfig(config.text_cfg, 'CLIP'), config.embed_dim, { ...opts, activation });
+    const text = new TextTransformer(config.text_cfg, config.embed_dim, { ...opts, activation });
     this.text = this.registerModule('text', text, { inline: !config.custom_text });
     const device = opts.device ?? 'cpu';
     const dtype = opts.dtype ?? 'f32';

@@ -123,6 +123,10 @@ function checkKeys(op: string, arg: string, cfg: Record<string, unknown>, known:
   }
 }
 
+/** Bounds that no real model comes near, so that a wrong value fails here, not in an allocation. */
+const MAX_SIZE = 1 << 20;
+export const MAX_LAYERS = 1024;
+
 class Reader {
   constructor(
     private readonly op: string,
@@ -130,9 +134,9 @@ class Reader {
     private readonly cfg: Record<string, unknown>,
   ) {}
 
-  int(key: string, def: number, min = 1): number {
+  int(key: string, def: number, min = 1, max = MAX_SIZE): number {
     const v = this.cfg[key] ?? def;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw argError(this.op, `${this.arg}.${key}`, `an integer >= ${min}`, v);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw argError(this.op, `${this.arg}.${key}`, `an integer in [${min}, ${max}]`, v);
     return v;
   }
 
@@ -202,10 +206,10 @@ export function resolveVisionConfig(cfgIn: unknown, op = 'resolveVisionConfig'):
     imageSize,
     patchSize,
     gridSize,
-    layers: r.int('layers', 12, 0),
+    layers: r.int('layers', 12, 0, MAX_LAYERS),
     width,
     heads: width / headWidth,
-    mlpRatio: r.num('mlp_ratio', 4, 0),
+    mlpRatio: r.num('mlp_ratio', 4, 0, 64),
     lsInitValue: r.optionalNum('ls_init_value'),
     patchDropout: r.num('patch_dropout', 0, 0, 1, true),
     noLnPre: r.bool('no_ln_pre', false),
@@ -232,8 +236,8 @@ export function resolveTextConfig(cfgIn: unknown, op = 'resolveTextConfig'): Res
     vocabSize: r.int('vocab_size', 49408),
     width,
     heads,
-    layers: r.int('layers', 12, 0),
-    mlpRatio: r.num('mlp_ratio', 4, 0),
+    layers: r.int('layers', 12, 0, MAX_LAYERS),
+    mlpRatio: r.num('mlp_ratio', 4, 0, 64),
     lsInitValue: r.optionalNum('ls_init_value'),
     causal: !r.bool('no_causal_mask', false),
     finalLnAfterPool: r.bool('final_ln_after_pool', false),

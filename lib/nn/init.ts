@@ -1,15 +1,37 @@
 // Parameter initializers, in place and outside autograd, drawing from a seeded Generator
 // (lib/tensor/random.ts) so that a model built with the same seed gets the same weights on
 // the CPU and on CUDA. The distributions are PyTorch's (nn.init), which OpenCLIP uses.
-import { noGrad } from '../tensor/autograd.js';
-import { checkFinite } from '../tensor/check.js';
-import { rand, randn, type Generator } from '../tensor/random.js';
+import { argError, checkFinite } from '../tensor/check.js';
+import { defaultGenerator, Generator } from '../tensor/random.js';
 import { checkTensor, type Tensor } from '../tensor/tensor.js';
 import { native } from '../native.js';
 
-function writeInto(t: Tensor, values: Tensor): Tensor {
-  native.copy(values, t);
-  values.dispose();
+let skipDepth = 0;
+
+/**
+ * Runs fn with every initializer of this file turned into a no-op, so that a model whose
+ * weights are about to be loaded is built without drawing them first. The parameters then
+ * hold uninitialized memory: load every one of them (a strict loadStateDict) before use.
+ * Non-persistent buffers are not loaded, so make them with their values, not with these.
+ */
+export function withoutInit<R>(fn: () => R): R {
+  if (typeof fn !== 'function') throw argError('withoutInit', 'fn', 'a function', fn);
+  skipDepth++;
+  try {
+    return fn();
+  } finally {
+    skipDepth--;
+  }
+}
+
+/** Fills t in place with draws from `generator`, as rand / randn would return them. */
+function drawInto(op: string, t: Tensor, kind: 'uniform' | 'normal', a: number, b: number, generator: Generator | undefined): Tensor {
+  if (t.dtype === 'i32') throw new Error(`${op}: expected a float tensor for t, got dtype 'i32'`);
+  const g = generator ?? defaultGenerator;
+  if (!(g instanceof Generator)) throw argError(op, 'generator', 'a Generator', generator);
+  // The counters are taken only once the draw succeeded, as rand / randn do.
+  native.random(t, kind, g.seed, g.getState().counter, a, b);
+  g.take(t.size);
   return t;
 }
 
@@ -17,7 +39,8 @@ function writeInto(t: Tensor, values: Tensor): Tensor {
 export function initNormal(t: Tensor, std: number, generator?: Generator): Tensor {
   checkTensor('initNormal', 't', t);
   checkFinite('initNormal', 'std', std);
-  return noGrad(() => writeInto(t, randn(t.shape, { std, dtype: t.dtype, device: t.device, generator })));
+  if (skipDepth > 0) return t;
+  return drawInto('initNormal', t, 'normal', 0, std, generator);
 }
 
 /** Fills t with U(low, high) draws. Returns t. */
@@ -25,12 +48,14 @@ export function initUniform(t: Tensor, low: number, high: number, generator?: Ge
   checkTensor('initUniform', 't', t);
   checkFinite('initUniform', 'low', low);
   checkFinite('initUniform', 'high', high);
-  return noGrad(() => writeInto(t, rand(t.shape, { low, high, dtype: t.dtype, device: t.device, generator })));
+  if (skipDepth > 0) return t;
+  return drawInto('initUniform', t, 'uniform', low, high, generator);
 }
 
 /** Fills t with `value`. Returns t. */
 export function initConstant(t: Tensor, value: number): Tensor {
   checkTensor('initConstant', 't', t);
+  if (skipDepth > 0) return t;
   native.fill(t, checkFinite('initConstant', 'value', value));
   return t;
 }

@@ -25,6 +25,7 @@ export interface LayerOptions {
 
 /** An uninitialized parameter tensor of `shape` as the options ask. */
 export function emptyParameter(shape: readonly number[], opts: LayerOptions = {}): Tensor {
+  if (opts === null || typeof opts !== 'object') throw argError('emptyParameter', 'opts', 'an options object', opts);
   return empty(shape, { device: opts.device ?? 'cpu', dtype: opts.dtype ?? 'f32' });
 }
 
@@ -38,6 +39,7 @@ export function checkActivation(op: string, v: unknown): Activation {
 
 /** Applies an activation by name. */
 export function activate(x: Tensor, activation: Activation): Tensor {
+  checkActivation('activate', activation);
   return activation === 'gelu' ? gelu(x) : quickGelu(x);
 }
 

@@ -4,7 +4,7 @@
 // position), ln_final and the text projection. Parameter names are OpenCLIP's
 // (token_embedding.weight, positional_embedding, transformer.resblocks.N..., ln_final,
 // text_projection); CLIP registers this tower inline so they sit at the top of its state dict.
-import { shapeStr } from '../tensor/check.js';
+import { argError, checkInteger, shapeStr } from '../tensor/check.js';
 import { arange, checkTensor, full, type Tensor } from '../tensor/tensor.js';
 import { add } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
@@ -12,8 +12,8 @@ import { matmul } from '../tensor/ops/matmul.js';
 import { maxWithIndices } from '../tensor/ops/reduce.js';
 import { cast, reshape } from '../tensor/ops/shape.js';
 import { slice } from '../tensor/ops/slice.js';
-import type { ResolvedTextConfig } from './config.js';
-import { initConstant, initNormal } from './init.js';
+import { resolveTextConfig, type ResolvedTextConfig, type TextConfig } from './config.js';
+import { initConstant, initNormal, withoutInit } from './init.js';
 import { Embedding, emptyParameter, LayerNorm, Linear, type Activation, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
 import { Transformer } from './transformer.js';
@@ -27,7 +27,11 @@ export interface TextTowerOptions extends LayerOptions {
  * ids [B, L]. 'argmax' is the first position of the largest id: computed on the device (ids
  * below 2^24 are exact in f32), so no round trip to the host.
  */
-export function pooledRows(ids: Tensor, poolType: 'argmax' | 'first' | 'last'): Tensor {
+export function pooledRows(idsIn: Tensor, poolType: 'argmax' | 'first' | 'last'): Tensor {
+  const op = 'pooledRows';
+  const ids = checkTensor(op, 'ids', idsIn);
+  if (ids.dtype !== 'i32' || ids.rank !== 2 || ids.shape[1] === 0) throw new Error(`${op}: expected i32 ids of shape [B, L] with L >= 1, got ${ids.dtype} ${shapeStr(ids.shape)}`);
+  if (poolType !== 'argmax' && poolType !== 'first' && poolType !== 'last') throw argError(op, 'poolType', "'argmax', 'first' or 'last'", poolType);
   const [B, L] = ids.shape as [number, number];
   const offsets = arange(0, B * L, L, { dtype: 'f32', device: ids.device });
   let positions: Tensor;
@@ -49,22 +53,27 @@ export function pooledRows(ids: Tensor, poolType: 'argmax' | 'first' | 'last'): 
   return rows;
 }
 
-/** OpenCLIP's TextTransformer with output_dim = embedDim. */
+/** OpenCLIP's TextTransformer (text_cfg as in the model configs) with output_dim = embedDim. */
 export class TextTransformer extends Module {
+  readonly cfg: ResolvedTextConfig;
   readonly tokenEmbedding: Embedding;
   readonly transformer: Transformer;
   readonly lnFinal: LayerNorm;
   readonly projection: Linear | null = null;
 
   constructor(
-    readonly cfg: ResolvedTextConfig,
+    textCfg: TextConfig,
     readonly embedDim: number,
     opts: TextTowerOptions = {},
   ) {
     super();
+    const cfg = resolveTextConfig(textCfg, 'TextTransformer');
+    this.cfg = cfg;
+    checkInteger('TextTransformer', 'embedDim', embedDim, 1, 1 << 20);
     const { width, layers } = cfg;
     const g = opts.generator;
-    this.tokenEmbedding = this.registerModule('token_embedding', new Embedding(cfg.vocabSize, width, opts));
+    // Drawn once, below, with OpenCLIP's std rather than first with nn.Embedding's.
+    this.tokenEmbedding = this.registerModule('token_embedding', withoutInit(() => new Embedding(cfg.vocabSize, width, opts)));
     this.registerParameter('positional_embedding', emptyParameter([cfg.contextLength, width], opts));
     this.transformer = this.registerModule('transformer', new Transformer(width, layers, cfg.heads, {
       ...opts, mlpRatio: cfg.mlpRatio, lsInitValue: cfg.lsInitValue, eps: cfg.eps, causal: cfg.causal,

@@ -3,6 +3,7 @@
 // tower up here, so adding a tower (e.g. UniRepLKNet in unireplknet.ts) is one entry in
 // VISION_TOWERS, placed before 'vit' (the entries are tried in order and 'vit' takes every
 // config without a timm_model_name).
+import { argError } from '../tensor/check.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { resolveVisionConfig, type VisionConfig } from './config.js';
 import { visionTransformerFlops, visionTransformerParameters } from './count.js';
@@ -36,7 +37,7 @@ export interface VisionTowerBuilder {
 const vitTower: VisionTowerBuilder = {
   name: 'vit',
   matches: (cfg) => !cfg.timm_model_name,
-  build: (cfg, embedDim, opts) => new VisionTransformer(resolveVisionConfig(cfg, 'VisionTransformer'), embedDim, opts),
+  build: (cfg, embedDim, opts) => new VisionTransformer(cfg, embedDim, opts),
   countParameters: (cfg, embedDim) => visionTransformerParameters(resolveVisionConfig(cfg, 'countParameters'), embedDim),
   estimateFlops: (cfg, embedDim) => visionTransformerFlops(resolveVisionConfig(cfg, 'estimateFlops'), embedDim),
 };
@@ -45,6 +46,7 @@ export const VISION_TOWERS: VisionTowerBuilder[] = [uniRepLKNetTowerBuilder, vit
 
 /** The first registered tower serving `cfg`; throws naming the config when none does. */
 export function visionTowerFor(cfg: VisionConfig, op: string): VisionTowerBuilder {
+  if (cfg === null || typeof cfg !== 'object') throw argError(op, 'vision_cfg', 'an object', cfg);
   const tower = VISION_TOWERS.find((t) => t.matches(cfg));
   if (!tower) {
     throw new Error(`${op}: no image tower for vision_cfg with timm_model_name ${JSON.stringify(cfg.timm_model_name)} (available: ${VISION_TOWERS.map((t) => t.name).join(', ')})`);

@@ -7,7 +7,7 @@
 // is viewed as [B, S, 3, H, D] and read by attentionPacked, whose [B, S, H, D] result is
 // already the [B, S, W] input of out_proj: no permute copies around the kernel.
 import { isGradEnabled } from '../tensor/autograd.js';
-import { checkBoolean, checkFinite, checkInteger, shapeStr } from '../tensor/check.js';
+import { argError, checkBoolean, checkFinite, checkInteger, shapeStr } from '../tensor/check.js';
 import { checkpoint } from '../tensor/checkpoint.js';
 import { type Tensor } from '../tensor/tensor.js';
 import { attentionPacked } from '../tensor/ops/attention.js';
@@ -15,6 +15,7 @@ import { add } from '../tensor/ops/elementwise.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { reshape } from '../tensor/ops/shape.js';
 import { floatTensor } from '../tensor/ops/util.js';
+import { MAX_LAYERS } from './config.js';
 import { initConstant, initXavierUniform } from './init.js';
 import { emptyParameter, LayerNorm, LayerScale, Linear, Mlp, type Activation, type LayerOptions } from './layers.js';
 import { Module, ModuleList } from './module.js';
@@ -30,8 +31,8 @@ export class SelfAttention extends Module {
     opts: LayerOptions = {},
   ) {
     super();
-    checkInteger('SelfAttention', 'width', width, 1);
-    checkInteger('SelfAttention', 'heads', heads, 1);
+    checkInteger('SelfAttention', 'width', width, 1, 1 << 20);
+    checkInteger('SelfAttention', 'heads', heads, 1, width);
     if (width % heads !== 0) throw new Error(`SelfAttention: expected heads to divide width ${width}, got ${heads}`);
     this.headDim = width / heads;
     // nn.MultiheadAttention's init: xavier-uniform in-projection, zero biases.
@@ -84,6 +85,7 @@ export class ResidualAttentionBlock extends Module {
   constructor(width: number, heads: number, opts: BlockOptions = {}) {
     super();
     const mlpRatio = opts.mlpRatio === undefined ? 4 : checkFinite('ResidualAttentionBlock', 'mlpRatio', opts.mlpRatio);
+    if (!(mlpRatio > 0 && mlpRatio <= 64)) throw argError('ResidualAttentionBlock', 'mlpRatio', 'a number in (0, 64]', mlpRatio);
     const hidden = Math.floor(width * mlpRatio);
     const hasScale = opts.lsInitValue !== undefined && opts.lsInitValue !== null;
     this.ln1 = this.registerModule('ln_1', new LayerNorm(width, opts));
@@ -140,9 +142,9 @@ export class Transformer extends Module {
     opts: TransformerOptions = {},
   ) {
     super();
-    checkInteger('Transformer', 'width', width, 1);
-    checkInteger('Transformer', 'layers', layers, 0);
-    checkInteger('Transformer', 'heads', heads, 1);
+    checkInteger('Transformer', 'width', width, 1, 1 << 20);
+    checkInteger('Transformer', 'layers', layers, 0, MAX_LAYERS);
+    checkInteger('Transformer', 'heads', heads, 1, 1 << 20);
     this.causal = opts.causal === undefined ? false : checkBoolean('Transformer', 'causal', opts.causal);
     const blocks: ResidualAttentionBlock[] = [];
     for (let i = 0; i < layers; i++) blocks.push(new ResidualAttentionBlock(width, heads, opts));

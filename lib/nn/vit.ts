@@ -2,8 +2,8 @@
 // patches), class token, position embedding (learned, or CLIPA's fixed 2-D sin-cos), optional
 // patch dropout in training, ln_pre, the transformer, pooling (class token, or the average of
 // the patch tokens), ln_post and the projection to the shared embedding.
-import { shapeStr } from '../tensor/check.js';
-import { defaultGenerator, type Generator } from '../tensor/random.js';
+import { argError, checkInteger, shapeStr } from '../tensor/check.js';
+import { defaultGenerator, Generator } from '../tensor/random.js';
 import { fromArray, zeros, type Tensor } from '../tensor/tensor.js';
 import { add } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
@@ -13,7 +13,7 @@ import { mean } from '../tensor/ops/reduce.js';
 import { reshape } from '../tensor/ops/shape.js';
 import { concat, slice } from '../tensor/ops/slice.js';
 import { floatTensor } from '../tensor/ops/util.js';
-import type { ResolvedVisionConfig } from './config.js';
+import { resolveVisionConfig, type ResolvedVisionConfig, type VisionConfig } from './config.js';
 import { initFanInUniform, initNormal } from './init.js';
 import { emptyParameter, LayerNorm, type Activation, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
@@ -31,6 +31,8 @@ export class PatchEmbedding extends Module {
     opts: LayerOptions = {},
   ) {
     super();
+    checkInteger('PatchEmbedding', 'width', width, 1, 1 << 20);
+    checkInteger('PatchEmbedding', 'patchSize', patchSize, 1, 1024);
     const fanIn = 3 * patchSize * patchSize;
     this.registerParameter('weight', initFanInUniform(emptyParameter([width, 3, patchSize, patchSize], opts), fanIn, opts.generator));
   }
@@ -63,6 +65,9 @@ export class PatchEmbedding extends Module {
  * with ω_k = 10000^(-k / (width/4)).
  */
 export function sinCos2dPositionTable(width: number, grid: number): Float32Array {
+  checkInteger('sinCos2dPositionTable', 'width', width, 4, 1 << 16);
+  if (width % 4 !== 0) throw argError('sinCos2dPositionTable', 'width', 'a multiple of 4', width);
+  checkInteger('sinCos2dPositionTable', 'grid', grid, 1, 1024);
   const quarter = width / 4;
   const out = new Float32Array((1 + grid * grid) * width);
   for (let r = 0; r < grid; r++) {
@@ -85,6 +90,12 @@ export function sinCos2dPositionTable(width: number, grid: number): Float32Array
  * [0, count), ascending, drawn from `generator` on the host (no device round trip).
  */
 export function samplePatchIndices(batch: number, count: number, keep: number, generator: Generator): Int32Array {
+  const op = 'samplePatchIndices';
+  checkInteger(op, 'batch', batch, 0, 1 << 24);
+  checkInteger(op, 'count', count, 1, 1 << 24);
+  checkInteger(op, 'keep', keep, 1, count);
+  if (batch * count > 1 << 24) throw new Error(`${op}: batch * count = ${batch * count} is more than the ${1 << 24} draws allowed`);
+  if (!(generator instanceof Generator)) throw argError(op, 'generator', 'a Generator', generator);
   const state = generator.getState();
   const first = generator.take(batch * count);
   const out = new Int32Array(batch * keep);
@@ -115,8 +126,9 @@ export interface VisionTowerOptions extends LayerOptions {
   activation?: Activation;
 }
 
-/** OpenCLIP's VisionTransformer with output_dim = embedDim. */
+/** OpenCLIP's VisionTransformer (vision_cfg as in the model configs) with output_dim = embedDim. */
 export class VisionTransformer extends Module {
+  readonly cfg: ResolvedVisionConfig;
   readonly conv1: PatchEmbedding;
   readonly lnPre: LayerNorm | null = null;
   readonly transformer: Transformer;
@@ -125,11 +137,14 @@ export class VisionTransformer extends Module {
   generator: Generator;
 
   constructor(
-    readonly cfg: ResolvedVisionConfig,
+    visionCfg: VisionConfig,
     readonly embedDim: number,
     opts: VisionTowerOptions = {},
   ) {
     super();
+    const cfg = resolveVisionConfig(visionCfg, 'VisionTransformer');
+    this.cfg = cfg;
+    checkInteger('VisionTransformer', 'embedDim', embedDim, 1, 1 << 20);
     const { width, gridSize } = cfg;
     const tokens = gridSize[0] * gridSize[1] + 1;
     const scale = width ** -0.5;

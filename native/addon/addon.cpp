@@ -21,6 +21,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_contrastive_loss(env, exports);
   register_attention(env, exports);
   register_dwconv(env, exports);
+  register_adamw(env, exports);
+  register_file_read(env, exports);
   register_im2col(env, exports);
   register_batchnorm(env, exports);
   register_grn(env, exports);

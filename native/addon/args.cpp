@@ -115,8 +115,10 @@ Device parse_device(Napi::Env env, const std::string& s, const char* op, const c
 }
 
 TensorArg tensor(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg) {
-  Napi::Env env = info.Env();
-  Napi::Value v = arg_at(info, i);
+  return tensor_value(info.Env(), arg_at(info, i), op, arg);
+}
+
+TensorArg tensor_value(Napi::Env env, Napi::Value v, const char* op, const char* arg) {
   if (!v.IsObject()) fail_arg(env, op, arg, "a Tensor", describe(v));
   Napi::Object o = v.As<Napi::Object>();
   TensorArg t;

@@ -18,6 +18,8 @@ void register_matmul(Napi::Env env, Napi::Object exports);
 void register_contrastive_loss(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_dwconv(Napi::Env env, Napi::Object exports);
+void register_adamw(Napi::Env env, Napi::Object exports);
+void register_file_read(Napi::Env env, Napi::Object exports);
 void register_im2col(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
 void register_grn(Napi::Env env, Napi::Object exports);

@@ -57,6 +57,33 @@ test('parameter names are dotted paths, module lists indexed by number', () => {
   net.dispose();
 });
 
+test('an inline child keeps its names at the parent level and cannot shadow the parent', () => {
+  class Outer extends Module {
+    readonly inner: Block;
+    constructor(clash = false) {
+      super();
+      this.registerModule('other', new Linear(2, 2));
+      this.inner = this.registerModule('inner', new Block(), { inline: true });
+      if (clash) this.registerParameter('fc', cf.zeros([1]));
+    }
+  }
+  const o = new Outer();
+  assert.equal([...o.stateDict().keys()], ['other.weight', 'other.bias', 'running_mean', 'fc.weight', 'fc.bias', 'norm.weight', 'norm.bias']);
+  assert.is(o.inner.fc.weight.name, 'fc.weight');
+  assert.equal(o.namedModules().map(([k]) => k), ['', 'other', '', 'fc', 'norm']);
+  o.to('cpu');
+  o.dispose();
+  assert.throws(() => new Outer(true), /Outer.registerParameter: Outer already has a member named 'fc'/);
+  class Shadow extends Module {
+    constructor() {
+      super();
+      this.registerModule('fc', new Linear(1, 1));
+      this.registerModule('inner', new Block(), { inline: true });
+    }
+  }
+  assert.throws(() => new Shadow(), /Shadow.registerModule: Shadow already has a member named 'fc'/);
+});
+
 test('parameters made inside a scope outlive it; dispose releases them', () => {
   const live0 = cf.liveTensorCount();
   const net = cf.scope(() => new Net(1));

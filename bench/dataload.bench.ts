@@ -1,0 +1,165 @@
+// Image pipeline throughput: images per second per core of decode + RandomResizedCrop 224 +
+// normalize (OpenCLIP's training transform, scale (0.9, 1.0), bicubic) on JPEGs this script
+// writes itself (256-512 px, photo-like: smooth shading plus texture), and the whole loader
+// (with tokenization and batch assembly) at 1 and 2 workers. Where a python3 with PIL and
+// torchvision is found, the same transform runs there on the same files, one thread, and
+// the ratio is reported. The two sides alternate pass by pass so that load from other
+// processes falls on both alike; each reports the median and the best of its passes (on a
+// shared machine the best pass is the closer estimate of an uncontended core, and the ratio
+// of bests is reported beside the ratio of medians).
+//
+// Run: node --import tsx bench/dataload.bench.ts [--images 96] [--passes 5]
+// Writes bench/results/<date>-cpu-dataload.json.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { createDataLoader } from '../lib/data/loader.js';
+import { SeededRandom } from '../lib/data/seeded.js';
+import { createImageTransform } from '../lib/data/transforms.js';
+import { benchDir, median, writeResult } from './lib.js';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+const IMAGES = arg('images', 96);
+const PASSES = arg('passes', 5);
+const SIZE = 224;
+const dir = join(tmpdir(), 'clipforge-dataload-bench');
+
+/** Seeded photo-like JPEGs: gradients, soft blobs and fine noise, so the entropy decoder has work to do. */
+async function writeImages(): Promise<{ files: string[]; megapixels: number }> {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const random = new SeededRandom(1234);
+  const files: string[] = [];
+  let pixels = 0;
+  for (let i = 0; i < IMAGES; i++) {
+    const w = 256 + random.int(257);
+    const h = 256 + random.int(257);
+    const data = Buffer.alloc(w * h * 3);
+    const cx = random.uniform(0, w);
+    const cy = random.uniform(0, h);
+    const tint = [random.uniform(0.3, 1), random.uniform(0.3, 1), random.uniform(0.3, 1)];
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const d = Math.hypot(x - cx, y - cy) / Math.max(w, h);
+        const shade = 255 * (0.5 + 0.5 * Math.cos(d * 9)) * (0.6 + 0.4 * (y / h));
+        for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = Math.max(0, Math.min(255, shade * tint[c]! + (random.next() - 0.5) * 40));
+      }
+    }
+    const path = join(dir, `${String(i).padStart(4, '0')}.jpg`);
+    writeFileSync(path, await sharp(data, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+    files.push(path);
+    pixels += w * h;
+  }
+  return { files, megapixels: pixels / 1e6 };
+}
+
+/** One pass of the transform alone, one image at a time: one core's rate. */
+async function transformPass(buffers: Buffer[]): Promise<number> {
+  const transform = createImageTransform({ size: SIZE, train: true });
+  const out = new Float32Array(transform.length);
+  const t0 = performance.now();
+  for (let i = 0; i < buffers.length; i++) await transform.apply(buffers[i]!, new SeededRandom(i), out);
+  return buffers.length / ((performance.now() - t0) / 1000);
+}
+
+/** Images per second through the whole loader (CSV source, tokenization, batches) with `workers`. */
+async function loaderRate(workers: number): Promise<number> {
+  const csv = join(dir, 'train.csv');
+  writeFileSync(csv, 'filepath\ttitle\n' + readdirJpegs().map((f, i) => `${f}\ta photo number ${i} of something`).join('\n'));
+  const loader = createDataLoader({ source: { type: 'csv', options: { path: csv } }, batchSize: 16, imageTransform: { size: SIZE, train: true }, workers, prefetch: 2, concurrency: 2 });
+  await loader.batchesPerEpoch();
+  const rates: number[] = [];
+  for (let epoch = 0; epoch < 3; epoch++) {
+    let n = 0;
+    const t0 = performance.now();
+    for await (const b of loader.epoch(epoch)) n += b.count;
+    rates.push(n / ((performance.now() - t0) / 1000));
+  }
+  await loader.close();
+  return median(rates);
+}
+
+function readdirJpegs(): string[] {
+  return Array.from({ length: IMAGES }, (_, i) => join(dir, `${String(i).padStart(4, '0')}.jpg`));
+}
+
+/** A python3 that imports PIL and torchvision, or null. */
+function findPython(): string | null {
+  for (const candidate of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(candidate, ['-c', 'import PIL, torchvision'], { encoding: 'utf8' });
+    if (!r.error && r.status === 0) return candidate;
+  }
+  return null;
+}
+
+function pythonPass(python: string): { rate: number; pil: string; torchvision: string } | string {
+  const r = spawnSync(python, [join(benchDir, 'compare', 'dataload.py'), dir, '1'], { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) return `dataload.py failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
+  const v = JSON.parse(r.stdout) as { imagesPerSecond: number[]; pil: string; torchvision: string };
+  return { rate: v.imagesPerSecond[0]!, pil: v.pil, torchvision: v.torchvision };
+}
+
+async function main(): Promise<void> {
+  // One libvips thread per image: the per-core figure, and the right setting with many workers.
+  sharp.concurrency(1);
+  const { files, megapixels } = await writeImages();
+  const buffers = files.map((f) => readFileSync(f));
+  await transformPass(buffers.slice(0, 8));
+  const python = findPython();
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  let versions: { pil: string; torchvision: string } | null = null;
+  let pythonNote = python ? '' : 'no python3 with PIL and torchvision';
+  for (let p = 0; p < PASSES; p++) {
+    ours.push(await transformPass(buffers));
+    if (python && !pythonNote) {
+      const r = pythonPass(python);
+      if (typeof r === 'string') pythonNote = r;
+      else {
+        theirs.push(r.rate);
+        versions = { pil: r.pil, torchvision: r.torchvision };
+      }
+    }
+  }
+  const perCore = median(ours);
+  const perCoreBest = Math.max(...ours);
+  const pil = theirs.length > 0 ? median(theirs) : null;
+  const pilBest = theirs.length > 0 ? Math.max(...theirs) : null;
+  const loader1 = await loaderRate(1);
+  const loader2 = await loaderRate(2);
+
+  console.log(`decode + RandomResizedCrop ${SIZE} + normalize, ${IMAGES} JPEGs 256-512 px (${megapixels.toFixed(1)} MP), ${PASSES} passes, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})`);
+  console.table({
+    'clipforge transform, 1 core': { 'median images/s': Math.round(perCore), 'best images/s': Math.round(perCoreBest) },
+    ...(pil ? { 'PIL + torchvision, 1 core': { 'median images/s': Math.round(pil), 'best images/s': Math.round(pilBest!) } } : {}),
+    'clipforge loader, 1 worker (+ tokenize, batch)': { 'median images/s': Math.round(loader1) },
+    'clipforge loader, 2 workers': { 'median images/s': Math.round(loader2) },
+  });
+  if (pil) console.log(`ratio per core: ${(perCore / pil).toFixed(2)}x (medians), ${(perCoreBest / pilBest!).toFixed(2)}x (best passes) PIL + torchvision (target >= 2x)`);
+  else console.log(`PIL + torchvision comparison did not run: ${pythonNote}`);
+
+  const path = writeResult('dataload', 'cpu', {
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, sharp: sharp.versions.sharp, vips: sharp.versions.vips },
+    images: IMAGES,
+    megapixels: +megapixels.toFixed(2),
+    outputSize: SIZE,
+    passes: PASSES,
+    transformImagesPerSecondPerCore: Math.round(perCore),
+    transformBestImagesPerSecondPerCore: Math.round(perCoreBest),
+    transformPasses: ours.map(Math.round),
+    loaderImagesPerSecond: { workers1: Math.round(loader1), workers2: Math.round(loader2) },
+    pilTorchvision: pil
+      ? { imagesPerSecond: Math.round(pil), bestImagesPerSecond: Math.round(pilBest!), passes: theirs.map(Math.round), ...versions, ratio: +(perCore / pil).toFixed(2), ratioBest: +(perCoreBest / pilBest!).toFixed(2) }
+      : { skipped: pythonNote },
+  });
+  console.log(`wrote ${path}`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await main();

@@ -1,0 +1,139 @@
+// `clipforge train`: OpenCLIP's training command. With no flags it runs the embedded default:
+// a tiny CLIP trained on the built-in dataset, evaluated zero-shot on its held-out split, with
+// a checkpoint saved — a complete run in a few minutes on a laptop's CPU.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createBuiltinDataset } from '../data/builtin/dataset.js';
+import type { CLIP } from '../nn/clip.js';
+import type { ModelConfig } from '../nn/config.js';
+import { createModel, getModelConfig } from '../nn/factory.js';
+import { native } from '../native.js';
+import { readCheckpointInfo, latestCheckpoint } from '../train/checkpoint.js';
+import { builtinValLoader, closeRunData, createRunData } from '../train/data.js';
+import type { ZeroShotTask } from '../train/evaluate.js';
+import { parseTrainArgs, trainHelp, type TrainArgs } from '../train/flags.js';
+import { createRunReporter } from '../train/report.js';
+import { runTraining } from '../train/trainer.js';
+
+/**
+ * The embedded default: what `clipforge train` uses for every flag the command line leaves
+ * out when it gives no --train-data (the built-in dataset). Tuned so that 2 CPU cores reach
+ * well over 80% zero-shot top-1 on the built-in task's 30 classes in under 5 minutes.
+ */
+export const EMBEDDED_DEFAULTS = {
+  model: 'tiny-builtin',
+  batchSize: 128,
+  epochs: 1,
+  trainNumSamples: 128 * 1200,
+  lr: 2e-3,
+  warmup: 100,
+  wd: 0.1,
+  workers: 1,
+  precision: 'fp32',
+  zeroshotFrequency: 1,
+  logEveryNSteps: 50,
+  name: 'builtin-tiny',
+} as const;
+
+function withEmbeddedDefaults(args: TrainArgs): TrainArgs {
+  if (args.trainData !== null) return args;
+  const out: Record<string, unknown> = { ...args };
+  const flagOf = (key: string): string => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  for (const [key, value] of Object.entries(EMBEDDED_DEFAULTS)) if (!args.given.has(flagOf(key))) out[key] = value;
+  return out as unknown as TrainArgs;
+}
+
+function runName(args: TrainArgs): string {
+  if (args.name) return args.name;
+  const stamp = new Date().toISOString().replace(/[-:]/g, '_').replace('T', '-').slice(0, 19);
+  return `${stamp}-model_${args.model}-lr_${args.lr}-b_${args.batchSize}-j_${args.workers}-p_${args.precision}`;
+}
+
+function modelConfig(args: TrainArgs, fromCheckpoint: ModelConfig | null): ModelConfig {
+  const base = structuredClone(fromCheckpoint ?? getModelConfig(args.model)) as ModelConfig;
+  if (args.forceImageSize) base.vision_cfg = { ...base.vision_cfg, image_size: args.forceImageSize[0]! };
+  if (args.forcePatchDropout !== null) base.vision_cfg = { ...base.vision_cfg, patch_dropout: args.forcePatchDropout };
+  return base;
+}
+
+function pickDevice(): string {
+  return native.info().devices.length > 0 ? 'cuda' : 'cpu';
+}
+
+function imageSizeOf(config: ModelConfig): number {
+  const s = config.vision_cfg.image_size ?? 224;
+  return Array.isArray(s) ? s[0]! : s;
+}
+
+/** Runs `clipforge train argv…`; resolves to the exit code. */
+export async function trainCommand(argv: string[]): Promise<number> {
+  const parsed = parseTrainArgs(argv);
+  if (parsed.help) {
+    process.stdout.write(trainHelp() + '\n');
+    return 0;
+  }
+  const args = withEmbeddedDefaults(parsed);
+  if (args.precision !== 'fp32') {
+    process.stderr.write(`clipforge train: --precision ${args.precision} computes in f32 in this version (bf16 compute is not wired into the models yet)\n`);
+  }
+  if (args.localLoss || args.gatherWithGrad) {
+    process.stderr.write('clipforge train: --local-loss and --gather-with-grad have no effect in a single-process run\n');
+  }
+  const name = runName(args);
+  const runDir = join(args.logs, name);
+  const checkpointDir = join(runDir, 'checkpoints');
+  let resumeFrom: string | null = null;
+  if (args.resume === 'latest') {
+    resumeFrom = latestCheckpoint(checkpointDir);
+    if (!resumeFrom) process.stderr.write(`clipforge train: --resume latest found no checkpoint in ${checkpointDir}; starting fresh\n`);
+  } else if (args.resume !== null) {
+    if (!existsSync(args.resume)) throw new Error(`clipforge train: --resume ${args.resume} does not exist`);
+    resumeFrom = args.resume;
+  }
+  mkdirSync(runDir, { recursive: true });
+  const device = pickDevice();
+  const config = modelConfig(args, resumeFrom ? readCheckpointInfo(resumeFrom).modelConfig : null);
+  const imageSize = imageSizeOf(config);
+  const contextLength = config.text_cfg.context_length ?? 77;
+  const model: CLIP = createModel(config, { device, seed: args.seed });
+  if (args.gradCheckpointing) model.setGradCheckpointing(true);
+  const data = createRunData(args, { imageSize, contextLength, seed: args.seed });
+  let zeroShot: ZeroShotTask | null = null;
+  if (data.kind === 'builtin') {
+    const names = createBuiltinDataset({ split: 'val', size: 1 });
+    zeroShot = { classNames: names.classNames, templates: names.templates, loader: builtinValLoader(args, imageSize, contextLength) };
+  }
+  const reporter = createRunReporter({ runDir, args, name });
+  const stop = new AbortController();
+  const onSignal = (): void => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write('\nclipforge train: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  try {
+    reporter.message(`run ${name} on ${device}: model ${args.model} (${(model.numParameters() / 1e6).toFixed(2)} M parameters), logs in ${runDir}`);
+    const outcome = await runTraining({
+      args,
+      model,
+      train: data.train,
+      samplesPerEpoch: data.samplesPerEpoch ?? args.trainNumSamples ?? 0,
+      val: data.val,
+      zeroShot,
+      contextLength,
+      checkpointDir,
+      name,
+      reporter,
+      stop: stop.signal,
+      resumeFrom,
+    });
+    reporter.finish(outcome);
+    return outcome.interrupted ? 130 : 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    await closeRunData(data);
+    await zeroShot?.loader.close();
+    reporter.close();
+    model.dispose();
+  }
+}

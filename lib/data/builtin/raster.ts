@@ -1,0 +1,91 @@
+// Renders a scene into an HWC RGB byte image. Each drawable is shaded only inside its bounding
+// box: coverage = clamp(0.5 - signed distance in pixels, 0, 1), one sample per pixel centre,
+// which anti-aliases edges as a one-pixel box filter would. Work is proportional to the
+// objects' areas, so small images are cheap.
+import { SHAPE_EXTENT } from './geometry.js';
+import { mix32 } from './random.js';
+import type { Background, Drawable, Scene } from './scene.js';
+
+function paintBackground(bg: Background, size: number, out: Float32Array): void {
+  const ca = Math.cos(bg.angle);
+  const sa = Math.sin(bg.angle);
+  const [r0, g0, b0] = bg.rgb;
+  const [r1, g1, b1] = bg.secondRgb;
+  const periodPx = bg.period * size;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const i = (y * size + x) * 3;
+      let t = 0;
+      if (bg.kind === 'gradient') {
+        // Projection onto the gradient direction, mapped to [0, 1] over the image's extent.
+        const u = ((x + 0.5) / size - 0.5) * ca + ((y + 0.5) / size - 0.5) * sa;
+        t = Math.min(1, Math.max(0, u / 1.42 + 0.5));
+      } else if (bg.kind === 'striped') {
+        const u = (x + 0.5) * ca + (y + 0.5) * sa;
+        // A triangle wave through a steep ramp: hard stripes, edges smoothed over ~one pixel.
+        const phase = Math.abs(((u / periodPx) % 1 + 1) % 1 - 0.5) * 2;
+        t = Math.min(1, Math.max(0, (phase - 0.5) * periodPx + 0.5));
+      }
+      let n = 0;
+      if (bg.noise > 0) n = ((mix32(bg.noiseSeed ^ (y * size + x)) / 4294967296) * 2 - 1) * bg.noise;
+      out[i] = r0 + (r1 - r0) * t + n;
+      out[i + 1] = g0 + (g1 - g0) * t + n;
+      out[i + 2] = b0 + (b1 - b0) * t + n;
+    }
+  }
+}
+
+function paintDrawable(d: Drawable, size: number, out: Float32Array): void {
+  const cx = d.x * size;
+  const cy = d.y * size;
+  const rPx = d.radius * size;
+  const reach = rPx * SHAPE_EXTENT + 1;
+  const x0 = Math.max(0, Math.floor(cx - reach));
+  const x1 = Math.min(size - 1, Math.ceil(cx + reach));
+  const y0 = Math.max(0, Math.floor(cy - reach));
+  const y1 = Math.min(size - 1, Math.ceil(cy + reach));
+  const cr = Math.cos(d.rotation);
+  const sr = Math.sin(d.rotation);
+  const cs = Math.cos(d.stripeAngle);
+  const ss = Math.sin(d.stripeAngle);
+  const [r, g, b] = d.rgb;
+  // Stripes alternate the colour with a darker shade of it, so the colour's name still holds.
+  const dr = r * 0.45;
+  const dg = g * 0.45;
+  const db = b * 0.45;
+  for (let y = y0; y <= y1; y++) {
+    for (let x = x0; x <= x1; x++) {
+      const px = (x + 0.5 - cx) / rPx;
+      const py = (y + 0.5 - cy) / rPx;
+      // Into the object's frame: rotate by -rotation.
+      const lx = cr * px + sr * py;
+      const ly = -sr * px + cr * py;
+      const coverage = Math.min(1, Math.max(0, 0.5 - d.distance(lx, ly) * rPx));
+      if (coverage === 0) continue;
+      let fr = r;
+      let fg = g;
+      let fb = b;
+      if (d.fill === 'striped') {
+        const wave = Math.sin((lx * cs + ly * ss) * d.stripeFrequency * Math.PI);
+        const dark = Math.min(1, Math.max(0, wave * rPx * 0.5 + 0.5));
+        fr = r + (dr - r) * dark;
+        fg = g + (dg - g) * dark;
+        fb = b + (db - b) * dark;
+      }
+      const i = (y * size + x) * 3;
+      out[i] = out[i]! + (fr - out[i]!) * coverage;
+      out[i + 1] = out[i + 1]! + (fg - out[i + 1]!) * coverage;
+      out[i + 2] = out[i + 2]! + (fb - out[i + 2]!) * coverage;
+    }
+  }
+}
+
+/** The scene as size×size×3 bytes, rows top to bottom, RGB interleaved. */
+export function renderScene(scene: Scene, size: number): Uint8Array {
+  const work = new Float32Array(size * size * 3);
+  paintBackground(scene.background, size, work);
+  for (const d of scene.drawables) paintDrawable(d, size, work);
+  const image = new Uint8Array(work.length);
+  for (let i = 0; i < work.length; i++) image[i] = Math.min(255, Math.max(0, Math.round(work[i]!)));
+  return image;
+}

@@ -1,0 +1,107 @@
+// The training run's data: which source the flags name (webdataset shards, a CSV file, or the
+// built-in dataset when no --train-data is given), the image transforms for the model's input
+// size, and the loaders that run them in worker threads.
+import { existsSync } from 'node:fs';
+import { BUILTIN_DEFAULT_SIZES } from '../data/builtin/dataset.js';
+import { createDataLoader, type DataLoader } from '../data/loader.js';
+import type { SourceSpec } from '../data/source.js';
+import { parseAugConfig, type AugmentOptions } from '../data/transforms.js';
+import type { AugValue, TrainArgs } from './flags.js';
+
+/** The module the loader's workers import to build the built-in dataset. */
+const BUILTIN_MODULE = new URL(`../data/builtin/index${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+
+export type DataKind = 'builtin' | 'webdataset' | 'csv';
+
+/** What --dataset-type auto means for a path: .csv/.tsv files are CSV, anything else shards. */
+export function dataKind(path: string | null, datasetType: TrainArgs['datasetType'], flag: string): DataKind {
+  if (path === null) {
+    if (datasetType === 'webdataset' || datasetType === 'csv') throw new Error(`clipforge train: --dataset-type ${datasetType} needs ${flag}`);
+    return 'builtin';
+  }
+  if (datasetType === 'synthetic') throw new Error(`clipforge train: --dataset-type synthetic uses the built-in dataset and takes no ${flag} (got ${path})`);
+  if (datasetType === 'csv' || (datasetType === 'auto' && /\.(csv|tsv)$/i.test(path))) {
+    if (!existsSync(path)) throw new Error(`clipforge train: ${flag} ${path} does not exist`);
+    return 'csv';
+  }
+  return 'webdataset';
+}
+
+function sourceFor(kind: DataKind, path: string | null, args: TrainArgs, split: 'train' | 'val', imageSize: number): { spec: SourceSpec; samples: number | null } {
+  if (kind === 'builtin') {
+    const size = split === 'train' ? (args.trainNumSamples ?? BUILTIN_DEFAULT_SIZES.train) : BUILTIN_DEFAULT_SIZES.val;
+    return { spec: { type: 'module', module: BUILTIN_MODULE, export: 'createBuiltinDataset', options: { split, size, imageSize, seed: 0 } }, samples: size };
+  }
+  if (kind === 'csv') {
+    return { spec: { type: 'csv', options: { path: path!, csvImgKey: args.csvImgKey, csvCaptionKey: args.csvCaptionKey, csvSeparator: args.csvSeparator } }, samples: null };
+  }
+  const urls = path!.split('::');
+  const factors = args.trainDataUpsamplingFactors?.split('::').map(Number);
+  if (factors && (factors.length !== urls.length || factors.some((f) => !(f > 0)))) {
+    throw new Error(`clipforge train: --train-data-upsampling-factors needs one positive number per --train-data source (${urls.length}), got ${args.trainDataUpsamplingFactors}`);
+  }
+  const numSamples = split === 'train' ? args.trainNumSamples : null;
+  if (split === 'train' && numSamples === null) throw new Error('clipforge train: webdataset training data needs --train-num-samples (the number of samples per epoch)');
+  return {
+    spec: {
+      type: 'webdataset',
+      options: { urls, resampled: split === 'train' && args.datasetResampled, ...(factors ? { upsamplingFactors: factors } : {}), ...(numSamples ? { numSamples } : {}) },
+    },
+    samples: numSamples,
+  };
+}
+
+/** OpenCLIP's --aug-cfg pairs in the transform's terms. */
+export function augmentOptions(augCfg: Record<string, AugValue>): AugmentOptions {
+  const pairs = Object.entries(augCfg).map(([k, v]) => `${k}=${JSON.stringify(v).replaceAll('[', '(').replaceAll(']', ')')}`);
+  return pairs.length ? parseAugConfig(pairs) : {};
+}
+
+export interface RunData {
+  kind: DataKind;
+  train: DataLoader;
+  /** Samples per epoch, when known. */
+  samplesPerEpoch: number | null;
+  val: DataLoader | null;
+}
+
+export interface RunDataOptions {
+  imageSize: number;
+  contextLength: number;
+  /** The training loader's seed (order and augmentation). */
+  seed: number;
+}
+
+/** The loaders of a run; close them with closeRunData. */
+export function createRunData(args: TrainArgs, opts: RunDataOptions): RunData {
+  const kind = dataKind(args.trainData, args.datasetType, '--train-data');
+  const train = sourceFor(kind, args.trainData, args, 'train', opts.imageSize);
+  const text = { contextLength: opts.contextLength };
+  const trainLoader = createDataLoader({
+    source: train.spec,
+    batchSize: args.batchSize,
+    workers: args.workers,
+    seed: opts.seed,
+    dropLast: true,
+    imageTransform: { size: opts.imageSize, train: true, ...augmentOptions(args.augCfg) },
+    text,
+  });
+  let val: DataLoader | null = null;
+  if (args.valData !== null) {
+    const valKind = dataKind(args.valData, args.datasetType, '--val-data');
+    const v = sourceFor(valKind, args.valData, args, 'val', opts.imageSize);
+    val = createDataLoader({ source: v.spec, batchSize: args.batchSize, workers: args.workers, seed: 0, shuffle: false, imageTransform: { size: opts.imageSize }, text });
+  }
+  return { kind, train: trainLoader, samplesPerEpoch: train.samples, val };
+}
+
+/** The built-in dataset's validation split as a loader (zero-shot evaluation of the default run). */
+export function builtinValLoader(args: TrainArgs, imageSize: number, contextLength: number): DataLoader {
+  const v = sourceFor('builtin', null, args, 'val', imageSize);
+  return createDataLoader({ source: v.spec, batchSize: 256, workers: args.workers, seed: 0, shuffle: false, imageTransform: { size: imageSize }, text: { contextLength } });
+}
+
+export async function closeRunData(data: RunData): Promise<void> {
+  await data.train.close();
+  await data.val?.close();
+}

@@ -1,0 +1,302 @@
+// The training loop of `clipforge train`, as OpenCLIP's main.py + train.py run it: model and
+// data from the flags, AdamW over OpenCLIP's weight-decay groups, a per-step learning-rate
+// schedule, the CLIP or SigLIP loss, gradient accumulation by feature caching (--accum-freq),
+// gradient-norm clipping, the logit scale clamped to [0, ln 100] after every step, logs,
+// checkpoints at epoch ends and on Ctrl-C, resume, and zero-shot / retrieval evaluation.
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Batch, DataLoader } from '../data/loader.js';
+import { clampLogitScale, clipLoss } from '../loss/clip.js';
+import { siglipLoss } from '../loss/siglip.js';
+import type { CLIP } from '../nn/clip.js';
+import { AdamW } from '../optim/adamw.js';
+import { clipGradNorm } from '../optim/clip_grad.js';
+import { paramGroups } from '../optim/param_groups.js';
+import { constCooldownLr, constLr, cosineLr, type LrSchedule } from '../optim/schedule.js';
+import { noGrad } from '../tensor/autograd.js';
+import { detach } from '../tensor/ops/shape.js';
+import { concat } from '../tensor/ops/slice.js';
+import { defaultGenerator } from '../tensor/random.js';
+import { keep, scope } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { epochCheckpointName, LATEST_CHECKPOINT_NAME, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainingPosition } from './checkpoint.js';
+import { onModelDevice, retrievalEval, zeroShotEval, type ZeroShotTask } from './evaluate.js';
+import type { TrainArgs } from './flags.js';
+import { checkFiniteLoss } from './nan_guard.js';
+
+/** Where the run's events go (terminal, JSON lines, TensorBoard). */
+export interface TrainReporter {
+  step(record: StepRecord): void;
+  eval(epoch: number, step: number, metrics: Record<string, number>): void;
+  message(text: string): void;
+}
+
+export interface StepRecord {
+  epoch: number;
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  logitScale: number;
+  samplesPerSecond: number;
+  gradNorm: number | null;
+  secondsLeft: number;
+}
+
+export interface TrainerOptions {
+  args: TrainArgs;
+  model: CLIP;
+  train: DataLoader;
+  samplesPerEpoch: number;
+  val: DataLoader | null;
+  zeroShot: ZeroShotTask | null;
+  contextLength: number;
+  checkpointDir: string;
+  name: string;
+  reporter: TrainReporter;
+  /** Checked between steps: when it is aborted, the run saves a checkpoint and stops. */
+  stop: AbortSignal;
+  /** A checkpoint to resume from. */
+  resumeFrom: string | null;
+}
+
+export interface TrainOutcome {
+  steps: number;
+  epochs: number;
+  losses: { step: number; loss: number }[];
+  evals: { epoch: number; metrics: Record<string, number> }[];
+  interrupted: boolean;
+  lastCheckpoint: string | null;
+}
+
+function schedule(args: TrainArgs, totalSteps: number, stepsPerEpoch: number): LrSchedule {
+  if (args.lrScheduler === 'const') return constLr(args.lr, args.warmup, totalSteps);
+  if (args.lrScheduler === 'const-cooldown') {
+    if (args.epochsCooldown === null) throw new Error('clipforge train: --lr-scheduler const-cooldown needs --epochs-cooldown');
+    return constCooldownLr(args.lr, args.warmup, totalSteps, stepsPerEpoch * args.epochsCooldown, args.lrCooldownPower, args.lrCooldownEnd);
+  }
+  return cosineLr(args.lr, args.warmup, totalSteps);
+}
+
+/**
+ * The image tower's layer groups as OpenCLIP's lock_image counts them: the embeddings, each
+ * residual block (or stage), then the final norm with the projection.
+ */
+function visualGroup(name: string): string {
+  const block = /^visual\.(?:transformer\.resblocks|stages)\.(\d+)\./.exec(name);
+  if (block) return `block${block[1]!.padStart(6, '0')}`;
+  return /^visual\.(ln_post|proj|head|norm)/.test(name) ? 'zhead' : 'aembed';
+}
+
+/**
+ * The parameters the optimizer updates: all but the locked towers' (--lock-image keeps the
+ * last --lock-image-unlocked-groups groups of the image tower trainable; --lock-text freezes
+ * the text tower). Locked parameters stop requiring gradients.
+ */
+function trainableParameters(model: CLIP, args: TrainArgs): [string, Tensor][] {
+  const all = model.namedParameters();
+  const groups = [...new Set(all.filter(([n]) => n.startsWith('visual.')).map(([n]) => visualGroup(n)))].sort();
+  const unlockedGroups = new Set(args.lockImageUnlockedGroups > 0 ? groups.slice(-args.lockImageUnlockedGroups) : []);
+  const locked = (name: string): boolean => {
+    if (name.startsWith('visual.')) return args.lockImage && !unlockedGroups.has(visualGroup(name));
+    return args.lockText && name !== 'logit_scale' && name !== 'logit_bias';
+  };
+  const out: [string, Tensor][] = [];
+  for (const [name, p] of all) {
+    if (locked(name)) p.requiresGrad = false;
+    else out.push([name, p]);
+  }
+  return out;
+}
+
+/** The loss; with `scalesTrain` false the logit scale and bias take no gradient from it. */
+function lossOf(model: CLIP, img: Tensor, txt: Tensor, siglip: boolean, scalesTrain = true): Tensor {
+  const scale = scalesTrain ? model.logitScale : detach(model.logitScale);
+  if (siglip) {
+    const bias = model.logitBias;
+    if (!bias) throw new Error('clipforge train: --siglip needs a model with a logit bias (init_logit_bias in its config, e.g. a -SigLIP or tiny-siglip model)');
+    return siglipLoss(img, txt, scale, scalesTrain ? bias : detach(bias));
+  }
+  return clipLoss(img, txt, scale);
+}
+
+/**
+ * One optimizer step's forward and backward over `batches` (accumFreq of them). With one
+ * batch: the loss of the batch. With several, OpenCLIP's feature caching: the features of
+ * every batch are computed without gradients first, then each batch is recomputed with
+ * gradients and its loss taken against the cached features of the others, so the gradient
+ * is that of the loss over the whole accumulated batch. Every micro-batch's loss has the
+ * value of the whole batch's, so only the first one gives the logit scale (and bias) their
+ * gradient: summing all of them would multiply it by --accum-freq. Returns the loss (on device).
+ */
+export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boolean): Tensor {
+  const inputs = batches.map((b) => ({ images: onModelDevice(model, b.images, b.imageShape), texts: onModelDevice(model, b.texts, b.textShape) }));
+  try {
+    if (inputs.length === 1) {
+      const loss = scope(() => {
+        const out = model.forward(inputs[0]!.images, inputs[0]!.texts);
+        return lossOf(model, out.imageFeatures, out.textFeatures, siglip);
+      });
+      loss.backward();
+      return loss;
+    }
+    const cached = noGrad(() =>
+      inputs.map((x) =>
+        scope(() => {
+          const out = model.forward(x.images, x.texts);
+          return keep({ img: out.imageFeatures, txt: out.textFeatures });
+        }),
+      ),
+    );
+    let total: Tensor | null = null;
+    try {
+      for (let j = 0; j < inputs.length; j++) {
+        const loss = scope(() => {
+          const out = model.forward(inputs[j]!.images, inputs[j]!.texts);
+          const img = concat(cached.map((c, k) => (k === j ? out.imageFeatures : c.img)), 0);
+          const txt = concat(cached.map((c, k) => (k === j ? out.textFeatures : c.txt)), 0);
+          return lossOf(model, img, txt, siglip, j === 0);
+        });
+        loss.backward();
+        if (total === null) total = loss;
+        else loss.dispose();
+      }
+    } finally {
+      for (const c of cached) {
+        c.img.dispose();
+        c.txt.dispose();
+      }
+    }
+    return total!;
+  } finally {
+    for (const x of inputs) {
+      x.images.dispose();
+      x.texts.dispose();
+    }
+  }
+}
+
+/** Runs the training loop to the end (or until `stop` is aborted) and returns what happened. */
+export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
+  const { args, model, reporter } = opts;
+  const stepsPerEpoch = Math.floor(opts.samplesPerEpoch / (args.batchSize * args.accumFreq));
+  if (stepsPerEpoch < 1) {
+    throw new Error(`clipforge train: an epoch of ${opts.samplesPerEpoch} samples holds no step of --batch-size ${args.batchSize} × --accum-freq ${args.accumFreq}`);
+  }
+  const totalSteps = stepsPerEpoch * args.epochs;
+  const named = trainableParameters(model, args);
+  if (named.length === 0) throw new Error('clipforge train: every parameter is locked (--lock-image and --lock-text); nothing to train');
+  const optimizer = new AdamW(paramGroups(named, args.wd), { lr: args.lr, betas: [args.beta1, args.beta2], eps: args.eps, weightDecay: args.wd });
+  const params = named.map(([, p]) => p);
+  const lrAt = schedule(args, totalSteps, stepsPerEpoch);
+  mkdirSync(opts.checkpointDir, { recursive: true });
+
+  let position: TrainingPosition = { epoch: 0, step: 0, batchInEpoch: 0, rng: defaultGenerator.getState(), name: opts.name };
+  if (opts.resumeFrom) {
+    const restored = loadTrainingCheckpoint(opts.resumeFrom, model, optimizer);
+    position = { ...restored, name: opts.name };
+    defaultGenerator.setState(restored.rng);
+    reporter.message(`resumed from ${opts.resumeFrom} at epoch ${restored.epoch}, step ${restored.step}`);
+  }
+
+  const outcome: TrainOutcome = { steps: position.step, epochs: position.epoch, losses: [], evals: [], interrupted: false, lastCheckpoint: null };
+  const save = (file: string): void => {
+    const path = join(opts.checkpointDir, file);
+    saveTrainingCheckpoint(path, model, optimizer, { ...position, rng: defaultGenerator.getState() });
+    outcome.lastCheckpoint = path;
+  };
+
+  const evaluate = async (epoch: number): Promise<void> => {
+    const metrics: Record<string, number> = {};
+    const final = epoch === args.epochs;
+    if (opts.zeroShot && args.zeroshotFrequency > 0 && (epoch % args.zeroshotFrequency === 0 || final)) {
+      const z = await zeroShotEval(model, opts.zeroShot, opts.contextLength);
+      metrics['zeroshot-top1'] = z.top1;
+      metrics['zeroshot-top5'] = z.top5;
+    }
+    if (opts.val && args.valFrequency > 0 && (epoch % args.valFrequency === 0 || final)) {
+      Object.assign(metrics, await retrievalEval(model, opts.val));
+    }
+    if (Object.keys(metrics).length) {
+      outcome.evals.push({ epoch, metrics });
+      reporter.eval(epoch, position.step, metrics);
+    }
+  };
+
+  model.train();
+  const started = performance.now();
+  let stepsThisRun = 0;
+  let samplesThisRun = 0;
+  for (let epoch = position.epoch; epoch < args.epochs; epoch++) {
+    const skipBatches = position.batchInEpoch * args.accumFreq;
+    let batchIndex = 0;
+    let pending: Batch[] = [];
+    for await (const batch of opts.train.epoch(epoch)) {
+      if (batchIndex++ < skipBatches) continue;
+      pending.push(batch);
+      if (pending.length < args.accumFreq) continue;
+      const step = position.step;
+      const lr = lrAt(step);
+      optimizer.setLr(lr);
+      const loss = accumulatedBackward(model, pending, args.siglip);
+      const samples = pending.reduce((n, b) => n + b.count, 0);
+      pending = [];
+      const gradNorm = args.gradClipNorm !== null ? clipGradNorm(params, args.gradClipNorm) : null;
+      const lossValue = (() => {
+        try {
+          return checkFiniteLoss(loss, step);
+        } finally {
+          loss.dispose();
+        }
+      })();
+      optimizer.step();
+      optimizer.zeroGrad();
+      noGrad(() => clampLogitScale(model.logitScale));
+      position = { ...position, step: step + 1, batchInEpoch: position.batchInEpoch + 1 };
+      stepsThisRun++;
+      samplesThisRun += samples;
+      outcome.steps = position.step;
+      outcome.losses.push({ step: position.step, loss: lossValue });
+      const elapsed = (performance.now() - started) / 1000;
+      const logNow = position.step % args.logEveryNSteps === 0 || position.step === totalSteps || position.step === 1;
+      reporter.step({
+        epoch,
+        step: position.step,
+        totalSteps,
+        loss: lossValue,
+        lr,
+        logitScale: Math.exp(model.logitScale.item()),
+        samplesPerSecond: samplesThisRun / elapsed,
+        gradNorm: logNow && gradNorm ? gradNorm.item() : null,
+        secondsLeft: (elapsed / stepsThisRun) * (totalSteps - position.step),
+      });
+      gradNorm?.dispose();
+      if (opts.stop.aborted || position.batchInEpoch >= stepsPerEpoch) break;
+    }
+    if (opts.stop.aborted && position.batchInEpoch < stepsPerEpoch) {
+      save(LATEST_CHECKPOINT_NAME);
+      outcome.interrupted = true;
+      reporter.message(`interrupted at step ${position.step}; saved ${outcome.lastCheckpoint} (resume with --resume latest)`);
+      return outcome;
+    }
+    position = { ...position, epoch: epoch + 1, batchInEpoch: 0 };
+    outcome.epochs = position.epoch;
+    const completed = epoch + 1;
+    if (args.saveFrequency > 0 && (completed % args.saveFrequency === 0 || completed === args.epochs)) {
+      const previous = outcome.lastCheckpoint;
+      save(epochCheckpointName(completed));
+      if (args.deletePreviousCheckpoint && previous && previous !== outcome.lastCheckpoint) rmSync(previous, { force: true });
+    }
+    if (args.saveMostRecent) {
+      const epochFile = outcome.lastCheckpoint;
+      save(LATEST_CHECKPOINT_NAME);
+      if (epochFile) outcome.lastCheckpoint = epochFile;
+    }
+    await evaluate(completed);
+    if (opts.stop.aborted) {
+      outcome.interrupted = completed < args.epochs;
+      break;
+    }
+  }
+  return outcome;
+}

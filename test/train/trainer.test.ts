@@ -1,0 +1,213 @@
+// The training loop on the built-in dataset: it learns, resumes exactly, stops on a NaN loss,
+// honours locked towers and accumulates gradients as one large batch would.
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createBuiltinDataset } from '../../lib/data/builtin/dataset.js';
+import { createDataLoader, type Batch, type DataLoader } from '../../lib/data/loader.js';
+import { createModel } from '../../lib/nn/factory.js';
+import type { CLIP } from '../../lib/nn/clip.js';
+import { native } from '../../lib/native.js';
+import { latestCheckpoint } from '../../lib/train/checkpoint.js';
+import { parseTrainArgs } from '../../lib/train/flags.js';
+import { accumulatedBackward, runTraining, type StepRecord, type TrainerOptions, type TrainReporter } from '../../lib/train/trainer.js';
+import { NonFiniteLossError } from '../../lib/train/nan_guard.js';
+
+const test = suite('trainer');
+const BUILTIN = new URL('../../lib/data/builtin/index.ts', import.meta.url).href;
+const IMAGE = 32;
+const CONTEXT = 32;
+
+let tmp = '';
+test.before(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'clipforge-trainer-'));
+});
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function loader(split: 'train' | 'val', size: number, batchSize: number, seed = 0): DataLoader {
+  return createDataLoader({
+    source: { type: 'module', module: BUILTIN, export: 'createBuiltinDataset', options: { split, size, imageSize: IMAGE } },
+    batchSize,
+    workers: 0,
+    seed,
+    dropLast: split === 'train',
+    shuffle: split === 'train',
+    imageTransform: { size: IMAGE, train: split === 'train' },
+    text: { contextLength: CONTEXT },
+  });
+}
+
+const quiet = (onStep: (r: StepRecord) => void = () => undefined): TrainReporter => ({ step: onStep, eval: () => undefined, message: () => undefined });
+
+interface Run {
+  opts: TrainerOptions;
+  close(): Promise<void>;
+}
+
+function setup(name: string, flags: string[], extra: Partial<TrainerOptions> = {}, samples = 256): Run {
+  const args = parseTrainArgs(['--model', 'tiny-builtin', '--workers', '0', '--zeroshot-frequency', '0', ...flags]);
+  const train = loader('train', samples, args.batchSize);
+  const model = createModel('tiny-builtin', { seed: 3 });
+  const opts: TrainerOptions = {
+    args,
+    model,
+    train,
+    samplesPerEpoch: samples,
+    val: null,
+    zeroShot: null,
+    contextLength: CONTEXT,
+    checkpointDir: join(tmp, name),
+    name,
+    reporter: quiet(),
+    stop: new AbortController().signal,
+    resumeFrom: null,
+    ...extra,
+  };
+  return {
+    opts,
+    async close() {
+      await train.close();
+      model.dispose();
+    },
+  };
+}
+
+function weights(model: CLIP): Map<string, Float32Array> {
+  return new Map(model.namedParameters().map(([k, p]) => [k, p.toArray() as Float32Array]));
+}
+
+function assertSameWeights(a: Map<string, Float32Array>, b: Map<string, Float32Array>, what: string): void {
+  for (const [k, va] of a) {
+    const vb = b.get(k)!;
+    const i = va.findIndex((x, j) => x !== vb[j]);
+    assert.is(i, -1, `${what}: ${k} differs at ${i} (${va[i]} vs ${vb[i]})`);
+  }
+}
+
+test('a short run learns: the loss falls and zero-shot accuracy ends well above chance', async () => {
+  const val = loader('val', 300, 100);
+  const classes = createBuiltinDataset({ split: 'val', size: 1 });
+  const run = setup('learn', ['--batch-size', '64', '--epochs', '1', '--lr', '2e-3', '--warmup', '20', '--wd', '0.1', '--zeroshot-frequency', '1'], {
+    zeroShot: { classNames: classes.classNames, templates: classes.templates, loader: val },
+  }, 64 * 150);
+  try {
+    const out = await runTraining(run.opts);
+    assert.is(out.steps, 150);
+    const mean = (xs: { loss: number }[]): number => xs.reduce((s, x) => s + x.loss, 0) / xs.length;
+    const first = mean(out.losses.slice(0, 10));
+    const last = mean(out.losses.slice(-10));
+    assert.ok(last < first - 0.5, `the loss fell (${first.toFixed(3)} -> ${last.toFixed(3)})`);
+    const top1 = out.evals.at(-1)!.metrics['zeroshot-top1']!;
+    const chance = 1 / classes.classNames.length;
+    assert.ok(top1 > 4 * chance, `zero-shot top-1 ${top1} is well above chance ${chance.toFixed(3)}`);
+    assert.ok(out.lastCheckpoint && existsSync(out.lastCheckpoint), 'a checkpoint was written at the end');
+  } finally {
+    await run.close();
+    await val.close();
+  }
+});
+
+test('N steps, interrupt, resume, N steps: exactly the weights of 2N uninterrupted steps', async () => {
+  const flags = ['--batch-size', '16', '--epochs', '2', '--lr', '1e-3', '--warmup', '2', '--save-frequency', '1'];
+  const whole = setup('whole', flags);
+  await runTraining(whole.opts);
+  const expected = weights(whole.opts.model);
+  await whole.close();
+
+  // Interrupted in the middle of the second epoch (steps 16 per epoch at 256 samples / 16).
+  const stopper = new AbortController();
+  const first = setup('split', flags, {
+    stop: stopper.signal,
+    reporter: quiet((r) => {
+      if (r.step === 21) stopper.abort();
+    }),
+  });
+  const part = await runTraining(first.opts);
+  assert.ok(part.interrupted, 'the first run says it was interrupted');
+  assert.is(part.steps, 21);
+  await first.close();
+
+  const resumeFrom = latestCheckpoint(join(tmp, 'split'));
+  assert.ok(resumeFrom?.endsWith('epoch_latest.safetensors'), `the interrupted run left epoch_latest (got ${resumeFrom})`);
+  const second = setup('split', flags, { resumeFrom });
+  const rest = await runTraining(second.opts);
+  assert.is(rest.steps, 32);
+  assertSameWeights(expected, weights(second.opts.model), 'resumed run');
+  await second.close();
+});
+
+test('a NaN loss stops the run with the step, and the checkpoint of the last epoch survives', async () => {
+  const run = setup('nan', ['--batch-size', '16', '--epochs', '2', '--save-frequency', '1', '--warmup', '1'], {
+    reporter: quiet((r) => {
+      if (r.step === 17) native.fill(run.opts.model.logitScale, Number.NaN);
+    }),
+  });
+  try {
+    const err = await runTraining(run.opts).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.instance(err, NonFiniteLossError);
+    assert.match((err as Error).message, /step 17/);
+    const kept = latestCheckpoint(join(tmp, 'nan'));
+    assert.ok(kept?.endsWith('epoch_1.safetensors'), `the epoch-1 checkpoint is kept (got ${kept})`);
+  } finally {
+    await run.close();
+  }
+});
+
+test('--lock-image freezes the image tower (but --lock-image-unlocked-groups 1 trains its head); --lock-text the text tower', async () => {
+  const run = setup('lock', ['--batch-size', '16', '--epochs', '1', '--lock-image', '--lock-image-unlocked-groups', '1', '--lock-text', '--warmup', '1'], {}, 64);
+  try {
+    const before = weights(run.opts.model);
+    await runTraining(run.opts);
+    const after = weights(run.opts.model);
+    const changed = [...before.keys()].filter((k) => before.get(k)!.some((x, i) => x !== after.get(k)![i]));
+    assert.ok(changed.includes('logit_scale'), 'the logit scale still trains');
+    assert.ok(changed.includes('visual.proj'), "the image tower's last group (its projection) trains");
+    const frozen = changed.filter((k) => k !== 'logit_scale' && !/^visual\.(ln_post|proj)/.test(k));
+    assert.equal(frozen, [], 'nothing else changed');
+  } finally {
+    await run.close();
+  }
+});
+
+test('--accum-freq: gradients of two cached-feature micro-batches equal those of the whole batch', async () => {
+  const data = loader('train', 32, 8);
+  const batches: Batch[] = [];
+  for await (const b of data.epoch(0)) batches.push(b);
+  await data.close();
+  const merged: Batch = {
+    ...batches[0]!,
+    count: 16,
+    images: new Float32Array([...batches[0]!.images, ...batches[1]!.images]),
+    imageShape: [16, 3, IMAGE, IMAGE],
+    texts: new Int32Array([...batches[0]!.texts, ...batches[1]!.texts]),
+    textShape: [16, CONTEXT],
+  };
+  const model = createModel('tiny-builtin', { seed: 5 });
+  const grads = (bs: Batch[]): Map<string, Float32Array> => {
+    const loss = accumulatedBackward(model, bs, false);
+    loss.dispose();
+    const out = new Map(model.namedParameters().map(([k, p]) => [k, p.grad!.toArray() as Float32Array]));
+    model.zeroGrad();
+    return out;
+  };
+  const whole = grads([merged]);
+  const accumulated = grads([batches[0]!, batches[1]!]);
+  for (const [k, g] of whole) {
+    const a = accumulated.get(k)!;
+    let num = 0;
+    let den = 0;
+    g.forEach((x, i) => {
+      num += (x - a[i]!) ** 2;
+      den += x * x;
+    });
+    assert.ok(Math.sqrt(num / Math.max(den, 1e-30)) < 1e-4, `${k}: relative gradient difference ${Math.sqrt(num / den)}`);
+  }
+  model.dispose();
+});
+
+test.run();
