@@ -120,6 +120,10 @@ export interface NativeAddon {
   batchNormApply(x: T, mean: T, rstd: T, weight: T | null, bias: T | null, y: T): void;
   batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
+  // GRN passes over a / b / y [N, P, C]: out[n, c] = sum_p a * (b ?? a); y = a * fa[n, c] + b * fb[n, c] + beta[c];
+  // out, fa, fb f32 [N, C]; beta [C] with a's dtype
+  sampleChannelDot(a: T, b: T | null, out: T): void;
+  sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

@@ -2,6 +2,7 @@
 import { infoText } from './info.js';
 import { modelInfoText } from './info.js';
 import { trainCommand } from './train.js';
+import { convertCommand } from './convert.js';
 
 const USAGE = `usage: clipforge <command>
 
@@ -9,6 +10,7 @@ commands:
   info     version, backends compiled in, GPUs found, CPU threads
            info --model NAME: parameter counts and FLOPs of a model config
   train    train a CLIP model (OpenCLIP's flags; no flags: a tiny CLIP on the built-in dataset)
+  convert  UniRepLKNet checkpoint (safetensors): training form -> deploy form
   help     this text`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -36,6 +38,8 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'train':
       return trainCommand(rest);
+    case 'convert':
+      return convertCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -10,7 +10,9 @@
 // to NHWC and back around them in every block), and BatchNorm, LayerNorm, GRN and SE all
 // reduce over or broadcast along the last axis. Images enter as NCHW [B, 3, H, W] (the
 // data pipeline's layout) and are transposed once.
-import { checkFinite, checkInteger } from '../tensor/check.js';
+import { isGradEnabled } from '../tensor/autograd.js';
+import { argError, checkFinite, checkInteger } from '../tensor/check.js';
+import { checkpoint } from '../tensor/checkpoint.js';
 import { add, gelu, mul } from '../tensor/ops/elementwise.js';
 import { dropPath } from '../tensor/ops/drop_path.js';
 import { nchwToNhwc } from '../tensor/ops/dwconv.js';
@@ -60,6 +62,7 @@ const repeat = (pattern: number[], times: number): number[] => Array.from({ leng
  * (T) or one 13 to two 3s (S to XL). Other depths have no default.
  */
 export function defaultKernelSizes(depths: readonly number[]): number[][] | null {
+  if (!Array.isArray(depths)) throw argError('defaultKernelSizes', 'depths', 'an array of 4 stage depths', depths);
   const key = depths.join(',');
   const ends = (n: number): number[][] => [repeat([3], n), repeat([13], n)];
   if (key === DEPTHS_AFP.join(',')) return [...ends(2), repeat([13], 6), repeat([13], 2)];
@@ -81,6 +84,7 @@ export const DILATED_BRANCHES: Readonly<Record<number, { kernels: number[]; dila
 
 /** Checks an architecture: four stages, kernel sizes matching the depths, every size supported. */
 export function checkArch(op: string, arch: UniRepLKNetArch): UniRepLKNetArch {
+  if (arch === null || typeof arch !== 'object') throw argError(op, 'arch', 'an object { depths, dims, kernelSizes }', arch);
   const four = (name: string, v: unknown): void => {
     if (!Array.isArray(v) || v.length !== 4) throw new Error(`${op}: expected 4 entries (one per stage) for ${name}, got ${JSON.stringify(v)}`);
     v.forEach((d, i) => checkInteger(op, `${name}[${i}]`, d, 1));
@@ -105,6 +109,9 @@ export function checkArch(op: string, arch: UniRepLKNetArch): UniRepLKNetArch {
 
 /** The architecture of a named variant with its default kernel sizes. */
 export function variantArch(variant: UniRepLKNetVariant): UniRepLKNetArch {
+  if (typeof variant !== 'string' || !Object.hasOwn(UNIREPLKNET_VARIANTS, variant)) {
+    throw argError('variantArch', 'variant', `one of ${Object.keys(UNIREPLKNET_VARIANTS).map((k) => `'${k}'`).join(', ')}`, variant);
+  }
   const v = UNIREPLKNET_VARIANTS[variant];
   return { depths: [...v.depths], dims: [...v.dims], kernelSizes: defaultKernelSizes(v.depths)! };
 }
@@ -147,14 +154,14 @@ export class DilatedReparamBlock extends Module {
     }
   }
 
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, updateRunningStats = true): Tensor {
     const main = this.child<DepthwiseConv>('lk_origin');
     if (this.deploy) return main.forward(x);
     return scope(() => {
-      let out = this.child<BatchNorm2d>('origin_bn').forward(main.forward(x));
+      let out = this.child<BatchNorm2d>('origin_bn').forward(main.forward(x), updateRunningStats);
       for (const { kernel, dilation } of this.branches) {
         const conv = this.child<DepthwiseConv>(`dil_conv_k${kernel}_${dilation}`);
-        out = add(out, this.child<BatchNorm2d>(`dil_bn_k${kernel}_${dilation}`).forward(conv.forward(x)));
+        out = add(out, this.child<BatchNorm2d>(`dil_bn_k${kernel}_${dilation}`).forward(conv.forward(x), updateRunningStats));
       }
       return out;
     });
@@ -167,7 +174,7 @@ export class DilatedReparamBlock extends Module {
  * BatchNorms, GRN's beta and the layer scale contributed.
  */
 export class UniRepLKNetBlock extends Module {
-  readonly dwconv: (Module & { forward(x: Tensor): Tensor }) | null;
+  readonly dwconv: DilatedReparamBlock | DepthwiseConv | null;
   readonly ffnDim: number;
   private readonly generator: Generator | undefined;
 
@@ -194,16 +201,17 @@ export class UniRepLKNetBlock extends Module {
     this.generator = opts.dropPathGenerator;
   }
 
-  forward(x: Tensor): Tensor {
+  /** updateRunningStats false: a recomputation (gradient checkpointing) of a forward that already updated them. */
+  forward(x: Tensor, updateRunningStats = true): Tensor {
     return scope(() => {
-      let y = this.dwconv ? this.dwconv.forward(x) : x;
-      if (!this.deploy && this.dwconv) y = this.child<BatchNorm2d>('norm').forward(y);
+      let y = this.dwconv instanceof DilatedReparamBlock ? this.dwconv.forward(x, updateRunningStats) : this.dwconv ? this.dwconv.forward(x) : x;
+      if (!this.deploy && this.dwconv) y = this.child<BatchNorm2d>('norm').forward(y, updateRunningStats);
       y = this.child<SEBlock>('se').forward(y);
       y = this.child<Sequence>('pwconv1').at<Linear>(1).forward(y);
       y = this.child<Sequence>('act').at<GRN>(1).forward(gelu(y));
       const pw2 = this.child<Sequence>('pwconv2');
       y = pw2.at<Linear>(0).forward(y);
-      if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y);
+      if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y, updateRunningStats);
       const gamma = this.optionalParam('gamma');
       if (gamma) y = mul(y, gamma);
       return add(x, dropPath(y, this.dropPathRate, { training: this.training, generator: this.generator }));
@@ -227,6 +235,13 @@ function linearLayer(inF: number, outF: number, bias: boolean, opts: LayerOption
 export class UniRepLKNet extends Module {
   readonly arch: UniRepLKNetArch;
   readonly deploy: boolean;
+  /**
+   * Recompute each block's activations during backward instead of keeping them (the
+   * official with_cp; CLIP.setGradCheckpointing sets it). The recomputation leaves the
+   * BatchNorm running statistics alone, so they move once per step as without it. Drop
+   * path must then draw from the default generator (the one checkpoint rewinds).
+   */
+  gradCheckpointing = false;
 
   constructor(arch: UniRepLKNetArch, opts: UniRepLKNetOptions = {}) {
     super();
@@ -281,6 +296,11 @@ export class UniRepLKNet extends Module {
     return scope(() => {
       const downsample = this.child<ModuleList<Sequence>>('downsample_layers');
       const stages = this.child<ModuleList<ModuleList<UniRepLKNetBlock>>>('stages');
+      const recompute = this.gradCheckpointing && this.training && isGradEnabled();
+      // Inside checkpoint the first run has gradients off and the recomputation on: only the
+      // first updates the running statistics.
+      const run = (blk: UniRepLKNetBlock, t: Tensor): Tensor =>
+        recompute ? checkpoint((input) => blk.forward(input, !isGradEnabled()), t) : blk.forward(t);
       let h = x;
       for (let s = 0; s < 4; s++) {
         const ds = downsample.get(s);
@@ -291,7 +311,7 @@ export class UniRepLKNet extends Module {
           h = ds.at<Conv2d>(3).forward(h);
           h = ds.at<LayerNorm>(4).forward(h);
         }
-        for (const blk of stages.get(s)) h = blk.forward(h);
+        for (const blk of stages.get(s)) h = run(blk, h);
       }
       return h;
     });

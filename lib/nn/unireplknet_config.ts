@@ -23,11 +23,12 @@ export interface ResolvedUniRepLKNetConfig {
 
 /** Whether vision_cfg names a UniRepLKNet trunk. */
 export function isUniRepLKNetConfig(cfg: VisionConfig): boolean {
-  return typeof cfg.timm_model_name === 'string' && NAME_PATTERN.test(cfg.timm_model_name);
+  return cfg !== null && typeof cfg === 'object' && typeof cfg.timm_model_name === 'string' && NAME_PATTERN.test(cfg.timm_model_name);
 }
 
 /** Reads and checks a UniRepLKNet vision_cfg. */
 export function resolveUniRepLKNetConfig(cfg: VisionConfig, op: string): ResolvedUniRepLKNetConfig {
+  if (cfg === null || typeof cfg !== 'object') throw argError(op, 'vision_cfg', 'an object', cfg);
   const name = cfg.timm_model_name;
   const m = typeof name === 'string' ? NAME_PATTERN.exec(name) : null;
   if (!m) throw argError(op, 'vision_cfg.timm_model_name', "'unireplknet_' and one of a, f, p, n, t, s, b, l, xl", name);

@@ -1,6 +1,7 @@
 // Analytic parameter and FLOP counts of UniRepLKNet, computed from the architecture without
 // building it (the full-size variants are checked against the published figures this way).
-import { DILATED_BRANCHES, type UniRepLKNetArch } from './unireplknet.js';
+import { argError, checkInteger } from '../tensor/check.js';
+import { checkArch, DILATED_BRANCHES, type UniRepLKNetArch } from './unireplknet.js';
 
 export interface UniRepLKNetCountOptions {
   /** Count the deploy form (merged kernels with bias, no BatchNorm or layer scale). */
@@ -11,6 +12,10 @@ export interface UniRepLKNetCountOptions {
 
 /** Parameters of one block of width C with kernel size K. */
 export function uniRepLKNetBlockParameters(c: number, k: number, opts: UniRepLKNetCountOptions): number {
+  const op = 'uniRepLKNetBlockParameters';
+  checkInteger(op, 'c', c, 1);
+  if (!(k === 0 || k === 3 || k === 5 || k in DILATED_BRANCHES)) throw argError(op, 'k', 'a kernel size 0, 3, 5, 7, 9, 11, 13, 15 or 17', k);
+  if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an object { deploy, layerScale? }', opts);
   const bn = 2 * c;
   let n = 0;
   if (k >= 7) {
@@ -32,6 +37,7 @@ export function uniRepLKNetBlockParameters(c: number, k: number, opts: UniRepLKN
 
 /** Parameters of the trunk: stem, downsampling layers, blocks and the final LayerNorm. */
 export function uniRepLKNetTrunkParameters(arch: UniRepLKNetArch, opts: UniRepLKNetCountOptions): number {
+  checkArch('uniRepLKNetTrunkParameters', arch);
   const [c0] = arch.dims;
   const conv = (i: number, o: number): number => i * o * 9 + o;
   let n = conv(3, c0 / 2) + c0 + conv(c0 / 2, c0) + 2 * c0;
@@ -48,6 +54,11 @@ export function uniRepLKNetTrunkParameters(arch: UniRepLKNetArch, opts: UniRepLK
  * dims[3] x headOut projection.
  */
 export function uniRepLKNetFlops(arch: UniRepLKNetArch, imageSize: [number, number], headOut: number): number {
+  const op = 'uniRepLKNetFlops';
+  checkArch(op, arch);
+  if (!Array.isArray(imageSize) || imageSize.length !== 2) throw argError(op, 'imageSize', 'a pair [H, W]', imageSize);
+  imageSize.forEach((v, i) => checkInteger(op, `imageSize[${i}]`, v, 1));
+  checkInteger(op, 'headOut', headOut, 0);
   const half = (v: number): number => Math.ceil(v / 2);
   let [h, w] = imageSize.map(half) as [number, number];
   const c0 = arch.dims[0];

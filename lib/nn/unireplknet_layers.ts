@@ -136,9 +136,12 @@ export class BatchNorm2d extends Module {
     return this.buffer('running_var');
   }
 
-  forward(x: Tensor): Tensor {
-    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps });
-    if (this.training) {
+  /** updateRunningStats false: a recomputation (gradient checkpointing) of a forward that already updated them. */
+  forward(x: Tensor, updateRunningStats = true): Tensor {
+    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, {
+      training: this.training, momentum: this.momentum, eps: this.eps, updateRunningStats,
+    });
+    if (this.training && updateRunningStats) {
       const count = this.buffer('num_batches_tracked');
       noGrad(() => native.unary('affine', count, count, 1, 1));
     }

@@ -25,6 +25,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_file_read(env, exports);
   register_im2col(env, exports);
   register_batchnorm(env, exports);
+  register_grn(env, exports);
   return exports;
 }
 }  // namespace

@@ -22,4 +22,5 @@ void register_adamw(Napi::Env env, Napi::Object exports);
 void register_file_read(Napi::Env env, Napi::Object exports);
 void register_im2col(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
+void register_grn(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon

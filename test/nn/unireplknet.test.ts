@@ -181,6 +181,29 @@ test('gradients through a block (Dilated Reparam Block, BatchNorm in training, S
   block.dispose();
 });
 
+test('gradient checkpointing: same outputs, gradients and running statistics as without it (drop path on)', () => {
+  const run = (checkpointing: boolean) => {
+    cf.manualSeed(99);
+    const trunk = new cf.UniRepLKNet(TINY, { dropPathRate: 0.4 });
+    randomize(trunk, 13);
+    trunk.gradCheckpointing = checkpointing;
+    cf.manualSeed(5);
+    const out = cf.scope(() => {
+      const y = trunk.forward(cf.fromArray(new Rng(3).array(2 * 3 * 64 * 64), [2, 3, 64, 64]));
+      cf.sum(cf.mul(y, cf.fromArray(new Rng(4).array(y.size), [...y.shape]))).backward();
+      return y.toArray();
+    });
+    const grads = trunk.namedParameters().map(([n, p]) => [n, p.grad!.toArray()] as const);
+    const stats = [...trunk.stateDict()].filter(([n]) => n.includes('running') || n.includes('num_batches')).map(([n, t]) => [n, t.toArray()] as const);
+    trunk.dispose();
+    return { out, grads, stats };
+  };
+  const plain = run(false), recomputed = run(true);
+  assert.equal([...recomputed.out], [...plain.out], 'outputs');
+  plain.grads.forEach(([n, g], i) => assert.ok(maxRelError(recomputed.grads[i]![1], g, 1e-3) < 1e-5, `gradient of ${n}`));
+  plain.stats.forEach(([n, v], i) => assert.equal([...recomputed.stats[i]![1]], [...v], n));
+});
+
 test('drop path: rates rise linearly over the blocks; training drops whole samples, eval does not', () => {
   const trunk = new cf.UniRepLKNet(TINY, { dropPathRate: 0.3 });
   const rates = [...trunk.namedModules()].map(([, m]) => m).filter((m): m is cf.UniRepLKNetBlock => m instanceof cf.UniRepLKNetBlock).map((b) => b.dropPathRate);
@@ -206,6 +229,11 @@ test('config: the tiny and the L CLIP configs build; bad UniRepLKNet configs are
   bad({ timm_pool: 'token' }, /expected 'avg' .* for vision_cfg.timm_pool/);
   bad({ timm_drop: 0.1 }, /for vision_cfg.timm_drop, got 0.1/);
   bad({ timm_drop_path: 1.5 }, /expected a number in \[0, 1\) for vision_cfg.timm_drop_path/);
+  assert.throws(() => cf.variantArch('q' as cf.UniRepLKNetVariant), /variantArch: expected one of 'a', .* for variant, got 'q'/);
+  assert.throws(() => new cf.UniRepLKNet(undefined as unknown as cf.UniRepLKNetArch), /UniRepLKNet: expected an object \{ depths, dims, kernelSizes \} for arch, got undefined/);
+  assert.throws(() => cf.uniRepLKNetFlops(TINY, [0, 4], 8), /uniRepLKNetFlops: expected an integer in \[1, Infinity\] for imageSize\[0\], got 0/);
+  assert.throws(() => cf.createUniRepLKNetTower(undefined as unknown as cf.VisionConfig, 8), /createUniRepLKNetTower: expected an object for vision_cfg, got undefined/);
+  assert.not.ok(cf.isUniRepLKNetConfig(null as unknown as cf.VisionConfig));
   const deploy = cf.createUniRepLKNetTower({ ...base, timm_model_kwargs: { ...base.timm_model_kwargs, deploy: true } } as cf.VisionConfig, 8);
   assert.ok([...deploy.stateDict().keys()].includes('trunk.stages.1.0.dwconv.lk_origin.bias'));
   deploy.dispose();

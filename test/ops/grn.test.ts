@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, devices, gradCheck, Rng } from '../support/helpers.js';
+import { assertClose, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
 
 const test = suite('grn');
 const rng = new Rng(41);
@@ -51,6 +51,60 @@ test('gradients match finite differences for x, gamma and beta', () => {
     { data: rng.array(c), shape: [1, 1, 1, c] },
     { data: rng.array(c), shape: [1, 1, 1, c] },
   ]);
+});
+
+function runGrn(device: string, dtype: 'f32' | 'bf16', xs: Float32Array, shape: number[], gs: Float32Array, bs: Float32Array, dys: Float32Array) {
+  return cf.scope(() => {
+    const c = shape[3]!;
+    const x = cf.fromArray(xs, shape, { device, dtype, requiresGrad: true });
+    const g = cf.fromArray(gs, [1, 1, 1, c], { device, dtype, requiresGrad: true });
+    const b = cf.fromArray(bs, [1, 1, 1, c], { device, dtype, requiresGrad: true });
+    const y = cf.grn(x, g, b);
+    y.backward(cf.fromArray(dys, shape, { device, dtype }));
+    return { y: y.toArray(), dx: x.grad!.toArray(), dg: g.grad!.toArray(), db: b.grad!.toArray() };
+  });
+}
+
+test('wide channels (several native channel blocks): forward matches, gradients agree across thread counts, bf16 and CUDA', () => {
+  const shape = [3, 5, 4, 150];
+  const size = 3 * 5 * 4 * 150;
+  const xs = rng.array(size), gs = rng.array(150), bs = rng.array(150), dys = rng.array(size);
+  cf.setNumThreads(1);
+  const one = runGrn('cpu', 'f32', xs, shape, gs, bs, dys);
+  cf.setNumThreads(2);
+  const two = runGrn('cpu', 'f32', xs, shape, gs, bs, dys);
+  for (const k of ['y', 'dx', 'dg', 'db'] as const) assert.equal([...one[k]], [...two[k]], `${k} with 1 and 2 threads`);
+  assertClose(one.y, reference(xs, 3, 20, 150, gs, bs), { rtol: 1e-5, atol: 1e-5, what: 'y' });
+  // bf16 against f32 on the same (bf16-rounded) inputs: what is left is bf16 storage of the results.
+  const rounded = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
+  const [xr, gr, br, dyr] = [xs, gs, bs, dys].map(rounded) as [Float32Array, Float32Array, Float32Array, Float32Array];
+  const exact = runGrn('cpu', 'f32', xr, shape, gr, br, dyr);
+  for (const device of devices()) {
+    const h = runGrn(device, 'bf16', xr, shape, gr, br, dyr);
+    for (const k of ['y', 'dx', 'dg', 'db'] as const) assert.ok(maxRelError(h[k], exact[k], 1) < 1e-2, `${k} bf16 on ${device}: ${maxRelError(h[k], exact[k], 1)}`);
+  }
+  if (!hasCuda()) return;
+  const cuda = runGrn('cuda:0', 'f32', xs, shape, gs, bs, dys);
+  for (const k of ['y', 'dx', 'dg', 'db'] as const) assertClose(cuda[k], one[k], { rtol: 1e-4, atol: 1e-5, what: `${k} CUDA vs CPU` });
+});
+
+test('an all-zero channel gets a zero gradient, not NaN', () => {
+  const c = 3;
+  const xs = rng.array(2 * 2 * 2 * c);
+  for (let i = 0; i < xs.length; i += c) xs[i] = 0;
+  const r = runGrn('cpu', 'f32', xs, [2, 2, 2, c], rng.array(c), rng.array(c), rng.array(xs.length));
+  assert.ok(r.dx.every((v) => Number.isFinite(v)), 'finite dx');
+  for (let i = 0; i < xs.length; i += c) assert.is(r.dx[i], r.dx[i]);
+});
+
+test('the native passes check their arguments', () => {
+  cf.scope(() => {
+    const a = cf.zeros([2, 3, 4]);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3])), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
+    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4])), /sampleChannelDot: .*a/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4])), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4])), /sampleChannelAffine: expected \[4\] for beta.shape, got \[3\]/);
+  });
 });
 
 test('bad arguments throw errors naming the op, the argument and the value', () => {

@@ -19,6 +19,11 @@ export interface BatchNormOptions {
   momentum?: number;
   /** Added to the variance (default 1e-5, PyTorch's). */
   eps?: number;
+  /**
+   * In training, fold the batch statistics into the running ones (default true). false for a
+   * recomputation (gradient checkpointing) of a forward that already did.
+   */
+  updateRunningStats?: boolean;
 }
 
 /**
@@ -49,6 +54,7 @@ export function batchNorm(
   if (momentum < 0 || momentum > 1) throw argError(op, 'momentum', 'a number in [0, 1]', momentum);
   const eps = checkFinite(op, 'eps', opts.eps ?? 1e-5);
   if (eps < 0) throw argError(op, 'eps', 'a finite number >= 0', eps);
+  const updateRunning = opts.updateRunningStats === undefined ? true : checkBoolean(op, 'updateRunningStats', opts.updateRunningStats);
   const rows = x.size / c;
   if (training && rows < 2) throw new Error(`${op}: expected more than one value per channel in training, got x of shape ${shapeStr(x.shape)}`);
   const channelStats = (): Tensor => empty([c], { device: x.device });
@@ -58,7 +64,7 @@ export function batchNorm(
     rstd = channelStats();
     const variance = channelStats();
     native.batchNormStats(x, mean, variance, rstd, eps);
-    noGrad(() =>
+    if (updateRunning) noGrad(() =>
       scope(() => {
         // PyTorch's running update: the biased variance normalizes, the unbiased one is tracked.
         const newMean = add(affine(runningMean, 1 - momentum), cast(affine(mean, momentum), runningMean.dtype));

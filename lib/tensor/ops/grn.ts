@@ -1,15 +1,22 @@
 // Global response normalization (ConvNeXt V2, in the form UniRepLKNet uses after the FFN's
-// GELU), on channels-last activations, composed from reductions and broadcast arithmetic.
+// GELU) on channels-last activations. The two passes over the [N, H, W, C] tensor are native
+// (native/include/grn.h: per-sample channel sums, per-sample channel affine), forward and
+// backward; what lies between them is [N, C]-sized and done with ordinary ops in f32.
+import { native } from '../../native.js';
+import { attachGrad, noGrad } from '../autograd.js';
 import { argError, shapeStr } from '../check.js';
 import { scope } from '../scope.js';
-import type { Tensor } from '../tensor.js';
-import { add, affine, div, mul, sqrt, square } from './elementwise.js';
+import { empty, emptyLike, type Tensor } from '../tensor.js';
+import { affine, clamp, div, mul, sqrt, square, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
-import { reshape } from './shape.js';
+import { cast, reshape } from './shape.js';
 import { floatTensor, numel, sameKind } from './util.js';
 
 /** Added to the channel mean of the norms before dividing (UniRepLKNet's constant). */
 export const GRN_EPS = 1e-6;
+
+/** Norms below this divide as if they were this, so an all-zero channel gets a zero gradient, not NaN. */
+const MIN_NORM = 1e-20;
 
 function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number): Tensor {
   const v = floatTensor(op, arg, t);
@@ -17,7 +24,7 @@ function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number)
   if (numel(v.shape) !== c || v.shape.slice(0, -1).some((d) => d !== 1)) {
     throw new Error(`${op}: expected shape [C] or [1, 1, 1, C] with C = ${c} for ${arg}, got ${shapeStr(v.shape)}`);
   }
-  return reshape(v, [c]);
+  return v;
 }
 
 /**
@@ -31,14 +38,47 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
   const x = floatTensor(op, 'x', xIn);
   if (x.rank !== 4) throw new Error(`${op}: expected a rank-4 tensor [N, H, W, C] for x, got ${shapeStr(x.shape)}`);
   const [n, h, w, c] = x.shape as [number, number, number, number];
+  const gamma = channelVector(op, 'gamma', gammaIn, x, c);
   if (betaIn !== null && betaIn !== undefined && typeof betaIn !== 'object') throw argError(op, 'beta', 'a Tensor or null', betaIn);
-  return scope(() => {
-    const gamma = channelVector(op, 'gamma', gammaIn, x, c);
-    const beta = betaIn ? channelVector(op, 'beta', betaIn, x, c) : null;
-    const x3 = reshape(x, [n, h * w, c]);
-    const norms = sqrt(sum(square(x3), 1, { keepDims: true }));
-    const normalized = div(norms, affine(mean(norms, 2, { keepDims: true }), 1, GRN_EPS));
-    const scaled = mul(x3, affine(mul(normalized, gamma), 1, 1));
-    return reshape(beta ? add(scaled, beta) : scaled, x.shape);
+  const beta = betaIn ? channelVector(op, 'beta', betaIn, x, c) : null;
+  const x3 = x.view([n, h * w, c]);
+  const y = emptyLike(x);
+  const y3 = y.view([n, h * w, c]);
+  // [N, C] f32: the norms, the normalized norms, the per-sample gain 1 + gamma * Nx, and the
+  // per-sample denominator mean(G) + eps [N, 1].
+  const [norms, normalized, gain, denom] = noGrad(() =>
+    scope(() => {
+      const squares = empty([n, c], { device: x.device });
+      native.sampleChannelDot(x3, null, squares);
+      const g = sqrt(squares);
+      const d = affine(mean(g, 1, { keepDims: true }), 1, GRN_EPS);
+      const u = div(g, d);
+      return [g, u, affine(mul(u, cast(reshape(gamma, [c]), 'f32')), 1, 1), d];
+    }),
+  );
+  const betaFlat = beta ? beta.view([c]) : null;
+  native.sampleChannelAffine(x3, gain, null, null, betaFlat, y3);
+  for (const t of [y3, betaFlat]) t?.dispose();
+  const inputs = beta ? [x, gamma, beta] : [x, gamma];
+  attachGrad(y, op, inputs, [x, norms, normalized, gain, denom, gamma], (gy, [xs, g, u, gn, d, gm], needs) => {
+    const xv = xs!.view([n, h * w, c]);
+    const gy3 = gy.view([n, h * w, c]);
+    // S[n, c] = sum over pixels of dy * x: the gradient of every [N, C] quantity runs through it.
+    const s = empty([n, c], { device: gy.device });
+    native.sampleChannelDot(gy3, xv, s);
+    let dx: Tensor | null = null;
+    if (needs[0]) {
+      // dx = dy * gain + x * coef, coef = (a / d - sum_c(a * G) / (C d^2)) / G with a = gamma * S.
+      const a = mul(s, cast(reshape(gm!, [c]), 'f32'));
+      const k = div(sum(mul(a, g!), 1, { keepDims: true }), affine(square(d!), c));
+      const coef = div(sub(div(a, d!), k), clamp(g!, MIN_NORM));
+      dx = emptyLike(xs!);
+      native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]));
+    }
+    const dGamma = needs[1] ? reshape(cast(sum(mul(u!, s), 0), gy.dtype), gm!.shape) : null;
+    const dBeta = beta && needs[2] ? reshape(cast(sum(reshape(gy, [n * h * w, c]), 0), gy.dtype), beta.shape) : null;
+    return beta ? [dx, dGamma, dBeta] : [dx, dGamma];
   });
+  for (const t of [x3, norms, normalized, gain, denom]) t.dispose();
+  return y;
 }

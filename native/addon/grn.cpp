@@ -1,0 +1,91 @@
+// GRN's memory passes over [N, P, C] activations (see grn.h):
+//   sampleChannelDot(a, b | null, out)                 out [N, C] f32
+//   sampleChannelAffine(a, fa, b | null, fb | null, beta | null, y)
+// a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] with a's dtype.
+// b and fb come together or not at all. Outputs must not overlap inputs.
+#include "args.h"
+#include "grn.h"
+#include "register.h"
+#include "rows.h"
+
+namespace cf::addon {
+namespace {
+
+constexpr int64_t kMaxSamples = 65535;  // one CUDA grid row per sample
+
+void* data_or_null(const std::optional<TensorArg>& t) { return t ? t->data() : nullptr; }
+
+void expect_samples(Napi::Env env, const char* op, const TensorArg& a) {
+  expect_dtype(env, op, a, "a", {DType::F32, DType::BF16});
+  expect_rank(env, op, a, "a", 3, 3);
+  if (a.dim(0) > kMaxSamples) fail_arg(env, op, "a.shape", "at most " + std::to_string(kMaxSamples) + " samples", a.shape_str());
+}
+
+void expect_like_a(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const TensorArg& a) {
+  expect_same_dtype(env, op, a, "a", t, arg);
+  same_device(env, op, a, "a", t, arg);
+  expect_shape(env, op, t, arg, a.shape);
+}
+
+void expect_factors(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const TensorArg& a) {
+  expect_dtype(env, op, t, arg, {DType::F32});
+  same_device(env, op, a, "a", t, arg);
+  expect_shape(env, op, t, arg, {a.dim(0), a.dim(2)});
+}
+
+Napi::Value dot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "sampleChannelDot";
+  check_arg_count(info, 3, op);
+  TensorArg a = tensor(info, 0, op, "a");
+  std::optional<TensorArg> b = optional_tensor(info, 1, op, "b");
+  TensorArg out = tensor(info, 2, op, "out");
+  expect_samples(env, op, a);
+  if (b) expect_like_a(env, op, *b, "b", a);
+  expect_factors(env, op, out, "out", a);
+  no_overlap(env, op, out, a, "a");
+  if (b) no_overlap(env, op, out, *b, "b");
+  Stream s = prepare_device(env, a.device(), op);
+  CF_BACKEND_CALL(a.device(), sample_channel_dot, a.dtype, a.data(), data_or_null(b), out.as<float>(), a.dim(0), a.dim(1), a.dim(2), s);
+  return env.Undefined();
+}
+
+Napi::Value affine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "sampleChannelAffine";
+  check_arg_count(info, 6, op);
+  TensorArg a = tensor(info, 0, op, "a"), fa = tensor(info, 1, op, "fa");
+  std::optional<TensorArg> b = optional_tensor(info, 2, op, "b"), fb = optional_tensor(info, 3, op, "fb"), beta = optional_tensor(info, 4, op, "beta");
+  TensorArg y = tensor(info, 5, op, "y");
+  expect_samples(env, op, a);
+  expect_factors(env, op, fa, "fa", a);
+  if (b.has_value() != fb.has_value()) fail_arg(env, op, "fb", b ? "a tensor (b is given)" : "null (b is null)", fb ? fb->shape_str() : "null");
+  if (b) {
+    expect_like_a(env, op, *b, "b", a);
+    expect_factors(env, op, *fb, "fb", a);
+  }
+  if (beta) {
+    expect_same_dtype(env, op, a, "a", *beta, "beta");
+    same_device(env, op, a, "a", *beta, "beta");
+    expect_shape(env, op, *beta, "beta", {a.dim(2)});
+  }
+  expect_like_a(env, op, y, "y", a);
+  no_overlap(env, op, y, a, "a");
+  no_overlap(env, op, y, fa, "fa");
+  if (b) no_overlap(env, op, y, *b, "b");
+  if (fb) no_overlap(env, op, y, *fb, "fb");
+  if (beta) no_overlap(env, op, y, *beta, "beta");
+  Stream s = prepare_device(env, a.device(), op);
+  CF_BACKEND_CALL(a.device(), sample_channel_affine, a.dtype, a.data(), fa.as<float>(), data_or_null(b), fb ? fb->as<float>() : nullptr,
+                  data_or_null(beta), y.data(), a.dim(0), a.dim(1), a.dim(2), s);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void register_grn(Napi::Env, Napi::Object exports) {
+  CF_EXPORT(exports, "sampleChannelDot", dot);
+  CF_EXPORT(exports, "sampleChannelAffine", affine);
+}
+
+}  // namespace cf::addon

@@ -1,0 +1,66 @@
+// GRN's passes on CUDA (see grn.h). The dot runs one block per (sample, 32 channels): a
+// warp's lanes on adjacent channels (coalesced), 32 pixel lanes striding over the pixels,
+// f64 partial sums reduced through shared memory in a fixed order. The affine is one thread
+// per element.
+#include "check.cuh"
+#include "grn.h"
+
+namespace cf::cuda {
+namespace {
+
+constexpr int kChannels = 32;
+constexpr int kPixelLanes = 32;
+
+template <typename T>
+__global__ void dot_kernel(const T* a, const T* b, float* out, int64_t p, int64_t c) {
+  __shared__ double s[kPixelLanes][kChannels];
+  const int64_t sample = blockIdx.y;
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
+  double acc = 0.0;
+  if (k < c)
+    for (int64_t q = threadIdx.y; q < p; q += kPixelLanes) {
+      const int64_t i = (sample * p + q) * c + k;
+      acc += static_cast<double>(Elem<T>::load(a, i)) * Elem<T>::load(b, i);
+    }
+  s[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = kPixelLanes / 2; stride > 0; stride /= 2) {
+    if (threadIdx.y < stride) s[threadIdx.y][threadIdx.x] += s[threadIdx.y + stride][threadIdx.x];
+    __syncthreads();
+  }
+  if (k < c && threadIdx.y == 0) out[sample * c + k] = static_cast<float>(s[0][threadIdx.x]);
+}
+
+template <typename T>
+__global__ void affine_kernel(const T* a, const float* fa, const T* b, const float* fb, const T* beta, T* y, int64_t total, int64_t p,
+                              int64_t c) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = i % c, nc = (i / c / p) * c + k;
+    float v = Elem<T>::load(a, i) * fa[nc];
+    if (b) v += Elem<T>::load(b, i) * fb[nc];
+    if (beta) v += Elem<T>::load(beta, k);
+    Elem<T>::store(y, i, v);
+  }
+}
+
+}  // namespace
+
+void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c, Stream stream) {
+  if (n == 0 || c == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    const dim3 grid(static_cast<unsigned>((c + kChannels - 1) / kChannels), static_cast<unsigned>(n));
+    dot_kernel<T><<<grid, dim3(kChannels, kPixelLanes), 0, as_cuda(stream)>>>(static_cast<const T*>(a), static_cast<const T*>(b ? b : a), out, p, c);
+  });
+}
+
+void sample_channel_affine(DType dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta, void* y, int64_t n,
+                           int64_t p, int64_t c, Stream stream) {
+  const int64_t total = n * p * c;
+  if (total == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    affine_kernel<T><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(a), fa, static_cast<const T*>(b), fb,
+                                                                      static_cast<const T*>(beta), static_cast<T*>(y), total, p, c);
+  });
+}
+
+}  // namespace cf::cuda

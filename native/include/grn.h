@@ -1,0 +1,28 @@
+// The two memory passes of global response normalization (GRN, lib/tensor/ops/grn.ts) over
+// channels-last activations a, b, y of shape [N, P, C] (P = H * W pixels per sample), f32 or
+// bf16, with per-sample, per-channel factors A, B and sums `out` of shape [N, C] in f32:
+//
+//   sample_channel_dot:    out[n, c] = sum_p a[n, p, c] * b[n, p, c]     (b null: a * a)
+//   sample_channel_affine: y[n, p, c] = a[n, p, c] * A[n, c] + b[n, p, c] * B[n, c] + beta[c]
+//                          (b and B null: no second term; beta null: no shift)
+//
+// GRN's forward is one dot (the squared norms) and one affine (x * (1 + gamma * Nx) + beta);
+// its backward one dot (sum_p dy * x) and one affine (dy * gain + x * coefficient). The
+// [N, C]-sized math between them is left to ordinary ops.
+//
+// Floor: memory bound; the dot reads one or two [N, P, C] tensors, the affine reads one or
+// two and writes one. Sums accumulate per (n, c) in a fixed order (deterministic).
+#pragma once
+#include "core.h"
+
+#define CF_GRN_OPS(NS)                                                                                             \
+  namespace cf::NS {                                                                                               \
+  void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c,   \
+                          Stream stream);                                                                          \
+  void sample_channel_affine(DType dtype, const void* a, const float* fa, const void* b, const float* fb,          \
+                             const void* beta, void* y, int64_t n, int64_t p, int64_t c, Stream stream);           \
+  }
+
+CF_GRN_OPS(cpu)
+CF_GRN_OPS(cuda)
+#undef CF_GRN_OPS
