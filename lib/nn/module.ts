@@ -253,8 +253,6 @@ export class Module {
         problems.push(`${key}: expected a live Tensor, got ${isTensor(src) ? 'a disposed tensor' : typeof src}`);
       } else if (!sameShape(src.shape, dst.shape)) {
         problems.push(`${key}: expected shape ${shapeStr(dst.shape)}, got ${shapeStr(src.shape)}`);
-      } else if (src.dtype === 'i32') {
-        problems.push(`${key}: expected a float tensor, got dtype 'i32'`);
       }
     }
     if (strict && missing.length) problems.unshift(`missing keys (${missing.length}): ${missing.join(', ')}`);

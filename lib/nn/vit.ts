@@ -68,6 +68,10 @@ export function sinCos2dPositionTable(width: number, grid: number): Float32Array
   checkInteger('sinCos2dPositionTable', 'width', width, 4, 1 << 16);
   if (width % 4 !== 0) throw argError('sinCos2dPositionTable', 'width', 'a multiple of 4', width);
   checkInteger('sinCos2dPositionTable', 'grid', grid, 1, 1024);
+  // A table beyond any real model (ViT-g at 448 px holds 3 M values) is a caller's mistake.
+  if ((1 + grid * grid) * width > 2 ** 26) {
+    throw new Error(`sinCos2dPositionTable: expected at most 2^26 values, got width ${width} × (1 + ${grid}²) positions`);
+  }
   const quarter = width / 4;
   const out = new Float32Array((1 + grid * grid) * width);
   for (let r = 0; r < grid; r++) {

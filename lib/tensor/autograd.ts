@@ -157,9 +157,15 @@ function cloneTensor(t: Tensor): Tensor {
 }
 
 /** Takes ownership of g for storing: it must not share memory with anything else. */
-function exclusive(g: Tensor, gy: Tensor, gyOwned: { taken: boolean }): Tensor {
+/**
+ * A gradient the caller may own and free. `gy` itself is handed over only at its last use
+ * among the inputs (earlier uses get copies), so a leaf accumulating it cannot free a tensor
+ * that another input still has to read (`add(x, mul(x, w))` with x a leaf that has a grad).
+ */
+function exclusive(g: Tensor, gy: Tensor, gyOwned: { taken: boolean; usesLeft: number }): Tensor {
   if (g === gy) {
-    if (!gyOwned.taken) {
+    gyOwned.usesLeft--;
+    if (!gyOwned.taken && gyOwned.usesLeft === 0) {
       gyOwned.taken = true;
       return g;
     }
@@ -227,12 +233,13 @@ export function backward(root: Tensor, grad?: Tensor): void {
           continue;
         }
         const needs = node.inputs.map((i) => i.node !== null || i.leaf !== null);
-        const gyOwned = { taken: false };
+        const gyOwned = { taken: false, usesLeft: 0 };
         let grads: (Tensor | null)[] = [];
         try {
           // In a scope: temporaries of the gradient function (views, partial results) are
           // freed now, not left to the caller's scope or the garbage collector.
           grads = scope(() => node.gradFn(gy, node.saved, needs));
+          gyOwned.usesLeft = grads.filter((g, i) => g === gy && needs[i]).length;
           node.inputs.forEach((inp, i) => {
             const g = grads[i];
             if (!g) return;

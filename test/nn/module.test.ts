@@ -246,4 +246,13 @@ test('Mlp forward is c_proj(act(c_fc(x))) and every parameter gets a gradient', 
   }
 });
 
+test('loadStateDict casts integer sources (a checkpoint read i64 -> i32) to the parameter dtype', () => {
+  const layer = new cf.Linear(2, 3);
+  const state = new Map([...layer.stateDict()].map(([k, v]) => [k, cf.full(v.shape, 7, { dtype: 'i32' })]));
+  layer.loadStateDict(state);
+  for (const [k, v] of layer.stateDict()) assert.equal(Array.from(v.toArray()), new Array(v.size).fill(7), k);
+  for (const t of state.values()) t.dispose();
+  layer.dispose();
+});
+
 test.run();

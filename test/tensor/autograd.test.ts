@@ -29,6 +29,18 @@ test('gradients accumulate across two backward calls', () => {
   assert.ok(x.grad === null, 'disposing a leaf disposes its gradient');
 });
 
+test('a leaf that already has a gradient, used twice by one op: both paths accumulate', () => {
+  const data = [0.5, -1, 2];
+  const x = cf.fromArray(data, [3], { requiresGrad: true });
+  const w = cf.fromArray([2, 3, 4], [3]);
+  cf.scope(() => cf.sum(x).backward());
+  // add(x, mul(x, w)) hands the same upstream gradient to the leaf x and to mul's node.
+  cf.scope(() => cf.sum(cf.add(x, cf.mul(x, w))).backward());
+  assertClose(vals(x.grad), [1 + 1 + 2, 1 + 1 + 3, 1 + 1 + 4]);
+  x.dispose();
+  w.dispose();
+});
+
 test('shared subexpressions: a tensor used twice gets the sum of both paths', () => {
   const data = [0.3, -0.7, 1.1, 0.05];
   const x = cf.fromArray(data, [4], { requiresGrad: true });
