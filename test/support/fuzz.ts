@@ -875,20 +875,35 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
   })();
 }
 
+// fd 1 is the parent's pipe, which can be non-blocking: when the parent falls behind (a loaded
+// machine) a write fails with EAGAIN, and it must be retried rather than end the run.
+function writeOut(text: string): void {
+  const bytes = Buffer.from(text);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let off = 0; off < bytes.length; ) {
+    try {
+      off += writeSync(1, bytes, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
+
 if (process.env.CLIPFORGE_FUZZ_CHILD === '1') {
   const seed = Number(process.env.CLIPFORGE_FUZZ_SEED ?? 20250101);
   const calls = Number(process.env.CLIPFORGE_FUZZ_CALLS ?? 12000);
   const quiet = process.env.CLIPFORGE_FUZZ_QUIET === '1';
   const log = (line: string): void => {
-    if (!quiet) writeSync(1, line.replace(/\n/g, '\\n') + '\n');
+    if (!quiet) writeOut(line.replace(/\n/g, '\\n') + '\n');
   };
   runFuzz(seed, calls, log).then(
     (r) => {
-      writeSync(1, `@@REPORT ${JSON.stringify(r)}\n`);
+      writeOut(`@@REPORT ${JSON.stringify(r)}\n`);
       process.exit(0);
     },
     (e) => {
-      writeSync(1, `@@FATAL ${e instanceof Error ? e.stack : String(e)}\n`);
+      writeOut(`@@FATAL ${e instanceof Error ? e.stack : String(e)}\n`);
       process.exit(3);
     },
   );
