@@ -90,12 +90,17 @@ void adamw_multi(DType grad_dtype, const AdamWTensor* tensors, int64_t count, co
   memcpy(host + tensor_bytes, tasks.data(), tasks.size() * sizeof(Task));
 
   char* table = static_cast<char*>(alloc(device, bytes, s));
-  CF_CUDA_CHECK(cudaMemcpyAsync(table, host, bytes, cudaMemcpyHostToDevice, as_cuda(s)));
-  CF_CUDA_CHECK(cudaEventRecord(st.copied, as_cuda(s)));
-  const auto* dev_tensors = reinterpret_cast<const AdamWTensor*>(table);
-  const auto* dev_tasks = reinterpret_cast<const Task*>(table + tensor_bytes);
-  const unsigned grid = static_cast<unsigned>(tasks.size());
-  CF_FLOAT_DTYPE(grad_dtype, G, adamw_kernel<G><<<grid, kThreads, 0, as_cuda(s)>>>(dev_tensors, dev_tasks, betas));
+  try {
+    CF_CUDA_CHECK(cudaMemcpyAsync(table, host, bytes, cudaMemcpyHostToDevice, as_cuda(s)));
+    CF_CUDA_CHECK(cudaEventRecord(st.copied, as_cuda(s)));
+    const auto* dev_tensors = reinterpret_cast<const AdamWTensor*>(table);
+    const auto* dev_tasks = reinterpret_cast<const Task*>(table + tensor_bytes);
+    const unsigned grid = static_cast<unsigned>(tasks.size());
+    CF_FLOAT_DTYPE(grad_dtype, G, adamw_kernel<G><<<grid, kThreads, 0, as_cuda(s)>>>(dev_tensors, dev_tasks, betas));
+  } catch (...) {
+    free(device, table, s);
+    throw;
+  }
   free(device, table, s);
 }
 
