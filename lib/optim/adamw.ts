@@ -109,7 +109,11 @@ export class AdamW {
         if (grad.dtype === 'i32' || !sameShape(grad.shape, p.shape) || grad.device !== p.device) {
           throw new Error(`AdamW.step: expected an f32 or bf16 tensor of shape ${shapeStr(p.shape)} on ${p.device} for the gradient of ${p.name ?? p.toString()}, got ${grad.toString()}`);
         }
-        const st = this.state.get(p) ?? this.newState(p);
+        let st = this.state.get(p);
+        if (!st) {
+          st = { step: 0, expAvg: keep(zeros(p.shape, { device: p.device })), expAvgSq: keep(zeros(p.shape, { device: p.device })) };
+          this.state.set(p, st);
+        }
         const key = `${p.device}/${grad.dtype}`;
         let b = batches.get(key);
         if (!b) batches.set(key, (b = { params: [], grads: [], states: [], lrs: [], wds: [], steps: [] }));
@@ -210,7 +214,7 @@ export class AdamW {
       }
       throw e;
     }
-    this.disposeState();
+    this.dispose();
     for (const [p, s] of restored) this.state.set(p, s);
     this.betas = betas;
     this.eps = eps;
@@ -219,20 +223,10 @@ export class AdamW {
 
   /** Frees the optimizer state. */
   dispose(): void {
-    this.disposeState();
-  }
-
-  private disposeState(): void {
     for (const s of this.state.values()) {
       s.expAvg.dispose();
       s.expAvgSq.dispose();
     }
     this.state.clear();
-  }
-
-  private newState(p: Tensor): AdamWParamState {
-    const st = { step: 0, expAvg: keep(zeros(p.shape, { device: p.device })), expAvgSq: keep(zeros(p.shape, { device: p.device })) };
-    this.state.set(p, st);
-    return st;
   }
 }

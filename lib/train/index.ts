@@ -7,3 +7,4 @@ export * from './tensorboard.js';
 export { crc32, crc32c } from './crc.js';
 export * from './plot.js';
 export * from './logging.js';
+export * from './rng_state.js';

@@ -4,6 +4,7 @@
 // loss-curve PNG when the run closes.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { isatty } from 'node:tty';
 import { argError } from '../tensor/check.js';
 import { writeFileAtomicSync } from './atomic.js';
 import { renderLossCurve, type LossPoint } from './plot.js';
@@ -49,7 +50,7 @@ export class TrainLogger {
   readonly jsonlPath: string;
   readonly lossPoints: LossPoint[] = [];
   private readonly tb: TensorBoardWriter | null;
-  private readonly stream: NonNullable<TrainLoggerOptions['stream']>;
+  private readonly stream: NonNullable<TrainLoggerOptions['stream']> | null;
   private readonly now: () => number;
   private readonly start: number;
   private windowStart: number;
@@ -68,7 +69,9 @@ export class TrainLogger {
     mkdirSync(opts.logDir, { recursive: true });
     this.jsonlPath = join(opts.logDir, 'out.jsonl');
     this.tb = opts.tensorboard ? new TensorBoardWriter(join(opts.logDir, 'tensorboard')) : null;
-    this.stream = opts.stream ?? process.stdout;
+    // process.stdout is only touched when fd 1 is a terminal: creating it makes a piped fd 1
+    // non-blocking, which breaks other code's synchronous writes to it.
+    this.stream = opts.stream ?? (isatty(1) ? process.stdout : null);
     this.now = opts.now ?? (() => performance.now());
     this.start = this.windowStart = this.now();
   }
@@ -101,8 +104,8 @@ export class TrainLogger {
       this.windowStart = t;
       this.windowSamples = 0;
     }
-    if (this.stream.isTTY && (t - this.lastDraw >= REDRAW_MS || info.step === this.opts.totalSteps)) {
-      this.stream.write(`\r\x1b[2K${this.progressLine(info)}`);
+    if (this.stream?.isTTY && (t - this.lastDraw >= REDRAW_MS || info.step === this.opts.totalSteps)) {
+      this.stream!.write(`\r\x1b[2K${this.progressLine(info)}`);
       this.lastDraw = t;
       this.drawn = true;
     }
@@ -129,7 +132,7 @@ export class TrainLogger {
 
   /** Ends the progress line, closes the event file and writes <logDir>/loss.png; returns its path, or null with no loss logged. */
   close(): string | null {
-    if (this.drawn) this.stream.write('\n');
+    if (this.drawn) this.stream!.write('\n');
     this.drawn = false;
     this.tb?.close();
     if (this.lossPoints.length === 0) return null;

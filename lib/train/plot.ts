@@ -66,15 +66,17 @@ const textWidth = (s: string, scale = 2): number => s.length * 4 * scale - scale
 
 /** Tick values 1, 2 or 5 × 10^k apart covering [lo, hi], about `count` of them. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new Error(`niceTicks: expected finite numbers for lo and hi, got ${lo} and ${hi}`);
+  if (!Number.isSafeInteger(count) || count < 1 || count > 100) throw argError('niceTicks', 'count', 'an integer in [1, 100]', count);
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
-  const ticks: number[] = [];
-  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
-  if (ticks[0]! > lo) ticks.unshift(ticks[0]! - step);
-  if (ticks[ticks.length - 1]! < hi) ticks.push(ticks[ticks.length - 1]! + step);
-  return ticks;
+  const first = Math.floor(lo / step);
+  const last = Math.ceil(hi / step);
+  // A range narrower than the floats can resolve at its magnitude has no ticks between its ends.
+  if (!(step > 0) || !Number.isFinite(step) || last - first > 10 * count) return [lo, hi];
+  return Array.from({ length: last - first + 1 }, (_, i) => Number(((first + i) * step).toPrecision(12)));
 }
 
 function label(v: number): string {
@@ -139,18 +141,20 @@ export function renderLossCurve(points: readonly LossPoint[], opts: { width?: nu
   });
   const width = opts.width ?? 640;
   const height = opts.height ?? 400;
-  if (!Number.isSafeInteger(width) || width < 160 || width > 8192) throw argError(op, 'opts.width', 'an integer in [160, 8192]', width);
-  if (!Number.isSafeInteger(height) || height < 120 || height > 8192) throw argError(op, 'opts.height', 'an integer in [120, 8192]', height);
-  const losses = points.map((p) => p.loss);
-  const steps = points.map((p) => p.step);
-  let lo = Math.min(...losses);
-  let hi = Math.max(...losses);
-  if (hi === lo) [lo, hi] = [lo - 0.5, hi + 0.5];
+  if (!Number.isSafeInteger(width) || width < 160 || width > 4096) throw argError(op, 'opts.width', 'an integer in [160, 4096]', width);
+  if (!Number.isSafeInteger(height) || height < 120 || height > 4096) throw argError(op, 'opts.height', 'an integer in [120, 4096]', height);
+  let [lo, hi, xMin, xMax] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const p of points) {
+    [lo, hi] = [Math.min(lo, p.loss), Math.max(hi, p.loss)];
+    [xMin, xMax] = [Math.min(xMin, p.step), Math.max(xMax, p.step)];
+  }
+  if (hi === lo) {
+    const pad = Math.max(0.5, Math.abs(lo) * 0.05);
+    [lo, hi] = [lo - pad, hi + pad];
+  }
   const yTicks = niceTicks(lo, hi);
-  const xMin = Math.min(...steps);
-  const xMax = Math.max(...steps);
   const yLabels = yTicks.map(label);
-  const left = 16 + Math.max(...yLabels.map((l) => textWidth(l))) + 8;
+  const left = 16 + yLabels.reduce((w, l) => Math.max(w, textWidth(l)), 0) + 8;
   const layout: PlotLayout = { left, right: width - 20, top: 28, bottom: height - 44, xMin, xMax, yMin: yTicks[0]!, yMax: yTicks[yTicks.length - 1]! };
   const r = new Raster(width, height);
   yTicks.forEach((v, i) => {

@@ -1,10 +1,11 @@
 // AdamW over a list of parameter tensors in one launch (formula in adamw.h). The host splits
 // every tensor into chunks of kChunk elements; block b updates chunk tasks[b] of tensor
 // tensors[tasks[b].tensor]. The tensor and task tables travel to the device in one copy:
-// they are written into a pinned staging buffer (reused once the previous step's copy out of
-// it has completed, which an event tells) and copied asynchronously into a block from the
-// caching allocator, which is handed back on the same stream right after the launch, so the
-// step never waits for the device.
+// they are written into a pinned staging buffer (reused once the copy out of it has completed,
+// which an event tells) and copied asynchronously into a block from the
+// caching allocator, which is handed back on the same stream right after the launch. The
+// staging buffers form a ring of kStagingSlots, so the host may run that many steps ahead of
+// the device before a step waits for an old copy to finish.
 // Floor: memory bound; 28 + sizeof(grad) bytes per element.
 #include <mutex>
 #include <vector>
@@ -46,8 +47,15 @@ struct Staging {
   cudaEvent_t copied = nullptr;
 };
 
+constexpr int kStagingSlots = 4;
+
+struct DeviceStaging {
+  Staging slots[kStagingSlots];
+  int next = 0;
+};
+
 std::mutex g_mutex;
-std::vector<Staging> g_staging;
+std::vector<DeviceStaging> g_staging;
 
 }  // namespace
 
@@ -65,7 +73,9 @@ void adamw_multi(DType grad_dtype, const AdamWTensor* tensors, int64_t count, co
 
   std::lock_guard<std::mutex> lk(g_mutex);
   if (static_cast<int>(g_staging.size()) <= device) g_staging.resize(device + 1);
-  Staging& st = g_staging[device];
+  DeviceStaging& ring = g_staging[device];
+  Staging& st = ring.slots[ring.next];
+  ring.next = (ring.next + 1) % kStagingSlots;
   if (st.copied) CF_CUDA_CHECK(cudaEventSynchronize(st.copied));
   else CF_CUDA_CHECK(cudaEventCreateWithFlags(&st.copied, cudaEventDisableTiming));
   if (st.capacity < bytes) {
@@ -80,12 +90,17 @@ void adamw_multi(DType grad_dtype, const AdamWTensor* tensors, int64_t count, co
   memcpy(host + tensor_bytes, tasks.data(), tasks.size() * sizeof(Task));
 
   char* table = static_cast<char*>(alloc(device, bytes, s));
-  CF_CUDA_CHECK(cudaMemcpyAsync(table, host, bytes, cudaMemcpyHostToDevice, as_cuda(s)));
-  CF_CUDA_CHECK(cudaEventRecord(st.copied, as_cuda(s)));
-  const auto* dev_tensors = reinterpret_cast<const AdamWTensor*>(table);
-  const auto* dev_tasks = reinterpret_cast<const Task*>(table + tensor_bytes);
-  const unsigned grid = static_cast<unsigned>(tasks.size());
-  CF_FLOAT_DTYPE(grad_dtype, G, adamw_kernel<G><<<grid, kThreads, 0, as_cuda(s)>>>(dev_tensors, dev_tasks, betas));
+  try {
+    CF_CUDA_CHECK(cudaMemcpyAsync(table, host, bytes, cudaMemcpyHostToDevice, as_cuda(s)));
+    CF_CUDA_CHECK(cudaEventRecord(st.copied, as_cuda(s)));
+    const auto* dev_tensors = reinterpret_cast<const AdamWTensor*>(table);
+    const auto* dev_tasks = reinterpret_cast<const Task*>(table + tensor_bytes);
+    const unsigned grid = static_cast<unsigned>(tasks.size());
+    CF_FLOAT_DTYPE(grad_dtype, G, adamw_kernel<G><<<grid, kThreads, 0, as_cuda(s)>>>(dev_tensors, dev_tasks, betas));
+  } catch (...) {
+    free(device, table, s);
+    throw;
+  }
   free(device, table, s);
 }
 

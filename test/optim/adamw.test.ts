@@ -32,8 +32,9 @@ const roundBf16 = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray
 test('several steps match the f64 reference of torch.optim.AdamW, per group, f32 and bf16 gradients', () => {
   for (const device of devices()) {
     for (const gradDtype of ['f32', 'bf16'] as const) {
-      // 40000 elements spans several chunks of the native kernels; [] is a scalar like logit_scale.
-      const shapes = [[4, 5], [40000], [], [3, 1, 7]];
+      // 70000 elements spans several chunks of both native kernels (16384 on the CPU, 65536 on
+      // CUDA); [] is a scalar like logit_scale.
+      const shapes = [[4, 5], [70000], [], [3, 1, 7]];
       const init = shapes.map((s) => rng.array(s.reduce((a, b) => a * b, 1)));
       const params = init.map((d, i) => {
         const t = cf.fromArray(d, shapes[i]!, { device, requiresGrad: true });
@@ -69,6 +70,24 @@ test('several steps match the f64 reference of torch.optim.AdamW, per group, f32
       opt.dispose();
       params.forEach((p) => p.dispose());
     }
+  }
+});
+
+test('hundreds of small tensors in one update (one task table on CUDA)', () => {
+  for (const device of devices()) {
+    const inits = Array.from({ length: 300 }, (_, i) => rng.array(1 + (i % 5)));
+    const grads = inits.map((d) => rng.array(d.length));
+    const params = inits.map((d) => cf.fromArray(d, [d.length], { device, requiresGrad: true }));
+    params.forEach((p, i) => (p.grad = cf.fromArray(grads[i]!, p.shape, { device })));
+    const opt = new cf.AdamW(params, { lr: 0.1, weightDecay: 0.3 });
+    opt.step();
+    params.forEach((p, i) => {
+      const ref: RefState = { p: [...inits[i]!], m: Array.from(inits[i]!, () => 0), v: Array.from(inits[i]!, () => 0), step: 0 };
+      refStep(ref, grads[i]!, 0.1, 0.3, 0.9, 0.999, 1e-8);
+      assertClose(p.toArray(), ref.p, { rtol: 1e-5, atol: 1e-6, what: `tensor ${i} on ${device}` });
+    });
+    opt.dispose();
+    params.forEach((p) => p.dispose());
   }
 });
 

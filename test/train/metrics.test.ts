@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
@@ -48,6 +49,17 @@ test('retrieval metrics equal a brute-force sort, ties broken by index as OpenCL
       const expected = { ...refRankMetrics(i2t, 'image_to_text'), ...refRankMetrics(t2i, 'text_to_image') };
       const got = cf.scope(() => cf.retrievalMetrics(cf.fromArray(a, [n, d], { device }), cf.fromArray(b, [n, d], { device }), 2));
       assert.equal(got, expected, `n ${n} on ${device}`);
+    }
+  }
+});
+
+test("retrieval metrics equal OpenCLIP's get_clip_metrics (fixture, tie-heavy features)", () => {
+  const cases = JSON.parse(readFileSync(new URL('../fixtures/retrieval_openclip.json', import.meta.url), 'utf8')) as
+    { n: number; d: number; image: number[]; text: number[]; metrics: Record<string, number> }[];
+  for (const device of devices()) {
+    for (const c of cases) {
+      const got = cf.scope(() => cf.retrievalMetrics(cf.fromArray(c.image, [c.n, c.d], { device }), cf.fromArray(c.text, [c.n, c.d], { device }), 2));
+      assert.equal(got, c.metrics, `n ${c.n} on ${device}`);
     }
   }
 });
