@@ -16,3 +16,5 @@ export { createImageTransform, parseAugConfig, OPENAI_DATASET_MEAN, OPENAI_DATAS
 export type { IndexedSource, RawSample, SampleSource, SkippedSample, SourceSpec, StreamPart, StreamSource } from './data/source.js';
 export type { TextOptions } from './data/batch_producer.js';
 export { createDataLoader, type Batch, type DataLoader, type DataLoaderOptions } from './data/loader.js';
+export * from './data/builtin/index.js';
+export * from './data/image_folder.js';

@@ -83,8 +83,8 @@ test("the label's colour is painted over a visible part of the image", () => {
     for (let p = 0; p < s.image.length; p += 3) {
       if (Math.hypot(s.image[p]! - r, s.image[p + 1]! - g, s.image[p + 2]! - b) < 70) near++;
     }
-    // The smallest main object (a striped cross at the smallest radius) still covers > 1%.
-    assert.ok(near > 0.01 * 48 * 48, `sample ${i} (${ds.classNames[s.label]}): ${near} pixels near ${colour}`);
+    // The least-covering main object (one striped cross at the smallest radius) covers ~7%.
+    assert.ok(near > 0.04 * 48 * 48, `sample ${i} (${ds.classNames[s.label]}): ${near} pixels near ${colour}`);
   }
 });
 

@@ -33,7 +33,7 @@ const POSITION_PHRASES: Readonly<Record<Position, readonly string[]>> = {
 
 const SIZE_WORDS = { small: ['small', 'little', 'tiny'], medium: ['medium-sized', 'mid-sized'], large: ['large', 'big', 'huge'] } as const;
 
-/** "a large striped crimson disc", "two small blue boxes", "three green stars". */
+/** "a large striped crimson disc", "two small blue boxes", "one green star". */
 function mainPhrase(scene: Scene, random: SampleRandom): string {
   const noun = random.chance(0.6) ? SHAPE_WORDS[scene.shape].nouns[0]! : random.pick(SHAPE_WORDS[scene.shape].nouns.slice(1));
   const parts: string[] = [];
@@ -61,7 +61,7 @@ function distractorPhrase(d: Distractor, random: SampleRandom): string {
     const noun = random.pick(['digit', 'number', 'numeral']);
     if (random.chance(0.5)) return `the ${noun} ${digit}`;
     const colour = colourWord(d.colour, random);
-    return `${article(colour)} ${colour} ${digit}`;
+    return `${article(colour)} ${colour} ${noun} ${digit}`;
   }
   const colour = colourWord(d.colour, random);
   const noun = random.pick(SHAPE_WORDS[d.shape].nouns).singular;

@@ -1,5 +1,5 @@
 // What one built-in sample shows, drawn from its generator: a background, the main object (one
-// to three copies of one shape in one colour: the sample's class), and up to two distractors
+// or two copies of one shape in one colour: the sample's class), and up to two distractors
 // (smaller shapes of another shape and colour, or hand-drawn digits). Geometry is in fractions
 // of the image side, so the same scene renders at any resolution.
 import { type DistanceFn, SHAPE_DISTANCE } from './geometry.js';
@@ -102,7 +102,7 @@ function luminance(c: Rgb): number {
 }
 
 function drawBackground(objectRgb: Rgb, random: SampleRandom): Background {
-  const kind = (['plain', 'gradient', 'noisy', 'striped'] as const)[random.weighted([4, 2, 2, 2])]!;
+  const kind = (['plain', 'gradient', 'noisy', 'striped'] as const)[random.weighted([4, 3, 2, 1])]!;
   // Retry tones until the main colour stands out from both of them.
   let tone: NeutralKind = 'white';
   let secondTone: NeutralKind = 'grey';
@@ -132,7 +132,7 @@ function drawable(x: number, y: number, radius: number, rgb: Rgb, fill: Fill, di
     x,
     y,
     radius,
-    rotation: rotate ? random.uniform(-0.45, 0.45) : 0,
+    rotation: rotate ? random.uniform(-0.2, 0.2) : 0,
     rgb,
     fill,
     stripeAngle: random.uniform(0, Math.PI),
@@ -160,14 +160,14 @@ function place(r: number, taken: readonly Disc[], clearance: number, random: Sam
 export function drawScene(random: SampleRandom): Scene {
   const shape = random.pick(SHAPE_KINDS);
   const colour = random.pick(COLOUR_KINDS);
-  const wantedCount = 1 + random.weighted([7, 2, 1]);
-  const fill: Fill = random.chance(0.25) ? 'striped' : 'solid';
+  const wantedCount = random.chance(0.8) ? 1 : 2;
+  const fill: Fill = random.chance(0.15) ? 'striped' : 'solid';
   const baseRgb = jitter(COLOUR_WORDS[colour].rgb, 22, random);
   const background = drawBackground(baseRgb, random);
 
-  const radiusRange: readonly [number, number] = wantedCount === 1 ? [0.15, 0.34] : wantedCount === 2 ? [0.13, 0.21] : [0.12, 0.17];
-  const radius = random.uniform(radiusRange[0], radiusRange[1]);
-  const size: SizeWord = wantedCount > 1 || radius < 0.2 ? 'small' : radius > 0.27 ? 'large' : 'medium';
+  // Main objects are large: a tiny ViT learns shapes far faster when they span several patches.
+  const radius = wantedCount === 1 ? random.uniform(0.28, 0.42) : random.uniform(0.2, 0.25);
+  const size: SizeWord = wantedCount > 1 || radius < 0.32 ? 'small' : radius > 0.37 ? 'large' : 'medium';
   const mains: Disc[] = [];
   for (let k = 0; k < wantedCount; k++) {
     const disc = place(radius * random.uniform(0.92, 1.08), mains, 1.05, random);
@@ -183,7 +183,7 @@ export function drawScene(random: SampleRandom): Scene {
   const taken: Disc[] = [...mains];
   const wantedDistractors = random.weighted([3, 4, 2]);
   for (let k = 0; k < wantedDistractors; k++) {
-    const r = random.uniform(0.08, Math.max(0.09, radius * 0.6));
+    const r = random.uniform(0.06, 0.1);
     const disc = place(r, taken, 0.95, random);
     if (disc === undefined) continue;
     taken.push(disc);

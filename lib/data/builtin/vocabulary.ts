@@ -85,7 +85,7 @@ export type NeutralKind = keyof typeof NEUTRALS;
 
 export const DIGIT_NAMES = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'] as const;
 
-export const COUNT_WORDS = ['', 'one', 'two', 'three'] as const;
+export const COUNT_WORDS = ['', 'one', 'two'] as const;
 
 /** The class index of a (shape, colour) pair: shapes major, colours minor. */
 export function classIndex(shape: ShapeKind, colour: ColourKind): number {
