@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createDataLoader, type Batch, type DataLoader, type DataLoaderOptions } from '../../lib/data/loader.js';
+import { reads } from '../support/pixel_source.js';
 import { makeTar } from '../support/tar_writer.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipforge-loader-'));
@@ -175,6 +176,28 @@ test('webdataset shards through two workers: every sample once per epoch; resamp
   const r = await collect(resampled, 0);
   assert.equal(r.batches.map((b) => b.count), [4, 4, 4]);
   await resampled.close();
+});
+
+test('prefetch bounds how far the producer runs ahead of a slow consumer', async () => {
+  const loader = createDataLoader({
+    source: { type: 'module', module: pixelModule, export: 'createPixelSource', options: { count: 40, size: 8 } },
+    batchSize: 2,
+    imageTransform: { size: 8 },
+    workers: 0,
+    prefetch: 2,
+  });
+  const before = reads.count;
+  let batches = 0;
+  for await (const b of loader) {
+    assert.is(b.count, 2);
+    if (++batches === 1) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The batch in hand, two prefetched, and none begun beyond them: 3 batches of 2 samples.
+      assert.is(reads.count - before, 6);
+    }
+  }
+  assert.is(batches, 20);
+  assert.is(reads.count - before, 40);
 });
 
 test('CLIPA text reduction is drawn per sample and repeats for the seed', async () => {
