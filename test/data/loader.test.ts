@@ -200,6 +200,26 @@ test('prefetch bounds how far the producer runs ahead of a slow consumer', async
   assert.is(reads.count - before, 40);
 });
 
+test('ranks split an indexed source into equal parts that together hold every sample (one repeated to pad)', async () => {
+  const keys: string[][] = [];
+  for (let rank = 0; rank < 2; rank++) {
+    const loader = createDataLoader({
+      source: { type: 'module', module: pixelModule, export: 'createPixelSource', options: { count: 11, size: 8 } },
+      batchSize: 4,
+      imageTransform: { size: 8 },
+      workers: 0,
+      rank,
+      worldSize: 2,
+    });
+    assert.is(await loader.batchesPerEpoch(), 2);
+    keys.push((await collect(loader, 0)).keys);
+  }
+  assert.equal([keys[0]!.length, keys[1]!.length], [6, 6]);
+  const all = [...keys[0]!, ...keys[1]!].map(Number);
+  assert.equal([...new Set(all)].sort((a, b) => a - b), Array.from({ length: 11 }, (_, i) => i));
+  assert.is(new Set(keys[0]).size + new Set(keys[1]).size, 12, 'no repeat within a rank');
+});
+
 test('CLIPA text reduction is drawn per sample and repeats for the seed', async () => {
   const make = (): DataLoader =>
     createDataLoader({
