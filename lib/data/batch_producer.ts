@@ -103,13 +103,16 @@ function loadTokenizer(text: TextOptions): ClipTokenizer {
   return defaultTokenizer();
 }
 
-/** Checks a ProducerConfig's own fields (the source and the transform check theirs when built). */
+const REDUCTIONS: readonly TextReduction[] = ['truncate', 'random', 'shuffle', 'block', 'simple', 'syntax'];
+
+/** Checks the text options before any thread starts (the tokenizer files are read in the workers). */
 export function checkTextOptions(op: string, text: unknown): TextOptions {
   if (typeof text !== 'object' || text === null) throw argError(op, 'text', 'an object', text);
   const t = text as TextOptions;
   checkInteger(op, 'text.contextLength', t.contextLength ?? DEFAULT_CONTEXT_LENGTH, 2, 1 << 16);
   if (t.bpePath !== undefined && typeof t.bpePath !== 'string') throw argError(op, 'text.bpePath', 'a file path', t.bpePath);
   if (t.tokenizerDir !== undefined && typeof t.tokenizerDir !== 'string') throw argError(op, 'text.tokenizerDir', 'a directory path', t.tokenizerDir);
+  if (t.reduction !== undefined && !REDUCTIONS.includes(t.reduction)) throw argError(op, 'text.reduction', REDUCTIONS.map((r) => `'${r}'`).join(' | '), t.reduction);
   return t;
 }
 

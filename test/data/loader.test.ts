@@ -244,6 +244,7 @@ test('options are checked before any thread starts', () => {
   assert.throws(() => createDataLoader({ source: { type: 'ftp' } as never, batchSize: 2, imageTransform: { size: 8 } }), /createDataLoader: expected 'webdataset', 'csv' or 'module' for options.source.type/);
   assert.throws(() => createDataLoader({ source, batchSize: 2, imageTransform: { size: -1 } }), /createImageTransform: expected an integer/);
   assert.throws(() => createDataLoader({ source, batchSize: 2, imageTransform: { size: 8 }, rank: 2, worldSize: 2 }), /options.rank/);
+  assert.throws(() => createDataLoader({ source, batchSize: 2, imageTransform: { size: 8 }, text: { reduction: 'crop' as never } }), /createDataLoader: expected 'truncate' \| 'random' .* for text.reduction, got 'crop'/);
   const object = { kind: 'indexed' as const, length: 1, get: () => ({ key: 'a', image: new Uint8Array(3), caption: '' }) };
   assert.throws(() => createDataLoader({ source: object, batchSize: 2, imageTransform: { size: 8 }, workers: 2 }), /a source spec \(plain data\) when workers > 0/);
 });
