@@ -150,6 +150,9 @@ test('errors surface in the consumer: a failing source, a broken stream, a trans
   const failing = createDataLoader({ ...base, source: { type: 'module', module: pixelModule, export: 'createFailingFactory' }, workers: 1 });
   await rejects(collect(failing, 0), /this source cannot open/);
   assert.equal(failing.workerThreads(), []);
+  const dying = createDataLoader({ ...base, source: { type: 'module', module: pixelModule, export: 'createExitingSource' }, workers: 1 });
+  await rejects(collect(dying, 0), /data loader: worker 0 exited with code 7/);
+  assert.equal(dying.workerThreads(), []);
   const broken = createDataLoader({ ...base, source: { type: 'module', module: pixelModule, export: 'createBrokenStream', options: { size: 8 } }, workers: 0 });
   await rejects(collect(broken, 0), /the stream broke/);
   const allBad = join(tmp, 'all-bad.csv');

@@ -36,6 +36,16 @@ export function createFailingFactory(): never {
   throw new Error('this source cannot open');
 }
 
+/** A source whose reads end the thread they run in (process.exit in a worker ends the worker). */
+export function createExitingSource(): { length: number; get(i: number): never } {
+  return {
+    length: 4,
+    get() {
+      process.exit(7);
+    },
+  };
+}
+
 /** A stream that yields two samples, then its iterator throws. */
 export function createBrokenStream(options: { size: number }): StreamSource {
   const good = createPixelSource({ count: 2, size: options.size });
