@@ -866,37 +866,20 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
   })();
 }
 
-/**
- * writeSync to stdout, whole, even when stdout is a non-blocking pipe (as under tsx) whose
- * reader is slow on a loaded machine: EAGAIN waits a millisecond and tries again.
- */
-function writeAll(text: string): void {
-  let bytes = Buffer.from(text, 'utf8');
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  while (bytes.length > 0) {
-    try {
-      bytes = bytes.subarray(writeSync(1, bytes));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
-      Atomics.wait(pause, 0, 0, 1);
-    }
-  }
-}
-
 if (process.env.CLIPFORGE_FUZZ_CHILD === '1') {
   const seed = Number(process.env.CLIPFORGE_FUZZ_SEED ?? 20250101);
   const calls = Number(process.env.CLIPFORGE_FUZZ_CALLS ?? 12000);
   const quiet = process.env.CLIPFORGE_FUZZ_QUIET === '1';
   const log = (line: string): void => {
-    if (!quiet) writeAll(line.replace(/\n/g, '\\n') + '\n');
+    if (!quiet) writeSync(1, line.replace(/\n/g, '\\n') + '\n');
   };
   runFuzz(seed, calls, log).then(
     (r) => {
-      writeAll(`@@REPORT ${JSON.stringify(r)}\n`);
+      writeSync(1, `@@REPORT ${JSON.stringify(r)}\n`);
       process.exit(0);
     },
     (e) => {
-      writeAll(`@@FATAL ${e instanceof Error ? e.stack : String(e)}\n`);
+      writeSync(1, `@@FATAL ${e instanceof Error ? e.stack : String(e)}\n`);
       process.exit(3);
     },
   );
