@@ -4,15 +4,15 @@
 // (with tokenization and batch assembly) at 1 and 2 workers. Where a python3 with PIL and
 // torchvision is found, the same transform runs there on the same files, one thread, and
 // the ratio is reported. The two sides alternate pass by pass so that load from other
-// processes falls on both alike; each reports the median and the best of its passes (on a
-// shared machine the best pass is the closer estimate of an uncontended core, and the ratio
-// of bests is reported beside the ratio of medians).
+// processes falls on both alike. Each pass is timed by the wall clock and by the process's
+// CPU time (every thread: JS, libuv pool, libvips; Python's process_time likewise): on a
+// shared machine images per CPU-second is the steadier per-core figure. Medians of passes.
 //
-// Run: node --import tsx bench/dataload.bench.ts [--images 96] [--passes 5]
-// Writes bench/results/<date>-cpu-dataload.json.
+// Run: node --import tsx bench/dataload.bench.ts [--images 96] [--passes 5] [--min-side 256 --max-side 512]
+// Writes bench/results/<date>-cpu-dataload.json (other side ranges: ...-dataload-<min>-<max>.json).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { createDataLoader } from '../lib/data/loader.js';
@@ -27,6 +27,8 @@ function arg(name: string, fallback: number): number {
 
 const IMAGES = arg('images', 96);
 const PASSES = arg('passes', 5);
+const MIN_SIDE = arg('min-side', 256);
+const MAX_SIDE = arg('max-side', 512);
 const SIZE = 224;
 const dir = join(tmpdir(), 'clipforge-dataload-bench');
 
@@ -38,8 +40,8 @@ async function writeImages(): Promise<{ files: string[]; megapixels: number }> {
   const files: string[] = [];
   let pixels = 0;
   for (let i = 0; i < IMAGES; i++) {
-    const w = 256 + random.int(257);
-    const h = 256 + random.int(257);
+    const w = MIN_SIDE + random.int(MAX_SIDE - MIN_SIDE + 1);
+    const h = MIN_SIDE + random.int(MAX_SIDE - MIN_SIDE + 1);
     const data = Buffer.alloc(w * h * 3);
     const cx = random.uniform(0, w);
     const cy = random.uniform(0, h);
@@ -59,13 +61,20 @@ async function writeImages(): Promise<{ files: string[]; megapixels: number }> {
   return { files, megapixels: pixels / 1e6 };
 }
 
+interface Rates {
+  wall: number;
+  cpu: number;
+}
+
 /** One pass of the transform alone, one image at a time: one core's rate. */
-async function transformPass(buffers: Buffer[]): Promise<number> {
+async function transformPass(buffers: Buffer[]): Promise<Rates> {
   const transform = createImageTransform({ size: SIZE, train: true });
   const out = new Float32Array(transform.length);
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   for (let i = 0; i < buffers.length; i++) await transform.apply(buffers[i]!, new SeededRandom(i), out);
-  return buffers.length / ((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(c0);
+  return { wall: buffers.length / ((performance.now() - t0) / 1000), cpu: buffers.length / ((cpu.user + cpu.system) / 1e6) };
 }
 
 /** Images per second through the whole loader (CSV source, tokenization, batches) with `workers`. */
@@ -98,11 +107,11 @@ function findPython(): string | null {
   return null;
 }
 
-function pythonPass(python: string): { rate: number; pil: string; torchvision: string } | string {
+function pythonPass(python: string): { rates: Rates; pil: string; torchvision: string } | string {
   const r = spawnSync(python, [join(benchDir, 'compare', 'dataload.py'), dir, '1'], { encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) return `dataload.py failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
-  const v = JSON.parse(r.stdout) as { imagesPerSecond: number[]; pil: string; torchvision: string };
-  return { rate: v.imagesPerSecond[0]!, pil: v.pil, torchvision: v.torchvision };
+  const v = JSON.parse(r.stdout) as { imagesPerSecond: number[]; imagesPerCpuSecond: number[]; pil: string; torchvision: string };
+  return { rates: { wall: v.imagesPerSecond[0]!, cpu: v.imagesPerCpuSecond[0]! }, pil: v.pil, torchvision: v.torchvision };
 }
 
 async function main(): Promise<void> {
@@ -112,8 +121,8 @@ async function main(): Promise<void> {
   const buffers = files.map((f) => readFileSync(f));
   await transformPass(buffers.slice(0, 8));
   const python = findPython();
-  const ours: number[] = [];
-  const theirs: number[] = [];
+  const ours: Rates[] = [];
+  const theirs: Rates[] = [];
   let versions: { pil: string; torchvision: string } | null = null;
   let pythonNote = python ? '' : 'no python3 with PIL and torchvision';
   for (let p = 0; p < PASSES; p++) {
@@ -122,40 +131,47 @@ async function main(): Promise<void> {
       const r = pythonPass(python);
       if (typeof r === 'string') pythonNote = r;
       else {
-        theirs.push(r.rate);
+        theirs.push(r.rates);
         versions = { pil: r.pil, torchvision: r.torchvision };
       }
     }
   }
-  const perCore = median(ours);
-  const perCoreBest = Math.max(...ours);
-  const pil = theirs.length > 0 ? median(theirs) : null;
-  const pilBest = theirs.length > 0 ? Math.max(...theirs) : null;
+  const wall = median(ours.map((r) => r.wall));
+  const cpu = median(ours.map((r) => r.cpu));
+  const pilWall = theirs.length > 0 ? median(theirs.map((r) => r.wall)) : null;
+  const pilCpu = theirs.length > 0 ? median(theirs.map((r) => r.cpu)) : null;
   const loader1 = await loaderRate(1);
   const loader2 = await loaderRate(2);
 
-  console.log(`decode + RandomResizedCrop ${SIZE} + normalize, ${IMAGES} JPEGs 256-512 px (${megapixels.toFixed(1)} MP), ${PASSES} passes, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})`);
+  console.log(`decode + RandomResizedCrop ${SIZE} + normalize, ${IMAGES} JPEGs ${MIN_SIDE}-${MAX_SIDE} px (${megapixels.toFixed(1)} MP), ${PASSES} passes, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})`);
   console.table({
-    'clipforge transform, 1 core': { 'median images/s': Math.round(perCore), 'best images/s': Math.round(perCoreBest) },
-    ...(pil ? { 'PIL + torchvision, 1 core': { 'median images/s': Math.round(pil), 'best images/s': Math.round(pilBest!) } } : {}),
-    'clipforge loader, 1 worker (+ tokenize, batch)': { 'median images/s': Math.round(loader1) },
-    'clipforge loader, 2 workers': { 'median images/s': Math.round(loader2) },
+    'clipforge transform, one image at a time': { 'images/s (wall)': Math.round(wall), 'images / CPU-s': Math.round(cpu) },
+    ...(pilWall ? { 'PIL + torchvision, 1 thread': { 'images/s (wall)': Math.round(pilWall), 'images / CPU-s': Math.round(pilCpu!) } } : {}),
+    'clipforge loader, 1 worker (+ tokenize, batch)': { 'images/s (wall)': Math.round(loader1) },
+    'clipforge loader, 2 workers': { 'images/s (wall)': Math.round(loader2) },
   });
-  if (pil) console.log(`ratio per core: ${(perCore / pil).toFixed(2)}x (medians), ${(perCoreBest / pilBest!).toFixed(2)}x (best passes) PIL + torchvision (target >= 2x)`);
+  if (pilWall) console.log(`ratio: ${(cpu / pilCpu!).toFixed(2)}x per CPU-second, ${(wall / pilWall).toFixed(2)}x wall clock, over PIL + torchvision (target >= 2x per core)`);
   else console.log(`PIL + torchvision comparison did not run: ${pythonNote}`);
 
-  const path = writeResult('dataload', 'cpu', {
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, sharp: sharp.versions.sharp, vips: sharp.versions.vips },
+  const what = MIN_SIDE === 256 && MAX_SIDE === 512 ? 'dataload' : `dataload-${MIN_SIDE}-${MAX_SIDE}`;
+  const path = writeResult(what, 'cpu', {
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadAverage: loadavg().map((x) => +x.toFixed(1)), sharp: sharp.versions.sharp, vips: sharp.versions.vips },
     images: IMAGES,
+    sides: [MIN_SIDE, MAX_SIDE],
     megapixels: +megapixels.toFixed(2),
     outputSize: SIZE,
     passes: PASSES,
-    transformImagesPerSecondPerCore: Math.round(perCore),
-    transformBestImagesPerSecondPerCore: Math.round(perCoreBest),
-    transformPasses: ours.map(Math.round),
+    transform: { imagesPerSecond: Math.round(wall), imagesPerCpuSecond: Math.round(cpu), passes: ours.map((r) => ({ wall: Math.round(r.wall), cpu: Math.round(r.cpu) })) },
     loaderImagesPerSecond: { workers1: Math.round(loader1), workers2: Math.round(loader2) },
-    pilTorchvision: pil
-      ? { imagesPerSecond: Math.round(pil), bestImagesPerSecond: Math.round(pilBest!), passes: theirs.map(Math.round), ...versions, ratio: +(perCore / pil).toFixed(2), ratioBest: +(perCoreBest / pilBest!).toFixed(2) }
+    pilTorchvision: pilWall
+      ? {
+          imagesPerSecond: Math.round(pilWall),
+          imagesPerCpuSecond: Math.round(pilCpu!),
+          passes: theirs.map((r) => ({ wall: Math.round(r.wall), cpu: Math.round(r.cpu) })),
+          ...versions,
+          ratioPerCpuSecond: +(cpu / pilCpu!).toFixed(2),
+          ratioWall: +(wall / pilWall).toFixed(2),
+        }
       : { skipped: pythonNote },
   });
   console.log(`wrote ${path}`);

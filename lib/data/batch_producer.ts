@@ -2,8 +2,9 @@
 // decoded, augmented and tokenized into flat typed arrays ready to transfer.
 //
 // Which batches a worker owns:
-//   indexed source: the epoch's order is a shuffle of the indices seeded by (seed, epoch); a
-//     rank keeps positions i with i % worldSize == rank, cut into batches; worker w of W
+//   indexed source: the epoch's order is a shuffle of the indices seeded by (seed, epoch),
+//     padded with its own start to a multiple of worldSize; a rank keeps positions i with
+//     i % worldSize == rank (every rank the same count), cut into batches; worker w of W
 //     owns batches w, w + W, w + 2W, ... Reading them round-robin over workers gives batch
 //     0, 1, 2, ... whatever W is, and every sample is transformed with a generator seeded by
 //     (seed, epoch, index), so batches do not depend on the number of workers.
@@ -102,13 +103,16 @@ function loadTokenizer(text: TextOptions): ClipTokenizer {
   return defaultTokenizer();
 }
 
-/** Checks a ProducerConfig's own fields (the source and the transform check theirs when built). */
+const REDUCTIONS: readonly TextReduction[] = ['truncate', 'random', 'shuffle', 'block', 'simple', 'syntax'];
+
+/** Checks the text options before any thread starts (the tokenizer files are read in the workers). */
 export function checkTextOptions(op: string, text: unknown): TextOptions {
   if (typeof text !== 'object' || text === null) throw argError(op, 'text', 'an object', text);
   const t = text as TextOptions;
   checkInteger(op, 'text.contextLength', t.contextLength ?? DEFAULT_CONTEXT_LENGTH, 2, 1 << 16);
   if (t.bpePath !== undefined && typeof t.bpePath !== 'string') throw argError(op, 'text.bpePath', 'a file path', t.bpePath);
   if (t.tokenizerDir !== undefined && typeof t.tokenizerDir !== 'string') throw argError(op, 'text.tokenizerDir', 'a directory path', t.tokenizerDir);
+  if (t.reduction !== undefined && !REDUCTIONS.includes(t.reduction)) throw argError(op, 'text.reduction', REDUCTIONS.map((r) => `'${r}'`).join(' | '), t.reduction);
   return t;
 }
 
@@ -137,11 +141,10 @@ export class BatchProducer {
     return new BatchProducer(config, opened, transform, tokenizer, text.reduction ?? null);
   }
 
+  /** Samples each rank gets per epoch: the same on every rank, so that ranks take the same number of steps. */
   private rankLength(): number {
     if (this.source.kind !== 'indexed') return 0;
-    const { rank, worldSize } = this.config;
-    const n = this.source.length;
-    return Math.floor(n / worldSize) + (rank < n % worldSize ? 1 : 0);
+    return Math.ceil(this.source.length / this.config.worldSize);
   }
 
   private batchesPerEpoch(): number | null {
@@ -188,7 +191,10 @@ export class BatchProducer {
     const { batchSize, rank, worldSize, worker, numWorkers, seed } = this.config;
     const order = Array.from({ length: source.length }, (_, i) => i);
     if (this.config.shuffle) new SeededRandom(hashSeed(seed, epoch, 0x0de)).shuffle(order);
-    const mine = worldSize === 1 ? order : order.filter((_, i) => i % worldSize === rank);
+    // As torch's DistributedSampler: the order is padded with its own start to a multiple of
+    // worldSize, then rank r takes every worldSize-th sample from position r.
+    const padded = order.concat(order.slice(0, this.rankLength() * worldSize - order.length));
+    const mine = worldSize === 1 ? order : padded.filter((_, i) => i % worldSize === rank);
     const total = this.batchesPerEpoch()!;
     for (let b = worker; b < total; b += numWorkers) {
       const indices = mine.slice(b * batchSize, (b + 1) * batchSize);

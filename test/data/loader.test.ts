@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createDataLoader, type Batch, type DataLoader, type DataLoaderOptions } from '../../lib/data/loader.js';
+import { reads } from '../support/pixel_source.js';
 import { makeTar } from '../support/tar_writer.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipforge-loader-'));
@@ -149,6 +150,9 @@ test('errors surface in the consumer: a failing source, a broken stream, a trans
   const failing = createDataLoader({ ...base, source: { type: 'module', module: pixelModule, export: 'createFailingFactory' }, workers: 1 });
   await rejects(collect(failing, 0), /this source cannot open/);
   assert.equal(failing.workerThreads(), []);
+  const dying = createDataLoader({ ...base, source: { type: 'module', module: pixelModule, export: 'createExitingSource' }, workers: 1 });
+  await rejects(collect(dying, 0), /data loader: worker 0 exited with code 7/);
+  assert.equal(dying.workerThreads(), []);
   const broken = createDataLoader({ ...base, source: { type: 'module', module: pixelModule, export: 'createBrokenStream', options: { size: 8 } }, workers: 0 });
   await rejects(collect(broken, 0), /the stream broke/);
   const allBad = join(tmp, 'all-bad.csv');
@@ -177,6 +181,48 @@ test('webdataset shards through two workers: every sample once per epoch; resamp
   await resampled.close();
 });
 
+test('prefetch bounds how far the producer runs ahead of a slow consumer', async () => {
+  const loader = createDataLoader({
+    source: { type: 'module', module: pixelModule, export: 'createPixelSource', options: { count: 40, size: 8 } },
+    batchSize: 2,
+    imageTransform: { size: 8 },
+    workers: 0,
+    prefetch: 2,
+  });
+  const before = reads.count;
+  let batches = 0;
+  for await (const b of loader) {
+    assert.is(b.count, 2);
+    if (++batches === 1) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The batch in hand, two prefetched, and none begun beyond them: 3 batches of 2 samples.
+      assert.is(reads.count - before, 6);
+    }
+  }
+  assert.is(batches, 20);
+  assert.is(reads.count - before, 40);
+});
+
+test('ranks split an indexed source into equal parts that together hold every sample (one repeated to pad)', async () => {
+  const keys: string[][] = [];
+  for (let rank = 0; rank < 2; rank++) {
+    const loader = createDataLoader({
+      source: { type: 'module', module: pixelModule, export: 'createPixelSource', options: { count: 11, size: 8 } },
+      batchSize: 4,
+      imageTransform: { size: 8 },
+      workers: 0,
+      rank,
+      worldSize: 2,
+    });
+    assert.is(await loader.batchesPerEpoch(), 2);
+    keys.push((await collect(loader, 0)).keys);
+  }
+  assert.equal([keys[0]!.length, keys[1]!.length], [6, 6]);
+  const all = [...keys[0]!, ...keys[1]!].map(Number);
+  assert.equal([...new Set(all)].sort((a, b) => a - b), Array.from({ length: 11 }, (_, i) => i));
+  assert.is(new Set(keys[0]).size + new Set(keys[1]).size, 12, 'no repeat within a rank');
+});
+
 test('CLIPA text reduction is drawn per sample and repeats for the seed', async () => {
   const make = (): DataLoader =>
     createDataLoader({
@@ -201,6 +247,7 @@ test('options are checked before any thread starts', () => {
   assert.throws(() => createDataLoader({ source: { type: 'ftp' } as never, batchSize: 2, imageTransform: { size: 8 } }), /createDataLoader: expected 'webdataset', 'csv' or 'module' for options.source.type/);
   assert.throws(() => createDataLoader({ source, batchSize: 2, imageTransform: { size: -1 } }), /createImageTransform: expected an integer/);
   assert.throws(() => createDataLoader({ source, batchSize: 2, imageTransform: { size: 8 }, rank: 2, worldSize: 2 }), /options.rank/);
+  assert.throws(() => createDataLoader({ source, batchSize: 2, imageTransform: { size: 8 }, text: { reduction: 'crop' as never } }), /createDataLoader: expected 'truncate' \| 'random' .* for text.reduction, got 'crop'/);
   const object = { kind: 'indexed' as const, length: 1, get: () => ({ key: 'a', image: new Uint8Array(3), caption: '' }) };
   assert.throws(() => createDataLoader({ source: object, batchSize: 2, imageTransform: { size: 8 }, workers: 2 }), /a source spec \(plain data\) when workers > 0/);
 });

@@ -4,7 +4,7 @@
 import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeImage, imageSize, type RgbImage } from '../../lib/data/image.js';
+import { cropResize, decodeImage, imageSize, type RgbImage } from '../../lib/data/image.js';
 import { headerSize } from '../../lib/data/image_header.js';
 import { SeededRandom } from '../../lib/data/seeded.js';
 import { createImageTransform, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, parseAugConfig, randomResizedCropBox } from '../../lib/data/transforms.js';
@@ -112,6 +112,21 @@ test('raw pixels and their lossless PNG give the same floats; WebP and JPEG deco
     let err = 0;
     for (let i = 0; i < img.data.length; i++) err = Math.max(err, Math.abs(decoded.data[i]! - img.data[i]!));
     assert.ok(err < 40, `${format} close to the source (max error ${err})`);
+  }
+});
+
+test('a crop 3x or more larger than the output (decoded at reduced scale) matches the direct crop', async () => {
+  const big = gradient(720, 700);
+  const png = await encode(big, 'png');
+  const jpg = await sharp(big.data, { raw: { width: 720, height: 700, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  const box = { left: 31, top: 17, width: 680, height: 672 };
+  const direct = await cropResize(big, box, 224, 224);
+  for (const encoded of [png, jpg]) {
+    const reduced = await cropResize(encoded, box, 224, 224);
+    assert.equal([reduced.width, reduced.height, reduced.data.length], [224, 224, 224 * 224 * 3]);
+    let sum = 0;
+    for (let i = 0; i < direct.data.length; i++) sum += Math.abs(direct.data[i]! - reduced.data[i]!);
+    assert.ok(sum / direct.data.length < 1, `mean difference ${(sum / direct.data.length).toFixed(2)}`);
   }
 });
 

@@ -1,6 +1,8 @@
 // Webdataset sources: brace expansion, shard dealing across ranks and workers, resampling,
 // grouping tar members into samples, pipe: shards, failures reported as skipped items.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -140,6 +142,25 @@ test('a truncated shard and a failing pipe: command are skipped with reasons; th
   assert.is((out[1] as RawSample).caption, 'good');
   assert.match((out[2] as SkippedSample).skipped, /command 'echo oops >&2; exit 3' exited with code 3: oops/);
   assert.match((out[3] as SkippedSample).skipped, /absent\.tar.*ENOENT/);
+});
+
+test('http shards stream from a server; an error status is a skipped shard', async () => {
+  const server = createServer((req, res) => {
+    if (req.url === '/good.tar') res.end(readFileSync(join(tmp, 'good.tar')));
+    else {
+      res.statusCode = 404;
+      res.end('no');
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const out = await collect(createWebDataset({ urls: [`${base}/good.tar`, `${base}/missing.tar`], shuffleBuffer: 0, shuffleShards: false }).samples(part()));
+    assert.is((out[0] as RawSample).caption, 'good');
+    assert.match((out[1] as SkippedSample).skipped, /missing\.tar: GET .* answered 404/);
+  } finally {
+    server.close();
+  }
 });
 
 test('resampled streams need numSamples, give up on shards that never work, and keep draws apart', async () => {

@@ -10,12 +10,16 @@ export interface PixelSourceOptions {
   failing?: number[];
 }
 
+/** Samples read so far in this thread (the prefetch test watches how far the loader runs ahead). */
+export const reads = { count: 0 };
+
 export function createPixelSource(options: PixelSourceOptions): { length: number; get(i: number): { image: Uint8Array; width: number; height: number; caption: string; label: number } } {
   const { count, size } = options;
   const failing = new Set(options.failing ?? []);
   return {
     length: count,
     get(i: number) {
+      reads.count++;
       if (failing.has(i)) throw new Error(`sample ${i} is unreadable on purpose`);
       const image = new Uint8Array(size * size * 3);
       for (let p = 0; p < size * size; p++) {
@@ -30,6 +34,16 @@ export function createPixelSource(options: PixelSourceOptions): { length: number
 
 export function createFailingFactory(): never {
   throw new Error('this source cannot open');
+}
+
+/** A source whose reads end the thread they run in (process.exit in a worker ends the worker). */
+export function createExitingSource(): { length: number; get(i: number): never } {
+  return {
+    length: 4,
+    get() {
+      process.exit(7);
+    },
+  };
 }
 
 /** A stream that yields two samples, then its iterator throws. */
