@@ -3,12 +3,15 @@
 // for every tensor, the shard file beside the index that holds it.
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { argError } from '../tensor/check.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 
 export type ShardReader = (path: string, opts: { device?: Device }) => Map<string, Tensor>;
 
 /** The tensor → shard map of an index file, validated; shards are plain file names. */
-export function readShardIndex(path: string, op: string): Map<string, string> {
+export function readShardIndex(path: string, op = 'readShardIndex'): Map<string, string> {
+  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
+  if (typeof op !== 'string') throw argError('readShardIndex', 'op', 'a string', op);
   const fail = (problem: string): Error => new Error(`${op}: ${path}: ${problem}`);
   let json: unknown;
   try {

@@ -12,6 +12,7 @@ export type CheckpointFormat = 'safetensors' | 'torch-zip' | 'torch-legacy' | 's
 
 /** Identifies a checkpoint format from the first 9 (or fewer) bytes of a file. */
 export function detectCheckpointFormat(head: Uint8Array): CheckpointFormat {
+  if (!(head instanceof Uint8Array)) throw argError('detectCheckpointFormat', 'head', 'a Uint8Array', head);
   if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5) && head[3] === head[2] + 1) return 'torch-zip';
   // torch.save before 1.6: a pickle (protocol 2) opening with a LONG1 magic number.
   if (head.length >= 3 && head[0] === 0x80 && head[1] === 0x02 && head[2] === 0x8a) return 'torch-legacy';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { detectCheckpointFormat, readStateDict, writeSafetensors } from '../../lib/io/index.js';
+import { detectCheckpointFormat, readShardIndex, readStateDict, writeSafetensors } from '../../lib/io/index.js';
 import { assertTensorIs, expected, FIXTURES, tempDir } from '../support/io_fixtures.js';
 
 const test = suite('state_dict');
@@ -85,6 +85,8 @@ test('unknown and legacy formats are errors naming the file', () => {
     assert.throws(() => readStateDict(''), /readStateDict: expected a non-empty string for path/);
     assert.is(detectCheckpointFormat(new Uint8Array([0x50, 0x4b, 3, 4])), 'torch-zip');
     assert.is(detectCheckpointFormat(new Uint8Array(0)), 'unknown');
+    assert.throws(() => detectCheckpointFormat([0x50, 0x4b, 3, 4] as unknown as Uint8Array), /detectCheckpointFormat: expected a Uint8Array for head/);
+    assert.throws(() => readShardIndex(-0 as unknown as string), /readShardIndex: expected a non-empty string for path, got 0 of type number/);
   } finally {
     remove();
   }
