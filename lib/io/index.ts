@@ -5,3 +5,4 @@ export {
 } from './safetensors.js';
 export { readTorchCheckpoint, readTorchCheckpointFull, type ReadTorchCheckpointOptions } from './torch_checkpoint.js';
 export { readStateDict, detectCheckpointFormat, type CheckpointFormat, type ReadStateDictOptions } from './state_dict.js';
+export { readShardIndex } from './sharded.js';

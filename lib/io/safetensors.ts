@@ -87,6 +87,8 @@ function parseEntry(name: string, v: unknown, file: string, dataBytes: number): 
  */
 export function parseSafetensorsHeader(buf: Uint8Array, file: string, fileSize: number = buf.length): SafetensorsHeader {
   if (!(buf instanceof Uint8Array)) throw argError('parseSafetensorsHeader', 'buf', 'a Uint8Array', buf);
+  if (typeof file !== 'string') throw argError('parseSafetensorsHeader', 'file', 'a string', file);
+  if (!Number.isSafeInteger(fileSize) || fileSize < 0) throw argError('parseSafetensorsHeader', 'fileSize', 'a non-negative integer', fileSize);
   const n = headerLength(buf, file, fileSize);
   if (buf.length < 8 + n) throw fail(file, `the buffer holds ${buf.length} bytes, not the whole ${n}-byte header`);
   let text: string;

@@ -225,6 +225,8 @@ test('parseSafetensorsHeader checks its buffer', () => {
   const buf = Buffer.alloc(16);
   buf.writeBigUInt64LE(100n);
   assert.throws(() => parseSafetensorsHeader(buf, 'part', 1000), /safetensors: part: the buffer holds 16 bytes, not the whole 100-byte header/);
+  assert.throws(() => parseSafetensorsHeader(buf, 'part', -1), /parseSafetensorsHeader: expected a non-negative integer for fileSize, got -1/);
+  assert.throws(() => parseSafetensorsHeader(buf, 3 as unknown as string), /parseSafetensorsHeader: expected a string for file/);
 });
 
 test('writing over a file is atomic: a failure mid-write leaves the old file intact and no temporary file', () => {
