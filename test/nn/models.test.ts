@@ -250,4 +250,40 @@ test('createModel is deterministic per seed and follows OpenCLIP\'s init', () =>
   for (const m of [a, b, c, s]) m.dispose();
 });
 
+test('inference frees every intermediate as it goes: outside any scope only the features remain', () => {
+  const m = cf.createModel(smallConfig({ vision: { pool_type: 'avg' } }), { seed: 6 }).eval();
+  const images = cf.fromArray(rng.array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
+  const ids = textIds([[48, 1, 49, 0, 0, 0, 0, 0], [48, 2, 3, 49, 0, 0, 0, 0]]);
+  const live = cf.liveTensorCount();
+  const bytes = cf.memoryStats().cpu.allocatedBytes;
+  const img = cf.noGrad(() => m.encodeImage(images, { normalize: true }));
+  const txt = cf.noGrad(() => m.encodeText(ids));
+  assert.is(cf.liveTensorCount(), live + 2, 'only the two results are alive');
+  assert.is(cf.memoryStats().cpu.allocatedBytes, bytes + 2 * 2 * 8 * 4, 'and only their memory is held');
+  for (const t of [img, txt, images, ids]) t.dispose();
+  m.dispose();
+});
+
+test('a bf16 model gives the f32 model\'s features to bf16 precision and trains', () => {
+  const cfg = smallConfig();
+  const f32 = cf.createModel(cfg, { seed: 7 });
+  const bf16 = cf.createModel(cfg, { seed: 7, dtype: 'bf16' });
+  assert.ok(bf16.parameters().every((p) => p.dtype === 'bf16'));
+  bf16.loadStateDict(f32.stateDict());
+  const ids = textIds([[48, 1, 49, 0, 0, 0, 0, 0], [48, 2, 3, 49, 0, 0, 0, 0]]);
+  const loss = cf.scope(() => {
+    const x = cf.fromArray(rng.array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
+    const a = f32.encodeImage(x, { normalize: true });
+    const b = bf16.encodeImage(cf.cast(x, 'bf16'), { normalize: true });
+    assertClose(b.toArray(), a.toArray(), { rtol: 5e-2, atol: 3e-2, what: 'bf16 image features' });
+    const out = bf16.forward(cf.cast(x, 'bf16'), ids);
+    return cf.clipLoss(out.imageFeatures, out.textFeatures, out.logitScale);
+  });
+  loss.backward();
+  assert.ok(bf16.parameters().every((p) => p.grad !== null && p.grad.dtype === 'bf16'));
+  for (const t of [loss, ids]) t.dispose();
+  f32.dispose();
+  bf16.dispose();
+});
+
 test.run();
