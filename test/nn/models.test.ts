@@ -169,6 +169,10 @@ test('patch dropout keeps the class token and max(1, floor(N (1 - p))) patches, 
   assert.ok(Array.from(idx).every((i) => i >= 0 && i < 10));
   const again = cf.samplePatchIndices(3, 10, 1, new cf.Generator(1));
   assert.equal(Array.from(again), Array.from(idx), 'the same generator state gives the same patches');
+  const counts = new Array<number>(10).fill(0);
+  for (const i of cf.samplePatchIndices(2000, 10, 3, new cf.Generator(2))) counts[i]!++;
+  // Each patch is kept with probability 3/10: 600 of 2000 times, standard deviation about 20.
+  assert.ok(counts.every((c) => Math.abs(c - 600) < 100), `kept counts per patch ${counts}`);
   // The gradient reaches the kept tokens only.
   const x = cf.fromArray(rng.array(1 * 17 * 16), [1, 17, 16], { requiresGrad: true });
   const y = cf.scope(() => cf.sum(visual.dropPatches(x)));
