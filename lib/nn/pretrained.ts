@@ -1,10 +1,10 @@
 // Loading pretrained OpenCLIP models from a local folder laid out as the model hubs lay it
-// out: open_clip_config.json ({ model_cfg, preprocess_cfg }) and open_clip_model.safetensors
-// (OpenCLIP state-dict keys). The model can be built at another image size or context length
+// out: open_clip_config.json ({ model_cfg, preprocess_cfg }) and the weights with OpenCLIP's
+// state-dict keys, open_clip_model.safetensors or else open_clip_pytorch_model.bin. The model can be built at another image size or context length
 // than it was trained at; the position embeddings are then resized as OpenCLIP does.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors } from '../io/safetensors.js';
+import { readStateDict } from '../io/state_dict.js';
 import { argError, checkBoolean, checkInteger, sameShape } from '../tensor/check.js';
 import { fromArray, type DType, type Device, type Tensor } from '../tensor/tensor.js';
 import { CLIP } from './clip.js';
@@ -104,23 +104,24 @@ export function resizePositionEmbeddings(state: Map<string, Tensor>, model: CLIP
   return resized;
 }
 
+/** The weight files of an OpenCLIP folder, in order of preference. */
+const WEIGHT_FILES = ['open_clip_model.safetensors', 'open_clip_pytorch_model.bin'];
+
 /** A CLIP model with the weights of the OpenCLIP folder `dir`, in evaluation mode. */
 export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): CLIP {
   const op = 'loadPretrained';
   if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
   const { modelCfg } = readOpenClipConfig(dir);
-  const weights = join(dir, 'open_clip_model.safetensors');
-  if (!existsSync(weights)) {
-    const pickle = existsSync(join(dir, 'open_clip_pytorch_model.bin')) ? ' (the folder has open_clip_pytorch_model.bin; convert it to safetensors)' : '';
-    throw new Error(`${op}: expected the weights in ${weights}, but it does not exist${pickle}`);
-  }
+  const candidates = WEIGHT_FILES.map((f) => join(dir, f));
+  const weights = candidates.find((p) => existsSync(p));
+  if (!weights) throw new Error(`${op}: expected the weights in ${candidates.join(' or ')}, but neither exists`);
   const config = adjustedConfig(modelCfg, opts);
   const strict = opts.strict === undefined ? true : checkBoolean(op, 'strict', opts.strict);
   // Loaded strictly, every weight is overwritten, so drawing initial values would be wasted
   // work; a non-strict load keeps the initial values of what the file lacks.
   const build = (): CLIP => new CLIP(config, { device: opts.device, dtype: opts.dtype });
   const model = strict ? withoutInit(build) : build();
-  const { tensors } = readSafetensors(weights);
+  const tensors = readStateDict(weights);
   try {
     resizePositionEmbeddings(tensors, model);
     model.loadStateDict(tensors, { strict });

@@ -103,27 +103,36 @@ export function samplePatchIndices(batch: number, count: number, keep: number, g
   const state = generator.getState();
   const first = generator.take(batch * count);
   const out = new Int32Array(batch * keep);
-  const keys = new Float64Array(count);
   const order = new Int32Array(count);
   for (let b = 0; b < batch; b++) {
-    for (let i = 0; i < count; i++) {
-      keys[i] = hashUnit(state.seed, first + b * count + i);
-      order[i] = i;
+    // A partial Fisher-Yates shuffle: the first `keep` slots end up a uniform random subset.
+    for (let i = 0; i < count; i++) order[i] = i;
+    for (let i = 0; i < keep; i++) {
+      const j = i + Math.floor((hashUnit(state.seed, first + b * count + i) / 2 ** 32) * (count - i));
+      const t = order[i]!;
+      order[i] = order[j]!;
+      order[j] = t;
     }
-    order.sort((x, y) => keys[x]! - keys[y]!);
-    const kept = Array.from(order.subarray(0, keep)).sort((x, y) => x - y);
-    out.set(kept, b * keep);
+    out.set(order.subarray(0, keep).sort(), b * keep);
   }
   return out;
 }
 
-/** A uniform number in [0, 1) from (seed, counter): splitmix64 on 32-bit halves. */
+/** Wellons' lowbias32 integer mixer: a well-distributed 32-bit hash of a 32-bit value. */
+function mix32(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A 32-bit random key for (seed, counter), both integers below 2^53. */
 function hashUnit(seed: number, counter: number): number {
-  let h = BigInt.asUintN(64, BigInt(seed) * 0x9e3779b97f4a7c15n + BigInt(counter));
-  h = BigInt.asUintN(64, (h ^ (h >> 30n)) * 0xbf58476d1ce4e5b9n);
-  h = BigInt.asUintN(64, (h ^ (h >> 27n)) * 0x94d049bb133111ebn);
-  h ^= h >> 31n;
-  return Number(h >> 11n) / 2 ** 53;
+  const s = mix32(mix32(seed >>> 0) ^ Math.floor(seed / 2 ** 32));
+  return mix32(mix32(s ^ (counter >>> 0)) ^ Math.floor(counter / 2 ** 32));
 }
 
 export interface VisionTowerOptions extends LayerOptions {

@@ -169,6 +169,10 @@ test('patch dropout keeps the class token and max(1, floor(N (1 - p))) patches, 
   assert.ok(Array.from(idx).every((i) => i >= 0 && i < 10));
   const again = cf.samplePatchIndices(3, 10, 1, new cf.Generator(1));
   assert.equal(Array.from(again), Array.from(idx), 'the same generator state gives the same patches');
+  const counts = new Array<number>(10).fill(0);
+  for (const i of cf.samplePatchIndices(2000, 10, 3, new cf.Generator(2))) counts[i]!++;
+  // Each patch is kept with probability 3/10: 600 of 2000 times, standard deviation about 20.
+  assert.ok(counts.every((c) => Math.abs(c - 600) < 100), `kept counts per patch ${counts}`);
   // The gradient reaches the kept tokens only.
   const x = cf.fromArray(rng.array(1 * 17 * 16), [1, 17, 16], { requiresGrad: true });
   const y = cf.scope(() => cf.sum(visual.dropPatches(x)));
@@ -248,6 +252,42 @@ test('createModel is deterministic per seed and follows OpenCLIP\'s init', () =>
   const s = cf.createModel(smallConfig({ top: { init_logit_scale: Math.log(10), init_logit_bias: -10 } }));
   assert.ok(Math.abs(s.logitScale.item() - Math.log(10)) < 1e-6 && s.logitBias!.item() === -10);
   for (const m of [a, b, c, s]) m.dispose();
+});
+
+test('inference frees every intermediate as it goes: outside any scope only the features remain', () => {
+  const m = cf.createModel(smallConfig({ vision: { pool_type: 'avg' } }), { seed: 6 }).eval();
+  const images = cf.fromArray(rng.array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
+  const ids = textIds([[48, 1, 49, 0, 0, 0, 0, 0], [48, 2, 3, 49, 0, 0, 0, 0]]);
+  const live = cf.liveTensorCount();
+  const bytes = cf.memoryStats().cpu.allocatedBytes;
+  const img = cf.noGrad(() => m.encodeImage(images, { normalize: true }));
+  const txt = cf.noGrad(() => m.encodeText(ids));
+  assert.is(cf.liveTensorCount(), live + 2, 'only the two results are alive');
+  assert.is(cf.memoryStats().cpu.allocatedBytes, bytes + 2 * 2 * 8 * 4, 'and only their memory is held');
+  for (const t of [img, txt, images, ids]) t.dispose();
+  m.dispose();
+});
+
+test('a bf16 model gives the f32 model\'s features to bf16 precision and trains', () => {
+  const cfg = smallConfig();
+  const f32 = cf.createModel(cfg, { seed: 7 });
+  const bf16 = cf.createModel(cfg, { seed: 7, dtype: 'bf16' });
+  assert.ok(bf16.parameters().every((p) => p.dtype === 'bf16'));
+  bf16.loadStateDict(f32.stateDict());
+  const ids = textIds([[48, 1, 49, 0, 0, 0, 0, 0], [48, 2, 3, 49, 0, 0, 0, 0]]);
+  const loss = cf.scope(() => {
+    const x = cf.fromArray(rng.array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
+    const a = f32.encodeImage(x, { normalize: true });
+    const b = bf16.encodeImage(cf.cast(x, 'bf16'), { normalize: true });
+    assertClose(b.toArray(), a.toArray(), { rtol: 5e-2, atol: 3e-2, what: 'bf16 image features' });
+    const out = bf16.forward(cf.cast(x, 'bf16'), ids);
+    return cf.clipLoss(out.imageFeatures, out.textFeatures, out.logitScale);
+  });
+  loss.backward();
+  assert.ok(bf16.parameters().every((p) => p.grad !== null && p.grad.dtype === 'bf16'));
+  for (const t of [loss, ids]) t.dispose();
+  f32.dispose();
+  bf16.dispose();
 });
 
 test.run();

@@ -35,6 +35,16 @@ test('loads an OpenCLIP folder: same features as OpenCLIP, eval mode, config and
   model.dispose();
 });
 
+test('falls back to open_clip_pytorch_model.bin, read by content', () => {
+  const other = mkdtempSync(join(tmpdir(), 'clipforge-bin-'));
+  writeFileSync(join(other, 'open_clip_config.json'), JSON.stringify({ model_cfg: summary.clip!.config }));
+  writeFileSync(join(other, 'open_clip_pytorch_model.bin'), readFileSync(join(dir, 'open_clip_model.safetensors')));
+  const model = cf.loadPretrained(other);
+  assertClose(model.stateDict().get('visual.proj')!.toArray(), weights.get('visual.proj')!.toArray(), { rtol: 0, atol: 0 });
+  model.dispose();
+  rmSync(other, { recursive: true });
+});
+
 test('builds at another image size and context length with resized position embeddings', () => {
   const model = cf.loadPretrained(dir, { imageSize: 12, contextLength: 6 });
   const sd = model.stateDict();
@@ -54,8 +64,9 @@ test('incomplete folders and mismatched weights give clear errors', () => {
   writeFileSync(join(empty, 'open_clip_config.json'), '{"model_cfg": ');
   assert.throws(() => cf.loadPretrained(empty), /readOpenClipConfig: .*open_clip_config.json is not valid JSON/);
   writeFileSync(join(empty, 'open_clip_config.json'), JSON.stringify({ model_cfg: summary.clip!.config }));
-  writeFileSync(join(empty, 'open_clip_pytorch_model.bin'), '');
-  assert.throws(() => cf.loadPretrained(empty), /loadPretrained: expected the weights in .*open_clip_model.safetensors, but it does not exist \(the folder has open_clip_pytorch_model.bin/);
+  assert.throws(() => cf.loadPretrained(empty), /loadPretrained: expected the weights in .*open_clip_model.safetensors or .*open_clip_pytorch_model.bin, but neither exists/);
+  writeFileSync(join(empty, 'open_clip_pytorch_model.bin'), 'not a checkpoint');
+  assert.throws(() => cf.loadPretrained(empty), /readStateDict: .*open_clip_pytorch_model.bin: not a checkpoint format/);
   const partial = new Map(weights);
   partial.delete('visual.proj');
   cf.writeSafetensors(join(empty, 'open_clip_model.safetensors'), partial);
