@@ -39,7 +39,7 @@ class ElementType {
 class TensorClass {}
 
 /** A tensor as the pickle describes it: a strided view of a storage. */
-export class TensorRef {
+class TensorRef {
   constructor(
     readonly storage: StorageRef,
     readonly type: string,
@@ -47,6 +47,14 @@ export class TensorRef {
     readonly shape: number[],
     readonly stride: number[],
   ) {}
+}
+
+/** A short rendering of an unpickled value for error messages (bigints included). */
+function show(v: unknown, depth = 0): string {
+  if (Array.isArray(v)) return depth > 2 ? '[...]' : `[${v.slice(0, 8).map((x) => show(x, depth + 1)).join(', ')}${v.length > 8 ? ', ...' : ''}]`;
+  if (typeof v === 'string') return `'${v.length > 40 ? v.slice(0, 40) + '...' : v}'`;
+  if (v === null) return 'None';
+  return typeof v === 'object' ? (v as object).constructor?.name ?? 'object' : String(v);
 }
 
 function isIndex(v: unknown): v is number {
@@ -58,8 +66,8 @@ function readObjectTree(archive: ZipArchive, op: string): unknown {
   const file = archive.path;
   const pickles = [...archive.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pickles.length !== 1) {
-    const legacy = archive.entries.size === 0 ? '' : ` (entries: ${[...archive.entries.keys()].slice(0, 5).join(', ')})`;
-    throw new Error(`${op}: ${file}: expected one <name>/data.pkl in the zip, found ${pickles.length}: not a torch.save checkpoint${legacy}`);
+    const listing = archive.entries.size === 0 ? '' : ` (entries: ${[...archive.entries.keys()].slice(0, 5).join(', ')})`;
+    throw new Error(`${op}: ${file}: expected one <name>/data.pkl in the zip, found ${pickles.length}: not a torch.save checkpoint${listing}`);
   }
   const prefix = pickles[0]!.slice(0, -'data.pkl'.length);
   if (archive.entries.has(`${prefix}byteorder`)) {
@@ -75,7 +83,7 @@ function readObjectTree(archive: ZipArchive, op: string): unknown {
     if (!(storage instanceof StorageRef)) throw fail(`${name}: expected a storage as the first argument`);
     if (!isIndex(offset)) throw fail(`${name}: bad storage offset ${String(offset)}`);
     if (!Array.isArray(shape) || !shape.every(isIndex) || !Array.isArray(stride) || !stride.every(isIndex) || stride.length !== shape.length) {
-      throw fail(`${name}: bad size ${JSON.stringify(shape)} / stride ${JSON.stringify(stride)}`);
+      throw fail(`${name}: bad size ${show(shape)} / stride ${show(stride)}`);
     }
     let type = storage.type;
     if (typeOverride !== undefined) {
@@ -128,7 +136,7 @@ function readObjectTree(archive: ZipArchive, op: string): unknown {
       return allowed[qualified];
     },
     persistentLoad(pid) {
-      if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length !== 5) throw fail(`unsupported persistent id ${JSON.stringify(pid)}`);
+      if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length !== 5) throw fail(`unsupported persistent id ${show(pid)}`);
       const [, storageType, key, , numel] = pid;
       if (!(storageType instanceof ElementType) || typeof key !== 'string' || !isIndex(numel)) throw fail(`malformed storage id for key ${String(key)}`);
       const seen = storages.get(key);
