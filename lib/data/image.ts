@@ -6,6 +6,7 @@
 import sharp from 'sharp';
 import { argError } from '../tensor/check.js';
 import { headerSize } from './image_header.js';
+import { centerSquare, JS_RESAMPLE_MAX_PIXELS, resampleRgb } from './resample.js';
 
 /** RGB pixels, row-major height × width × 3 bytes. */
 export interface RgbImage {
@@ -98,6 +99,11 @@ export async function decodeImage(input: ImageInput): Promise<RgbImage> {
   return toRgb('decodeImage', () => pipeline(checked));
 }
 
+/** Raw pixels small enough that sharp's per-call overhead would dominate (see resample.ts). */
+function isSmallRaw(input: ImageInput): input is RgbImage {
+  return !(input instanceof Uint8Array) && input.width * input.height <= JS_RESAMPLE_MAX_PIXELS;
+}
+
 // sharp decodes a JPEG at 1/2, 1/4 or 1/8 scale (in the DCT, far cheaper) only for a resize
 // by 3x or more that comes before any extract. Crops that large are resized whole and then
 // cut, which computes only the cut region; the offset moves by under half an output pixel.
@@ -106,6 +112,7 @@ const SHRINK_ON_LOAD = 3;
 /** `box` of the image resized to width × height with bicubic (Catmull-Rom) filtering. */
 export async function cropResize(input: ImageInput, box: CropBox, width: number, height: number): Promise<RgbImage> {
   const checked = checkInput('cropResize', input);
+  if (isSmallRaw(checked)) return resampleRgb(checked, box, width, height);
   const sx = width / box.width;
   const sy = height / box.height;
   if (checked instanceof Uint8Array && 1 / sx >= SHRINK_ON_LOAD && 1 / sy >= SHRINK_ON_LOAD) {
@@ -124,5 +131,6 @@ export async function cropResize(input: ImageInput, box: CropBox, width: number,
 /** The image's shorter side resized to `size` (bicubic), then the centre size × size. */
 export async function resizeCenterCrop(input: ImageInput, size: number): Promise<RgbImage> {
   const checked = checkInput('resizeCenterCrop', input);
+  if (isSmallRaw(checked)) return resampleRgb(checked, centerSquare(checked.width, checked.height), size, size);
   return toRgb('resizeCenterCrop', () => pipeline(checked).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'cubic' }));
 }
