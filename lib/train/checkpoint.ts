@@ -13,6 +13,7 @@ import type { CLIP } from '../nn/clip.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { AdamW, AdamWStateDict } from '../optim/adamw.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { RngSnapshot } from './rng_state.js';
 
 const MODEL_PREFIX = 'state_dict.';
 const OPTIMIZER_PREFIX = 'optimizer.';
@@ -27,8 +28,8 @@ export interface TrainingPosition {
   step: number;
   /** Batches of the current epoch already consumed (0 at an epoch boundary). */
   batchInEpoch: number;
-  /** The default generator's state (patch dropout, drop path). */
-  rng: { seed: number; counter: number };
+  /** The random generators' states (patch dropout, drop path). */
+  rng: RngSnapshot;
   /** The run's name, so `--resume latest` can check it resumes the same run. */
   name: string;
 }

@@ -16,7 +16,6 @@ import { constCooldownLr, constLr, cosineLr, type LrSchedule } from '../optim/sc
 import { noGrad } from '../tensor/autograd.js';
 import { detach } from '../tensor/ops/shape.js';
 import { concat } from '../tensor/ops/slice.js';
-import { defaultGenerator } from '../tensor/random.js';
 import { keep, scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { epochCheckpointName, LATEST_CHECKPOINT_NAME, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainingPosition } from './checkpoint.js';
@@ -24,6 +23,7 @@ import { onModelDevice, retrievalEval, zeroShotEval, type ZeroShotTask } from '.
 import type { TrainArgs } from './flags.js';
 import type { StepInfo } from './logging.js';
 import { checkFiniteLoss } from './nan_guard.js';
+import { restoreRng, snapshotRng } from './rng_state.js';
 
 /** Where the run's events go (terminal, JSON lines, TensorBoard). */
 export interface TrainReporter {
@@ -182,18 +182,18 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
   const lrAt = schedule(args, totalSteps, stepsPerEpoch);
   mkdirSync(opts.checkpointDir, { recursive: true });
 
-  let position: TrainingPosition = { epoch: 0, step: 0, batchInEpoch: 0, rng: defaultGenerator.getState(), name: opts.name };
+  let position: TrainingPosition = { epoch: 0, step: 0, batchInEpoch: 0, rng: snapshotRng(), name: opts.name };
   if (opts.resumeFrom) {
     const restored = loadTrainingCheckpoint(opts.resumeFrom, model, optimizer);
     position = { ...restored, name: opts.name };
-    defaultGenerator.setState(restored.rng);
+    restoreRng(restored.rng);
     reporter.message(`resumed from ${opts.resumeFrom} at epoch ${restored.epoch}, step ${restored.step}`);
   }
 
   const outcome: TrainOutcome = { steps: position.step, epochs: position.epoch, losses: [], evals: [], interrupted: false, lastCheckpoint: null };
   const save = (file: string): void => {
     const path = join(opts.checkpointDir, file);
-    saveTrainingCheckpoint(path, model, optimizer, { ...position, rng: defaultGenerator.getState() });
+    saveTrainingCheckpoint(path, model, optimizer, { ...position, rng: snapshotRng() });
     outcome.lastCheckpoint = path;
   };
 
