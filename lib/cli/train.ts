@@ -9,7 +9,7 @@ import type { ModelConfig } from '../nn/config.js';
 import { createModel, getModelConfig } from '../nn/factory.js';
 import { native } from '../native.js';
 import { readCheckpointInfo, latestCheckpoint } from '../train/checkpoint.js';
-import { builtinValLoader, closeRunData, createRunData } from '../train/data.js';
+import { builtinValLoader, closeRunData, createRunData, imageFolderZeroShot } from '../train/data.js';
 import type { ZeroShotTask } from '../train/evaluate.js';
 import { parseTrainArgs, trainHelp, type TrainArgs } from '../train/flags.js';
 import { createRunReporter } from '../train/report.js';
@@ -24,14 +24,14 @@ export const EMBEDDED_DEFAULTS = {
   model: 'tiny-builtin',
   batchSize: 128,
   epochs: 1,
-  trainNumSamples: 128 * 1200,
-  lr: 2e-3,
+  trainNumSamples: 128 * 2600,
+  lr: 3e-3,
   warmup: 100,
   wd: 0.1,
   workers: 1,
   precision: 'fp32',
   zeroshotFrequency: 1,
-  logEveryNSteps: 50,
+  logEveryNSteps: 100,
   name: 'builtin-tiny',
 } as const;
 
@@ -98,11 +98,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const model: CLIP = createModel(config, { device, seed: args.seed });
   if (args.gradCheckpointing) model.setGradCheckpointing(true);
   const data = createRunData(args, { imageSize, contextLength, seed: args.seed });
-  let zeroShot: ZeroShotTask | null = null;
+  const zeroShot: { prefix: string; task: ZeroShotTask }[] = [];
   if (data.kind === 'builtin') {
     const names = createBuiltinDataset({ split: 'val', size: 1 });
-    zeroShot = { classNames: names.classNames, templates: names.templates, loader: builtinValLoader(args, imageSize, contextLength) };
+    zeroShot.push({ prefix: 'zeroshot', task: { classNames: names.classNames, templates: names.templates, loader: builtinValLoader(args, imageSize, contextLength) } });
   }
+  if (args.imagenetVal !== null) zeroShot.push({ prefix: 'imagenet-zeroshot-val', task: imageFolderZeroShot(args, args.imagenetVal, imageSize, contextLength) });
   const reporter = createRunReporter({ runDir, args });
   const stop = new AbortController();
   const onSignal = (): void => {
@@ -132,7 +133,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     await closeRunData(data);
-    await zeroShot?.loader.close();
+    for (const z of zeroShot) await z.task.loader.close();
     reporter.close();
     model.dispose();
   }

@@ -10,6 +10,7 @@
 //   - any other file: one class name per line (blank lines ignored).
 // Without one, a class's name is its directory's name with underscores as spaces.
 import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { argError, describe } from '../tensor/check.js';
 
@@ -179,4 +180,24 @@ export function loadImageFolder(root: string, options: ImageFolderOptions = {}):
     if (file.templates !== undefined) templates = file.templates;
   }
   return { root: dir, classDirs, classNames, templates, entries, length: entries.length };
+}
+
+/**
+ * The image folder as a data-loader source (for `createDataLoader({ source: { type: 'module',
+ * export: 'createImageFolderSource', … } })`): sample i is entry i's file with its label and
+ * an empty caption.
+ */
+export function createImageFolderSource(options: { root: string; classNamesFile?: string }): {
+  length: number;
+  get(index: number): Promise<{ key: string; image: Uint8Array; caption: string; label: number }>;
+} {
+  const folder = loadImageFolder(options?.root, options?.classNamesFile === undefined ? {} : { classNamesFile: options.classNamesFile });
+  return {
+    length: folder.length,
+    async get(index: number) {
+      const entry = folder.entries[index];
+      if (!entry) throw argError('ImageFolderSource.get', 'index', `an integer in [0, ${folder.length - 1}]`, index);
+      return { key: entry.path, image: new Uint8Array(await readFile(entry.path)), caption: '', label: entry.label };
+    },
+  };
 }

@@ -2,14 +2,19 @@
 // built-in dataset when no --train-data is given), the image transforms for the model's input
 // size, and the loaders that run them in worker threads.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { BUILTIN_DEFAULT_SIZES } from '../data/builtin/dataset.js';
+import { loadImageFolder } from '../data/image_folder.js';
 import { createDataLoader, type DataLoader } from '../data/loader.js';
 import type { SourceSpec } from '../data/source.js';
 import { parseAugConfig, type AugmentOptions } from '../data/transforms.js';
+import type { ZeroShotTask } from './evaluate.js';
 import type { AugValue, TrainArgs } from './flags.js';
 
-/** The module the loader's workers import to build the built-in dataset. */
-const BUILTIN_MODULE = new URL(`../data/builtin/index${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+// The modules the loader's workers import to build the built-in dataset and image folders.
+const SOURCE_EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const BUILTIN_MODULE = new URL(`../data/builtin/index${SOURCE_EXT}`, import.meta.url).href;
+const IMAGE_FOLDER_MODULE = new URL(`../data/image_folder${SOURCE_EXT}`, import.meta.url).href;
 
 export type DataKind = 'builtin' | 'webdataset' | 'csv';
 
@@ -99,6 +104,27 @@ export function createRunData(args: TrainArgs, opts: RunDataOptions): RunData {
 export function builtinValLoader(args: TrainArgs, imageSize: number, contextLength: number): DataLoader {
   const v = sourceFor('builtin', null, args, 'val', imageSize);
   return createDataLoader({ source: v.spec, batchSize: 256, workers: args.workers, seed: 0, shuffle: false, imageTransform: { size: imageSize }, text: { contextLength } });
+}
+
+/**
+ * Zero-shot evaluation on an image folder (--imagenet-val DIR): class names and templates
+ * from DIR/classnames.json or DIR/classnames.txt when present (the forms loadImageFolder
+ * reads), else the class directories' names with CLIP's basic prompt.
+ */
+export function imageFolderZeroShot(args: TrainArgs, dir: string, imageSize: number, contextLength: number): ZeroShotTask {
+  const namesFile = ['classnames.json', 'classnames.txt'].map((f) => join(dir, f)).find((f) => existsSync(f));
+  const options = namesFile ? { root: dir, classNamesFile: namesFile } : { root: dir };
+  const folder = loadImageFolder(dir, namesFile ? { classNamesFile: namesFile } : {});
+  const loader = createDataLoader({
+    source: { type: 'module', module: IMAGE_FOLDER_MODULE, export: 'createImageFolderSource', options },
+    batchSize: 128,
+    workers: args.workers,
+    seed: 0,
+    shuffle: false,
+    imageTransform: { size: imageSize },
+    text: { contextLength },
+  });
+  return { classNames: folder.classNames, templates: folder.templates, loader };
 }
 
 export async function closeRunData(data: RunData): Promise<void> {

@@ -40,7 +40,8 @@ export interface TrainerOptions {
   train: DataLoader;
   samplesPerEpoch: number;
   val: DataLoader | null;
-  zeroShot: ZeroShotTask | null;
+  /** Zero-shot evaluations; metrics are named `<prefix>-top1` and `<prefix>-top5`. */
+  zeroShot: { prefix: string; task: ZeroShotTask }[];
   contextLength: number;
   checkpointDir: string;
   name: string;
@@ -200,10 +201,12 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
   const evaluate = async (epoch: number): Promise<void> => {
     const metrics: Record<string, number> = {};
     const final = epoch === args.epochs;
-    if (opts.zeroShot && args.zeroshotFrequency > 0 && (epoch % args.zeroshotFrequency === 0 || final)) {
-      const z = await zeroShotEval(model, opts.zeroShot, opts.contextLength);
-      metrics['zeroshot-top1'] = z.top1;
-      metrics['zeroshot-top5'] = z.top5;
+    if (args.zeroshotFrequency > 0 && (epoch % args.zeroshotFrequency === 0 || final)) {
+      for (const { prefix, task } of opts.zeroShot) {
+        const z = await zeroShotEval(model, task, opts.contextLength);
+        metrics[`${prefix}-top1`] = z.top1;
+        metrics[`${prefix}-top5`] = z.top5;
+      }
     }
     if (opts.val && args.valFrequency > 0 && (epoch % args.valFrequency === 0 || final)) {
       Object.assign(metrics, await retrievalEval(model, opts.val));

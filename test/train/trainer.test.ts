@@ -57,7 +57,7 @@ function setup(name: string, flags: string[], extra: Partial<TrainerOptions> = {
     train,
     samplesPerEpoch: samples,
     val: null,
-    zeroShot: null,
+    zeroShot: [],
     contextLength: CONTEXT,
     checkpointDir: join(tmp, name),
     name,
@@ -91,7 +91,7 @@ test('a short run learns: the loss falls and zero-shot accuracy ends well above 
   const val = loader('val', 300, 100);
   const classes = createBuiltinDataset({ split: 'val', size: 1 });
   const run = setup('learn', ['--batch-size', '64', '--epochs', '1', '--lr', '2e-3', '--warmup', '20', '--wd', '0.1', '--zeroshot-frequency', '1'], {
-    zeroShot: { classNames: classes.classNames, templates: classes.templates, loader: val },
+    zeroShot: [{ prefix: 'zeroshot', task: { classNames: classes.classNames, templates: classes.templates, loader: val } }],
   }, 64 * 150);
   try {
     const out = await runTraining(run.opts);
