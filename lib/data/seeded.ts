@@ -4,7 +4,7 @@
 // what a sample becomes does not depend on which worker made it or when.
 
 /** A 32-bit avalanche hash (the murmur3 finalizer). */
-function mix32(x: number): number {
+export function mix32(x: number): number {
   let h = x >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);

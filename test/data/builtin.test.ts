@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createBuiltinDataset } from '../../lib/data/builtin/index.js';
-import { hashInts, SampleRandom } from '../../lib/data/builtin/random.js';
+import { hashSeed, SampleRandom } from '../../lib/data/builtin/random.js';
 import { drawScene } from '../../lib/data/builtin/scene.js';
 import { COLOUR_KINDS, COLOUR_WORDS, SHAPE_KINDS, SHAPE_WORDS } from '../../lib/data/builtin/vocabulary.js';
 
@@ -90,7 +90,7 @@ test("the label's colour is painted over a visible part of the image", () => {
 
 test('the main object is the largest shape in its scene', () => {
   for (let i = 0; i < 200; i++) {
-    const scene = drawScene(new SampleRandom(hashInts(3, i)));
+    const scene = drawScene(new SampleRandom(hashSeed(3, i)));
     const mains = scene.drawables.slice(scene.drawables.length - scene.count);
     const smallestMain = Math.min(...mains.map((d) => d.radius));
     for (const d of scene.drawables.slice(0, scene.drawables.length - scene.count)) {

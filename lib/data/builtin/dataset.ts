@@ -6,7 +6,7 @@
 import { argError, checkInteger } from '../../tensor/check.js';
 import { captionScene } from './caption.js';
 import { renderScene } from './raster.js';
-import { hashInts, SampleRandom } from './random.js';
+import { hashSeed, SampleRandom } from './random.js';
 import { drawScene } from './scene.js';
 import { classNames } from './vocabulary.js';
 import { BUILTIN_TEMPLATES } from './zeroshot.js';
@@ -73,8 +73,8 @@ export function createBuiltinDataset(options: BuiltinDatasetOptions): BuiltinDat
         throw argError('BuiltinDataset.get', 'index', `an integer in [0, ${length - 1}]`, index);
       }
       // Separate generators for the picture and its words: a caption change leaves images alone.
-      const scene = drawScene(new SampleRandom(hashInts(seed, salt, index, 1)));
-      const caption = captionScene(scene, new SampleRandom(hashInts(seed, salt, index, 2)));
+      const scene = drawScene(new SampleRandom(hashSeed(seed, salt, index, 1)));
+      const caption = captionScene(scene, new SampleRandom(hashSeed(seed, salt, index, 2)));
       return { image: renderScene(scene, imageSize), width: imageSize, height: imageSize, caption, label: scene.label };
     },
   };
