@@ -15,12 +15,12 @@ enough copies to exceed L2, and the SDPA backend PyTorch picks is reported.
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from timing import time_cpu, time_cuda
 
 CPU_SHAPES = ["32,12,50,64", "32,8,77,64,causal", "8,12,197,64"]
 CUDA_SHAPES = [
@@ -45,35 +45,6 @@ def parse_shape(s):
 def flops_fwd(sh):
     f = 4.0 * sh["B"] * sh["H"] * sh["S"] ** 2 * sh["D"]
     return f / 2 if sh["causal"] else f
-
-
-def time_cpu(fn, reps, min_seconds=0.5):
-    fn()
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-        if len(times) >= 10 * reps:
-            break
-    return statistics.median(times)
-
-
-def time_cuda(fn_of, n_bufs, reps):
-    for i in range(3):
-        fn_of(i % n_bufs)
-    torch.cuda.synchronize()
-    times = []
-    for r in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn_of(r % n_bufs)
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def sdpa_backend(q, k, v, causal):

@@ -18,11 +18,10 @@ cores) and the device copy bandwidth (bytes read + written), measured in the sam
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import torch
+from timing import time_cpu, time_cuda
 
 CPU_SHAPES = ["8,128,28,28,7", "8,128,28,28,13", "8,128,28,28,31"]
 CUDA_SHAPES = [
@@ -46,35 +45,6 @@ def parse_shape(s):
     stride = parts[5] if len(parts) > 5 else 1
     dil = parts[6] if len(parts) > 6 else 1
     return {"N": n, "C": c, "H": h, "W": w, "K": k, "stride": stride, "dilation": dil}
-
-
-def time_cpu(fn, reps, min_seconds=0.5):
-    fn()
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-        if len(times) >= 10 * reps:
-            break
-    return statistics.median(times)
-
-
-def time_cuda(fn_of, n_bufs, reps):
-    for i in range(3):
-        fn_of(i % n_bufs)
-    torch.cuda.synchronize()
-    times = []
-    for r in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn_of(r % n_bufs)
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def bench_shape(sh, dev, dtype, layout, reps, gen):

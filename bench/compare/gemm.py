@@ -12,11 +12,10 @@ taken with CUDA events after warm-up, inputs rotated among enough copies to exce
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import torch
+from timing import time_cpu, time_cuda
 
 
 def parse_shape(s):
@@ -25,33 +24,6 @@ def parse_shape(s):
         raise SystemExit(f"gemm.py: expected M,N,K[,tb] for a shape, got {s!r}")
     m, n, k = (int(p) for p in parts[:3])
     return {"M": m, "N": n, "K": k, "transB": len(parts) == 4}
-
-
-def time_cpu(fn, reps, min_seconds=0.3):
-    fn()
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps or (time.perf_counter() - start < min_seconds and len(times) < 10 * reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def time_cuda(fn_of, n_bufs, reps):
-    for i in range(3):
-        fn_of(i % n_bufs)
-    torch.cuda.synchronize()
-    times = []
-    for r in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn_of(r % n_bufs)
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def main():
