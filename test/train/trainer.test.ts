@@ -19,7 +19,7 @@ import { NonFiniteLossError } from '../../lib/train/nan_guard.js';
 const test = suite('trainer');
 const BUILTIN = new URL('../../lib/data/builtin/index.ts', import.meta.url).href;
 const IMAGE = 32;
-const CONTEXT = 32;
+const CONTEXT = 20;
 
 let tmp = '';
 test.before(() => {
