@@ -14,6 +14,8 @@ try {
   const { main } = await import(pathToFileURL(cli).href);
   process.exitCode = await main(process.argv.slice(2));
 } catch (e) {
-  console.error(`clipforge: ${e instanceof Error ? e.message : String(e)}`);
+  const message = e instanceof Error ? e.message : String(e);
+  // Subcommands' errors already name themselves ("clipforge train: …").
+  console.error(message.startsWith('clipforge') ? message : `clipforge: ${message}`);
   process.exitCode = 1;
 }
