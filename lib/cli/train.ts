@@ -18,16 +18,17 @@ import { runTraining } from '../train/trainer.js';
 /**
  * The embedded default: what `clipforge train` uses for every flag the command line leaves
  * out when it gives no --train-data (the built-in dataset): a whole run, evaluation included,
- * takes under 5 minutes on 2 CPU cores (measured 4 min 47 s, 86.5% zero-shot top-1 of 25 classes).
+ * takes under 5 minutes on 2 CPU cores (measured 4 min 26 s, 83.6% zero-shot top-1 of 25 classes; 2600 steps gave 86.5% but
+ * took up to 5 min 10 s on a busier machine).
  */
 export const EMBEDDED_DEFAULTS = {
   model: 'tiny-builtin',
   batchSize: 128,
   epochs: 1,
-  trainNumSamples: 128 * 2600,
+  trainNumSamples: 128 * 2400,
   lr: 3e-3,
   warmup: 100,
-  // Most of the tiny model is its token embedding; decaying it cost 16 points (70.6% vs 86.5%).
+  // Most of the tiny model is its token embedding; decaying it cost 16 points (70.6% vs 86.5% at 2600 steps).
   wd: 0,
   workers: 1,
   precision: 'fp32',
