@@ -14,13 +14,11 @@ medians in milliseconds. On CUDA they are taken with CUDA events, inputs rotated
 enough copies to exceed L2, and the SDPA backend PyTorch picks is reported.
 """
 import argparse
-import json
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from timing import time_cpu, time_cuda
+from timing import emit, time_cpu, time_cuda
 
 CPU_SHAPES = ["32,12,50,64", "32,8,77,64,causal", "8,12,197,64"]
 CUDA_SHAPES = [
@@ -121,16 +119,7 @@ def main():
         ceiling = 2.0 * n ** 3 / ms / 1e9
     else:
         ceiling = None
-    out = {
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
-        "threads": torch.get_num_threads() if dev == "cpu" else None,
-        "dtype": dtype_name,
-        "results": results,
-        "bf16_matmul_tflops": ceiling,
-    }
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
+    emit(dev, dtype_name, results, bf16_matmul_tflops=ceiling)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ they are taken with CUDA events, inputs rotated among enough copies to exceed a 
 cores) and the device copy bandwidth (bytes read + written), measured in the same run.
 """
 import argparse
-import json
-import sys
 
 import torch
-from timing import time_cpu, time_cuda
+from timing import emit, time_cpu, time_cuda
 
 CPU_SHAPES = ["8,128,28,28,7", "8,128,28,28,13", "8,128,28,28,31"]
 CUDA_SHAPES = [
@@ -128,17 +126,7 @@ def main():
         src = torch.empty(1 << 30, device=dev, dtype=torch.uint8)
         dst = torch.empty_like(src)
         copy_tbs = 2.0 * src.numel() / time_cuda(lambda i: dst.copy_(src), 1, args.reps) / 1e9
-    out = {
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
-        "threads": torch.get_num_threads() if dev == "cpu" else None,
-        "dtype": dtype_name,
-        "results": results,
-        "fp32_fma_tflops": fma_tflops,
-        "copy_tb_per_s": copy_tbs,
-    }
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
+    emit(dev, dtype_name, results, fp32_fma_tflops=fma_tflops, copy_tb_per_s=copy_tbs)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ as the benchmark preallocates its own. Times are medians in milliseconds; on CUD
 taken with CUDA events after warm-up, inputs rotated among enough copies to exceed L2.
 """
 import argparse
-import json
-import sys
 
 import torch
-from timing import time_cpu, time_cuda
+from timing import emit, time_cpu, time_cuda
 
 
 def parse_shape(s):
@@ -60,15 +58,7 @@ def main():
 
         ms = time_cpu(lambda: run(0), args.reps) if dev == "cpu" else time_cuda(run, n_bufs, args.reps)
         results.append({**sh, "ms": ms, "gflops": 2.0 * m * n * k / ms / 1e6})
-    out = {
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
-        "threads": torch.get_num_threads() if dev == "cpu" else None,
-        "dtype": dtype_name,
-        "results": results,
-    }
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
+    emit(dev, dtype_name, results)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,23 @@ def time_cuda(fn_of, n_bufs, reps):
         b.synchronize()
         times.append(a.elapsed_time(b))
     return statistics.median(times)
+
+
+def emit(dev, dtype_name, results, **extra):
+    """Prints the run as one JSON line: torch version, device, CPU threads, dtype, the
+    per-shape results and any extra fields (ceilings measured on the device)."""
+    import json
+    import sys
+
+    import torch
+
+    out = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
+        "threads": torch.get_num_threads() if dev == "cpu" else None,
+        "dtype": dtype_name,
+        "results": results,
+        **extra,
+    }
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
