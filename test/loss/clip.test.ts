@@ -11,18 +11,6 @@ import { devices, gradCheck, Rng } from '../support/helpers.js';
 const test = suite('clipLoss');
 const rng = new Rng(2024);
 
-/** Rows of unit L2 norm, as the loss receives them. */
-function features(n: number, d: number): Float32Array {
-  const x = rng.array(n * d);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += x[i * d + k]! ** 2;
-    const r = 1 / Math.sqrt(s);
-    for (let k = 0; k < d; k++) x[i * d + k]! *= r;
-  }
-  return x;
-}
-
 interface Terms {
   rows: boolean;
   cols: boolean;
@@ -115,8 +103,8 @@ const shapes: [number, number][] = [[1, 1], [1, 7], [2, 3], [5, 17], [13, 64], [
 test('matches the materialized f64 reference: loss and gradients, many N and D', () => {
   for (const [n, d] of shapes) {
     const t = rng.next() * Math.log(100);
-    const a = features(n, d);
-    const b = features(n, d);
+    const a = rng.unitRows(n, d);
+    const b = rng.unitRows(n, d);
     const ref = clipReference(a, b, n, n, d, t, symmetric(n));
     const got = run(a, b, n, d, t, 'cpu');
     assertNear([got.loss], [ref.loss], 2e-6, `loss N ${n} D ${d}`);
@@ -141,8 +129,8 @@ test('large logit scale (ln 100) and unnormalized features stay finite and exact
 
 test('bf16 features: f32 accumulation on the bf16 values, bf16 gradients', () => {
   const n = 60, d = 48;
-  const a = features(n, d);
-  const b = features(n, d);
+  const a = rng.unitRows(n, d);
+  const b = rng.unitRows(n, d);
   const round = (x: Float32Array) => cf.scope(() => cf.fromArray(x, [x.length], { dtype: 'bf16' }).toArray());
   const ref = clipReference(round(a), round(b), n, n, d, 2.5, symmetric(n));
   const got = run(a, b, n, d, 2.5, 'cpu', 'bf16');
@@ -171,8 +159,8 @@ test('gradients match finite differences for img, txt and the logit scale', () =
 
 test('the bits do not depend on the number of threads', () => {
   const n = 700, d = 36;
-  const a = features(n, d);
-  const b = features(n, d);
+  const a = rng.unitRows(n, d);
+  const b = rng.unitRows(n, d);
   const threads = cf.backendInfo().threads;
   try {
     cf.setNumThreads(1);
@@ -274,8 +262,8 @@ test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
   for (const device of devices()) {
     if (device === 'cpu') continue;
     for (const [n, d] of [[1, 8], [77, 40], [300, 512], [1100, 96]] as [number, number][]) {
-      const a = features(n, d);
-      const b = features(n, d);
+      const a = rng.unitRows(n, d);
+      const b = rng.unitRows(n, d);
       for (const dtype of ['f32', 'bf16'] as const) {
         const cpu = run(a, b, n, d, 3.1, 'cpu', dtype);
         const gpu = run(a, b, n, d, 3.1, device, dtype);

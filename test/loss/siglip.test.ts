@@ -6,17 +6,6 @@ import { devices, gradCheck, Rng } from '../support/helpers.js';
 const test = suite('siglipLoss');
 const rng = new Rng(4242);
 
-function features(n: number, d: number): Float32Array {
-  const x = rng.array(n * d);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += x[i * d + k]! ** 2;
-    const r = 1 / Math.sqrt(s);
-    for (let k = 0; k < d; k++) x[i * d + k]! *= r;
-  }
-  return x;
-}
-
 /** log(1 + e^x) without overflow or cancellation, f64. */
 const softplus = (x: number): number => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
@@ -78,8 +67,8 @@ test('matches the materialized f64 reference: loss and gradients, many N and D',
   for (const [n, d] of shapes) {
     const t = Math.log(10) + rng.next() * 2;
     const bias = -10 + rng.next() * 8;
-    const a = features(n, d);
-    const b = features(n, d);
+    const a = rng.unitRows(n, d);
+    const b = rng.unitRows(n, d);
     const ref = siglipReference(a, b, n, n, d, t, bias, 0, 1 / n);
     const got = run(a, b, n, d, t, bias, 'cpu');
     assertNear([got.loss], [ref.loss], 2e-6, `loss N ${n} D ${d}`);
@@ -95,8 +84,8 @@ test('SigLIP initialization (scale 10, bias −10): tiny negative terms keep the
   // Each negative pair contributes softplus(logit) ≈ e^-10 ≈ 4.5e-5; a naive log(1 + y) in f32
   // would lose about 1e-3 of each term, and the negatives dominate the sum at this size.
   const n = 300, d = 32;
-  const a = features(n, d);
-  const b = features(n, d);
+  const a = rng.unitRows(n, d);
+  const b = rng.unitRows(n, d);
   const t = cf.scope(() => cf.initLogitScale(cf.SIGLIP_LOGIT_SCALE_INIT).item());
   const bias = cf.scope(() => cf.initLogitBias().item());
   assert.is(bias, -10);
@@ -122,8 +111,8 @@ test('extreme logits (scale 100, |bias| 30) stay finite and exact', () => {
 
 test('bf16 features', () => {
   const n = 64, d = 40;
-  const a = features(n, d);
-  const b = features(n, d);
+  const a = rng.unitRows(n, d);
+  const b = rng.unitRows(n, d);
   const round = (x: Float32Array) => cf.scope(() => cf.fromArray(x, [x.length], { dtype: 'bf16' }).toArray());
   const ref = siglipReference(round(a), round(b), n, n, d, 2.3, -5, 0, 1 / n);
   const got = run(a, b, n, d, 2.3, -5, 'cpu', 'bf16');
@@ -145,8 +134,8 @@ test('gradients match finite differences for img, txt, the scale and the bias', 
 
 test('only the gradients asked for are computed', () => {
   const n = 20, d = 8;
-  const a = features(n, d);
-  const b = features(n, d);
+  const a = rng.unitRows(n, d);
+  const b = rng.unitRows(n, d);
   const ref = siglipReference(a, b, n, n, d, 1.5, -2, 0, 1 / n);
   cf.scope(() => {
     const img = cf.fromArray(a, [n, d]);
@@ -165,8 +154,8 @@ test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
   for (const device of devices()) {
     if (device === 'cpu') continue;
     for (const [n, d] of [[1, 8], [77, 40], [300, 512], [1100, 96]] as [number, number][]) {
-      const a = features(n, d);
-      const b = features(n, d);
+      const a = rng.unitRows(n, d);
+      const b = rng.unitRows(n, d);
       for (const dtype of ['f32', 'bf16'] as const) {
         const cpu = run(a, b, n, d, 2.3, -10, 'cpu', dtype);
         const gpu = run(a, b, n, d, 2.3, -10, device, dtype);

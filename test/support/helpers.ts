@@ -50,6 +50,17 @@ export class Rng {
     for (let i = 0; i < n; i++) a[i] = this.normal() * scale;
     return a;
   }
+  /** n rows of d normal values scaled to unit L2 norm (features as contrastive losses get them). */
+  unitRows(n: number, d: number): Float32Array {
+    const x = this.array(n * d);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += x[i * d + k]! ** 2;
+      const r = 1 / Math.sqrt(s);
+      for (let k = 0; k < d; k++) x[i * d + k]! *= r;
+    }
+    return x;
+  }
   shape(rank: number, maxDim = 7): number[] {
     return Array.from({ length: rank }, () => this.int(1, maxDim));
   }
