@@ -79,6 +79,10 @@ function parseMetadata(path: string, metadata: Record<string, string>): StoredMe
   return meta;
 }
 
+function contentsOf(meta: StoredMetadata): CheckpointContents {
+  return { epoch: meta.epoch, step: meta.step, batchInEpoch: meta.batchInEpoch, rng: meta.rng, name: meta.name, modelConfig: meta.modelConfig };
+}
+
 /**
  * Restores model weights, optimizer state and returns the training position stored in
  * `path`. The model must have the checkpoint's architecture (a clear error lists the
@@ -101,7 +105,7 @@ export function loadTrainingCheckpoint(path: string, model: CLIP, optimizer: Ada
       }
       optimizer.loadStateDict({ state, param_groups: meta.optimizer.param_groups });
     }
-    return { epoch: meta.epoch, step: meta.step, batchInEpoch: meta.batchInEpoch, rng: meta.rng, name: meta.name, modelConfig: meta.modelConfig };
+    return contentsOf(meta);
   } finally {
     for (const t of tensors.values()) t.dispose();
   }
@@ -109,8 +113,7 @@ export function loadTrainingCheckpoint(path: string, model: CLIP, optimizer: Ada
 
 /** Reads only the model config and position of a checkpoint (to build the model before loading it). */
 export function readCheckpointInfo(path: string): CheckpointContents {
-  const meta = parseMetadata(path, readSafetensorsHeader(path).metadata);
-  return { epoch: meta.epoch, step: meta.step, batchInEpoch: meta.batchInEpoch, rng: meta.rng, name: meta.name, modelConfig: meta.modelConfig };
+  return contentsOf(parseMetadata(path, readSafetensorsHeader(path).metadata));
 }
 
 /** The checkpoint file name for the end of `epoch`, as OpenCLIP names them (epoch_N). */

@@ -234,20 +234,21 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
       const samples = pending.reduce((n, b) => n + b.count, 0);
       pending = [];
       if (args.gradClipNorm !== null) clipGradNorm(params, args.gradClipNorm).dispose();
-      const lossValue = (() => {
-        try {
-          return checkFiniteLoss(loss, step);
-        } finally {
-          loss.dispose();
-        }
-      })();
+      let lossValue: number;
+      try {
+        lossValue = checkFiniteLoss(loss, step);
+      } finally {
+        loss.dispose();
+      }
       optimizer.step();
       optimizer.zeroGrad();
       noGrad(() => clampLogitScale(model.logitScale));
       position = { ...position, step: step + 1, batchInEpoch: position.batchInEpoch + 1 };
       outcome.steps = position.step;
       outcome.losses.push({ step: position.step, loss: lossValue });
-      reporter.step({ epoch, step: position.step, samples, lr, loss: lossValue, logitScale: Math.exp(model.logitScale.item()) });
+      // The loss is read every step (the NaN guard needs it); the logit scale only when logged.
+      const logged = position.step % args.logEveryNSteps === 0 || position.step === totalSteps;
+      reporter.step({ epoch, step: position.step, samples, lr, loss: lossValue, ...(logged ? { logitScale: Math.exp(model.logitScale.item()) } : {}) });
       if (opts.stop.aborted || position.batchInEpoch >= stepsPerEpoch) break;
     }
     if (opts.stop.aborted && position.batchInEpoch < stepsPerEpoch) {
