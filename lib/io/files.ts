@@ -58,9 +58,11 @@ export function writeFileAtomic(path: string, write: (fd: number) => void, op: s
   }
 }
 
-// Makes the rename itself durable. Some platforms cannot open or fsync a directory; the
-// data is on disk regardless, so that is not an error.
-function syncDirectory(dir: string): void {
+/**
+ * Makes a rename in `dir` durable. Some platforms cannot open or fsync a directory; the data
+ * is on disk regardless, so that is not an error.
+ */
+export function syncDirectory(dir: string): void {
   let fd: number;
   try {
     fd = openSync(dir, 'r');

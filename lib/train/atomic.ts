@@ -3,9 +3,9 @@
 // file system), and the folder is fsynced so the rename itself survives a power cut. A crash
 // at any point leaves either the old file or the complete new one, never a torn mix.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { syncDirectory, writeAll, writeFileAtomic as replaceFileAtomically } from '../io/files.js';
 import { argError } from '../tensor/check.js';
 
 /** Streams the content: call `write` for each chunk, in order (await each call). */
@@ -18,17 +18,6 @@ function tempPathFor(path: string): string {
 function checkPath(op: string, path: unknown): string {
   if (typeof path !== 'string' || path === '') throw argError(op, 'path', 'a non-empty file path', path);
   return path;
-}
-
-// Windows cannot open a folder for fsync; there the rename is as durable as the OS makes it.
-function syncDirSync(dir: string): void {
-  if (process.platform === 'win32') return;
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Replaces `path` atomically with `data` (bytes, a string as UTF-8, or a writer that streams chunks). */
@@ -59,32 +48,14 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string | 
     await unlink(tmp).catch(() => {});
     throw e;
   }
-  syncDirSync(dirname(path));
+  syncDirectory(dirname(path));
 }
 
-/** writeFileAtomic for bytes or a string, synchronously. */
+/** writeFileAtomic for bytes or a string, synchronously (the same replacement lib/io uses). */
 export function writeFileAtomicSync(path: string, data: Uint8Array | string): void {
   const op = 'writeFileAtomicSync';
   checkPath(op, path);
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw argError(op, 'data', 'a Uint8Array or a string', data);
-  const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'wx');
-  try {
-    try {
-      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-      for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone: the rename succeeded before the failure, or the open failed
-    }
-    throw e;
-  }
-  syncDirSync(dirname(path));
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  replaceFileAtomically(path, (fd) => writeAll(fd, bytes), op);
 }
