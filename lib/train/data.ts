@@ -95,15 +95,20 @@ export function createRunData(args: TrainArgs, opts: RunDataOptions): RunData {
   if (args.valData !== null) {
     const valKind = dataKind(args.valData, args.datasetType, '--val-data');
     const v = sourceFor(valKind, args.valData, args, 'val', opts.imageSize);
-    val = createDataLoader({ source: v.spec, batchSize: args.batchSize, workers: args.workers, seed: 0, shuffle: false, imageTransform: { size: opts.imageSize }, text });
+    val = evalLoader(v.spec, args.batchSize, args, opts.imageSize, opts.contextLength);
   }
   return { kind, train: trainLoader, samplesPerEpoch: train.samples, val };
+}
+
+/** An evaluation loader: samples in order, the eval transform (resize + centre crop). */
+function evalLoader(source: SourceSpec, batchSize: number, args: TrainArgs, imageSize: number, contextLength: number): DataLoader {
+  return createDataLoader({ source, batchSize, workers: args.workers, seed: 0, shuffle: false, imageTransform: { size: imageSize }, text: { contextLength } });
 }
 
 /** The built-in dataset's validation split as a loader (zero-shot evaluation of the default run). */
 export function builtinValLoader(args: TrainArgs, imageSize: number, contextLength: number): DataLoader {
   const v = sourceFor('builtin', null, args, 'val', imageSize);
-  return createDataLoader({ source: v.spec, batchSize: 256, workers: args.workers, seed: 0, shuffle: false, imageTransform: { size: imageSize }, text: { contextLength } });
+  return evalLoader(v.spec, 256, args, imageSize, contextLength);
 }
 
 /**
@@ -115,15 +120,7 @@ export function imageFolderZeroShot(args: TrainArgs, dir: string, imageSize: num
   const namesFile = ['classnames.json', 'classnames.txt'].map((f) => join(dir, f)).find((f) => existsSync(f));
   const options = namesFile ? { root: dir, classNamesFile: namesFile } : { root: dir };
   const folder = loadImageFolder(dir, namesFile ? { classNamesFile: namesFile } : {});
-  const loader = createDataLoader({
-    source: { type: 'module', module: IMAGE_FOLDER_MODULE, export: 'createImageFolderSource', options },
-    batchSize: 128,
-    workers: args.workers,
-    seed: 0,
-    shuffle: false,
-    imageTransform: { size: imageSize },
-    text: { contextLength },
-  });
+  const loader = evalLoader({ type: 'module', module: IMAGE_FOLDER_MODULE, export: 'createImageFolderSource', options }, 128, args, imageSize, contextLength);
   return { classNames: folder.classNames, templates: folder.templates, loader };
 }
 
