@@ -21,14 +21,9 @@
 //
 // Run: node --import tsx bench/attention.bench.ts [--device cpu|cuda] [--threads N] [--no-torch]
 // Writes bench/results/<date>-<device>-attention.json.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, platform } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as cf from '../lib/index.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
+import { runPython, writeResult } from './lib.js';
 
 interface Shape {
   B: number;
@@ -92,14 +87,6 @@ function timeMs(fn: () => void, reps: number, minMs: number): number {
   return median(times);
 }
 
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
 interface TorchResult {
   fwd_ms: number;
   fwdbwd_ms: number;
@@ -110,12 +97,9 @@ interface TorchResult {
 function torchSide(device: 'cpu' | 'cuda', shapes: Shape[], threads: number): { results: TorchResult[]; version: string; ceiling?: number } | string {
   const shapeArgs = shapes.map((s) => `${s.B},${s.H},${s.S},${s.D}${s.causal ? ',causal' : ''}`);
   const extra = device === 'cuda' ? ['--ceiling'] : ['--threads', String(threads)];
-  const r = spawnSync('python3', [join(here, 'compare', 'attention.py'), '--device', device, ...extra, '--shapes', ...shapeArgs], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 24,
-  });
-  if (r.error || r.status !== 0) return `bench/compare/attention.py failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
-  const out = JSON.parse(r.stdout) as { torch: string; results: TorchResult[]; bf16_matmul_tflops?: number };
+  const r = runPython('attention.py', ['--device', device, ...extra, '--shapes', ...shapeArgs]);
+  if (!r.ok) return r.why;
+  const out = r.value as { torch: string; results: TorchResult[]; bf16_matmul_tflops?: number };
   return { results: out.results, version: out.torch, ceiling: out.bf16_matmul_tflops };
 }
 
@@ -334,23 +318,13 @@ async function main(): Promise<void> {
   );
   if (typeof torch === 'string') console.log(`PyTorch comparison did not run: ${torch}`);
 
-  const date = new Date().toISOString();
-  const record = {
-    bench: 'attention',
-    commit: gitCommit(),
-    date,
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: platform(), node: process.version },
-    device: deviceName,
+  const outPath = writeResult('attention', deviceName, {
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: platform() },
     backend: gpu ? { cuda: info.cudaVersion } : { threads: opt.threads },
     torch: typeof torch === 'string' ? { skipped: torch } : { version: torch.version, ...(gpu ? { bf16MatmulTflops: torch.ceiling } : { threads: opt.threads }) },
     flopConvention: '4*B*H*S^2*D forward, 3.5x forward+backward, halved when causal',
     results: rows,
-  };
-  const tag = gpu ? deviceName.toLowerCase().replace(/nvidia|geforce/g, '').trim().replace(/[^a-z0-9]+/g, '-') : 'cpu';
-  const outDir = join(here, 'results');
-  mkdirSync(outDir, { recursive: true });
-  const outPath = join(outDir, `${date.slice(0, 10)}-${tag}-attention.json`);
-  writeFileSync(outPath, JSON.stringify(record, null, 2) + '\n');
+  });
   console.log(`wrote ${outPath}`);
 }
 

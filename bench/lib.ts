@@ -76,8 +76,12 @@ export function cpuPeak(cores: number): CpuPeak {
   return { model, cores, ghz, isa, lanes, fmaUnits, gflops: cores * lanes * fmaUnits * 2 * ghz };
 }
 
-/** The checked-out commit, with "-dirty" when the tree has changes. */
+/**
+ * The checked-out commit, with "-dirty" when the tree has changes; CLIPFORGE_COMMIT when set
+ * (a copy of the tree without .git, as on the GPU machine, names its commit that way).
+ */
 export function gitCommit(): string {
+  if (process.env.CLIPFORGE_COMMIT) return process.env.CLIPFORGE_COMMIT;
   try {
     const root = join(benchDir, '..');
     const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
