@@ -9,7 +9,8 @@
 #
 # Logs and a tarball of the new bench/results/*.json go to $OUT (or ./gpu-out). Each step has
 # its own time limit (seconds, from the environment) so that a hung kernel cannot eat the
-# whole lease: TESTS_S (240), SANITIZE_S (per suite, 120), BENCH_S (per benchmark, 150).
+# whole lease: TESTS_S (240), SANITIZE_S (per suite, 120), BENCH_S (per benchmark, 150),
+# BENCH_TOTAL_S (all benchmarks, 1800).
 # The test suite and the sanitizer share the GPU and run side by side; the benchmarks run
 # alone afterwards so their timings see an idle device.
 set -uo pipefail
@@ -58,7 +59,7 @@ want tests && tail -40 "$out/test-cuda.log"
 want sanitize && cat "$out"/sanitizer-*.log
 
 if want bench; then
-  CLIPFORGE_BENCH_TIMEOUT_S=${BENCH_S:-150} node scripts/bench-gpu.mjs > "$out/bench.log" 2>&1
+  CLIPFORGE_BENCH_TIMEOUT_S=${BENCH_S:-150} timeout -k 5 "${BENCH_TOTAL_S:-1800}" node scripts/bench-gpu.mjs > "$out/bench.log" 2>&1
   tail -40 "$out/bench.log"
   tar -czf "$out/results.tgz" bench/results/*.json
 fi
