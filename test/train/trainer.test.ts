@@ -1,6 +1,6 @@
 // The training loop on the built-in dataset: it learns, resumes exactly, stops on a NaN loss,
 // honours locked towers and accumulates gradients as one large batch would.
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -10,7 +10,7 @@ import { createDataLoader, type Batch, type DataLoader } from '../../lib/data/lo
 import { createModel } from '../../lib/nn/factory.js';
 import type { CLIP } from '../../lib/nn/clip.js';
 import { native } from '../../lib/native.js';
-import { latestCheckpoint } from '../../lib/train/checkpoint.js';
+import { latestCheckpoint, readCheckpointInfo } from '../../lib/train/checkpoint.js';
 import { parseTrainArgs } from '../../lib/train/flags.js';
 import type { StepInfo } from '../../lib/train/logging.js';
 import { accumulatedBackward, runTraining, type TrainerOptions, type TrainReporter } from '../../lib/train/trainer.js';
@@ -137,6 +137,32 @@ test('N steps, interrupt, resume, N steps: exactly the weights of 2N uninterrupt
   assert.is(rest.steps, 32);
   assertSameWeights(expected, weights(second.opts.model), 'resumed run');
   await second.close();
+});
+
+test('--save-frequency, --save-most-recent and --delete-previous-checkpoint decide which checkpoints stay', async () => {
+  const flags = ['--batch-size', '64', '--epochs', '3', '--warmup', '1'];
+  const files = (name: string): string[] => readdirSync(join(tmp, name)).filter((f) => f.endsWith('.safetensors')).sort();
+  const cases: [string, string[], string[]][] = [
+    ['keep-all', ['--save-frequency', '1'], ['epoch_1.safetensors', 'epoch_2.safetensors', 'epoch_3.safetensors']],
+    ['every-2', ['--save-frequency', '2'], ['epoch_2.safetensors', 'epoch_3.safetensors']],
+    ['rolling', ['--save-frequency', '1', '--delete-previous-checkpoint'], ['epoch_3.safetensors']],
+    ['latest', ['--save-frequency', '0', '--save-most-recent'], ['epoch_latest.safetensors']],
+  ];
+  for (const [name, extra, expected] of cases) {
+    const run = setup(name, [...flags, ...extra]);
+    try {
+      const out = await runTraining(run.opts);
+      assert.equal(files(name), expected, `${name}: the checkpoints left`);
+      assert.ok(out.lastCheckpoint && existsSync(out.lastCheckpoint), `${name}: lastCheckpoint names a file that exists`);
+    } finally {
+      await run.close();
+    }
+  }
+  // epoch_latest holds the end of the run (epoch 3, 12 steps at 256 samples / 64), so
+  // --resume latest continues from there.
+  const info = readCheckpointInfo(join(tmp, 'latest', 'epoch_latest.safetensors'));
+  assert.is(info.epoch, 3);
+  assert.is(info.step, 12);
 });
 
 test('a NaN loss stops the run with the step, and the checkpoint of the last epoch survives', async () => {
