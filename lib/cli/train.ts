@@ -74,9 +74,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
     process.stdout.write(trainHelp() + '\n');
     return 0;
   }
-  const args = withEmbeddedDefaults(parsed);
-  if (args.precision !== 'fp32') {
-    process.stderr.write(`clipforge train: --precision ${args.precision} computes in f32 in this version (bf16 compute is not wired into the models yet)\n`);
+  const embedded = withEmbeddedDefaults(parsed);
+  // OpenCLIP's default (amp) pays off on a GPU only; on the CPU bf16 products are slower.
+  const args = embedded.given.has('--precision') || pickDevice() === 'cuda' ? embedded : { ...embedded, precision: 'fp32' as const };
+  if (args.precision === 'bf16') {
+    process.stderr.write('clipforge train: --precision bf16 keeps f32 master weights here, so it runs as amp_bf16 (bf16 matrix products, f32 elsewhere)\n');
+  }
+  if (args.precision !== 'fp32' && pickDevice() === 'cpu') {
+    process.stderr.write(`clipforge train: --precision ${args.precision} on the CPU rounds the matrix products' inputs to bf16 but computes in f32, so it is slower than fp32 there\n`);
   }
   if (args.localLoss || args.gatherWithGrad) {
     process.stderr.write('clipforge train: --local-loss and --gather-with-grad have no effect in a single-process run\n');

@@ -2,6 +2,17 @@
 import { closeSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { argError } from '../tensor/check.js';
+
+/**
+ * `path` as a string, or an error naming `op` and `arg`. Node's fs calls also take numbers as
+ * file descriptors: a number that slipped through would read or write whatever that descriptor
+ * is (a pipe read can block forever), so every path from outside is checked here first.
+ */
+export function checkPath(op: string, arg: string, path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) throw argError(op, arg, 'a non-empty file path', path);
+  return path;
+}
 
 // readSync / writeSync move at most 2 GiB - 1 per call.
 const IO_CHUNK = 1 << 30;

@@ -8,7 +8,7 @@ import { endianness } from 'node:os';
 import { native } from '../native.js';
 import { argError, describe } from '../tensor/check.js';
 import { checkDevice, checkTensor, empty, type Device, type Tensor } from '../tensor/tensor.js';
-import { readExact, writeAll, writeFileAtomic } from './files.js';
+import { checkPath, readExact, writeAll, writeFileAtomic } from './files.js';
 import { decodeValues, ELEMENT_BYTES, READ_AS, READABLE } from './element_types.js';
 import { f32ToBf16, f32ToF16 } from './half.js';
 
@@ -137,11 +137,6 @@ export interface ReadSafetensorsOptions {
   device?: Device;
 }
 
-function checkPath(op: string, path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
-  return path;
-}
-
 function checkLittleEndian(op: string): void {
   if (endianness() !== 'LE') throw new Error(`${op}: checkpoint files are little-endian and this machine is not`);
 }
@@ -159,7 +154,7 @@ function readHeader(fd: number, op: string, path: string): SafetensorsHeader {
 /** Reads and validates only the header of a .safetensors file (entries and metadata; no tensor data). */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
   const op = 'readSafetensorsHeader';
-  checkPath(op, path);
+  checkPath(op, 'path', path);
   const fd = openSync(path, 'r');
   try {
     return readHeader(fd, op, path);
@@ -176,7 +171,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
  */
 export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const op = 'readSafetensors';
-  checkPath(op, path);
+  checkPath(op, 'path', path);
   const device = checkDevice(op, 'opts.device', opts.device ?? 'cpu');
   checkLittleEndian(op);
   const fd = openSync(path, 'r');
@@ -255,7 +250,7 @@ function namedTensors(op: string, tensors: unknown): [string, Tensor][] {
  */
 export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, opts: WriteSafetensorsOptions = {}): void {
   const op = 'writeSafetensors';
-  checkPath(op, path);
+  checkPath(op, 'path', path);
   checkLittleEndian(op);
   if (opts.dtype !== undefined && !Object.hasOwn(FILE_DTYPE, opts.dtype)) throw argError(op, 'opts.dtype', "'f32', 'bf16' or 'f16'", opts.dtype);
   const metadata = opts.metadata ?? {};

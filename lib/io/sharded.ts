@@ -2,6 +2,7 @@
 // (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) whose "weight_map" names,
 // for every tensor, the shard file beside the index that holds it.
 import { readFileSync } from 'node:fs';
+import { checkPath } from './files.js';
 import { basename, dirname, join } from 'node:path';
 import { argError } from '../tensor/check.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
@@ -10,8 +11,8 @@ export type ShardReader = (path: string, opts: { device?: Device }) => Map<strin
 
 /** The tensor → shard map of an index file, validated; shards are plain file names. */
 export function readShardIndex(path: string, op = 'readShardIndex'): Map<string, string> {
-  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
   if (typeof op !== 'string') throw argError('readShardIndex', 'op', 'a string', op);
+  checkPath(op, 'path', path);
   const fail = (problem: string): Error => new Error(`${op}: ${path}: ${problem}`);
   let json: unknown;
   try {

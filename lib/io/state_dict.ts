@@ -2,6 +2,7 @@
 // (.safetensors, .pt, .pth and .bin files are told apart by content, not by extension),
 // or from the shards a hub-style index JSON names.
 import { closeSync, openSync, readSync } from 'node:fs';
+import { checkPath } from './files.js';
 import { argError } from '../tensor/check.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { readSafetensors } from './safetensors.js';
@@ -62,6 +63,6 @@ function readFile(path: string, opts: ReadStateDictOptions, op: string, allowInd
  */
 export function readStateDict(path: string, opts: ReadStateDictOptions = {}): Map<string, Tensor> {
   const op = 'readStateDict';
-  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
+  checkPath(op, 'path', path);
   return readFile(path, opts, op, true);
 }

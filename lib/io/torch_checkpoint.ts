@@ -4,6 +4,7 @@
 // restricted unpickler: only tensor rebuilds, storage and dtype types and OrderedDict are
 // allowed, so loading never runs code from the file.
 import { native } from '../native.js';
+import { checkPath } from './files.js';
 import { argError } from '../tensor/check.js';
 import { checkDevice, empty, type Device, type Tensor } from '../tensor/tensor.js';
 import { aligned, decodeValues, ELEMENT_BYTES, READ_AS, READABLE } from './element_types.js';
@@ -253,9 +254,9 @@ function materialize(archive: ZipArchive, named: [string, TensorRef][], op: stri
 }
 
 function openCheckpoint(op: string, path: unknown, opts: ReadTorchCheckpointOptions): { archive: ZipArchive; device: Device } {
-  if (typeof path !== 'string' || path.length === 0) throw argError(op, 'path', 'a non-empty string', path);
+  const file = checkPath(op, 'path', path);
   const device = checkDevice(op, 'opts.device', opts.device ?? 'cpu');
-  return { archive: new ZipArchive(path, op), device };
+  return { archive: new ZipArchive(file, op), device };
 }
 
 /**

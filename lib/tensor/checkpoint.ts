@@ -1,7 +1,9 @@
 // Gradient checkpointing: run a function's forward without keeping its activations, and
 // run it again during backward to get them back. Random numbers drawn inside the function
-// come out the same in the second run (the default generator is rewound).
+// come out the same in the second run (the default generator is rewound), and the second run
+// computes in the precision of the first (the autocast state is restored).
 import { attachGrad, backward, enableGrad, isGradEnabled, noGrad } from './autograd.js';
+import { autocast, autocastDtype } from './autocast.js';
 import { argError } from './check.js';
 import { defaultGenerator } from './random.js';
 import { checkTensor, Tensor } from './tensor.js';
@@ -12,6 +14,7 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tenso
   inputs.forEach((t, i) => checkTensor('checkpoint', `inputs[${i}]`, t));
   if (!isGradEnabled()) return fn(...inputs);
   const rng = defaultGenerator.getState();
+  const precision = autocastDtype();
   // In a scope: the activations are freed as soon as the forward is done.
   let out = scope(() => noGrad(() => fn(...inputs)));
   if (!(out instanceof Tensor)) throw argError('checkpoint', 'the result of fn', 'a Tensor', out);
@@ -32,7 +35,7 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tenso
       // it (fn may return one of its inputs or a captured tensor, which must live on).
       scope(() =>
         enableGrad(() => {
-          const y = fn(...leaves);
+          const y = autocast(precision, () => fn(...leaves));
           if (!(y instanceof Tensor)) throw argError('checkpoint', 'the result of fn', 'a Tensor', y);
           if (y.requiresGrad) backward(y, gy);
         }),

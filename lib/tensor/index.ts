@@ -6,6 +6,7 @@ export {
 export { scope, keep, scopeDepth } from './scope.js';
 export { backward, noGrad, enableGrad, isGradEnabled, attachGrad, GradNode, type GradFn } from './autograd.js';
 export { checkpoint } from './checkpoint.js';
+export { autocast, autocastDtype, type AutocastDType } from './autocast.js';
 export { Generator, defaultGenerator, manualSeed, rand, randn, type RandomOptions } from './random.js';
 export { memoryStats, emptyCache, synchronize, backendInfo, setNumThreads, type MemoryStats } from './memory.js';
 export * from './ops/elementwise.js';

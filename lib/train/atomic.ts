@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { syncDirectory, writeAll, writeFileAtomic as replaceFileAtomically } from '../io/files.js';
+import { checkPath, syncDirectory, writeAll, writeFileAtomic as replaceFileAtomically } from '../io/files.js';
 import { argError } from '../tensor/check.js';
 
 /** Streams the content: call `write` for each chunk, in order (await each call). */
@@ -15,15 +15,10 @@ function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
-function checkPath(op: string, path: unknown): string {
-  if (typeof path !== 'string' || path === '') throw argError(op, 'path', 'a non-empty file path', path);
-  return path;
-}
-
 /** Replaces `path` atomically with `data` (bytes, a string as UTF-8, or a writer that streams chunks). */
 export async function writeFileAtomic(path: string, data: Uint8Array | string | AtomicWriter): Promise<void> {
   const op = 'writeFileAtomic';
-  checkPath(op, path);
+  checkPath(op, 'path', path);
   if (typeof data !== 'string' && !(data instanceof Uint8Array) && typeof data !== 'function') {
     throw argError(op, 'data', 'a Uint8Array, a string or a writer function', data);
   }
@@ -54,7 +49,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string | 
 /** writeFileAtomic for bytes or a string, synchronously (the same replacement lib/io uses). */
 export function writeFileAtomicSync(path: string, data: Uint8Array | string): void {
   const op = 'writeFileAtomicSync';
-  checkPath(op, path);
+  checkPath(op, 'path', path);
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw argError(op, 'data', 'a Uint8Array or a string', data);
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   replaceFileAtomically(path, (fd) => writeAll(fd, bytes), op);

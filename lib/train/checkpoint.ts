@@ -7,6 +7,7 @@
 // `loadPretrained`-style readers see a plain safetensors file whose `state_dict.` keys are
 // OpenCLIP's, so `clipforge eval` and `clipforge convert` can read these checkpoints too.
 import { readdirSync, existsSync } from 'node:fs';
+import { checkPath } from '../io/files.js';
 import { join } from 'node:path';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../io/safetensors.js';
 import type { CLIP } from '../nn/clip.js';
@@ -128,7 +129,7 @@ export const LATEST_CHECKPOINT_NAME = 'epoch_latest.safetensors';
  * (OpenCLIP's `--resume latest`).
  */
 export function latestCheckpoint(dir: string): string | null {
-  if (!existsSync(dir)) return null;
+  if (!existsSync(checkPath('latestCheckpoint', 'dir', dir))) return null;
   const names = readdirSync(dir);
   if (names.includes(LATEST_CHECKPOINT_NAME)) return join(dir, LATEST_CHECKPOINT_NAME);
   let best = -1;

@@ -119,7 +119,7 @@ const FLAGS: Record<string, Flag> = {
   '--zeroshot-frequency': { key: 'zeroshotFrequency', kind: 'int', min: 0, help: 'run zero-shot evaluation every this many epochs (0: never)' },
   '--val-frequency': { key: 'valFrequency', kind: 'int', min: 0, help: 'run validation every this many epochs (0: never)' },
   '--resume': { key: 'resume', kind: 'string', help: "checkpoint to resume from, or 'latest' for the newest one of this run" },
-  '--precision': { key: 'precision', kind: 'string', choices: ['fp32', 'amp_bf16', 'bf16'], help: 'fp32; amp_bf16: f32 weights, bf16 compute; bf16: bf16 weights and compute' },
+  '--precision': { key: 'precision', kind: 'string', choices: ['fp32', 'amp_bf16', 'bf16'], help: 'amp_bf16 (default on a GPU): bf16 matrix products, f32 elsewhere; bf16: the same here (master weights stay f32); fp32 (default on the CPU)' },
   '--model': { key: 'model', kind: 'string', help: 'model configuration name (e.g. ViT-B-32)' },
   '--pretrained': { key: 'pretrained', kind: 'string', help: 'pretrained weights: a tag or a path' },
   '--lock-image': { key: 'lockImage', kind: 'bool', help: 'freeze the image tower (LiT)' },

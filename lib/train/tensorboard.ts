@@ -4,6 +4,7 @@
 // file version; each scalar is Event{wall_time, step, summary{value{tag, simple_value}}}.
 // The file is events.out.tfevents.<unix seconds>.<host>, as TensorBoard expects to find it.
 import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { checkPath } from '../io/files.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { argError } from '../tensor/check.js';
@@ -183,7 +184,7 @@ function decodeEvent(data: Uint8Array): ScalarEvent {
 
 /** Reads an event file, checking both CRCs of every record. */
 export function readEventFile(path: string): ScalarEvent[] {
-  const buf = new Uint8Array(readFileSync(path));
+  const buf = new Uint8Array(readFileSync(checkPath('readEventFile', 'path', path)));
   const dv = view(buf);
   const events: ScalarEvent[] = [];
   for (let off = 0; off < buf.length; ) {

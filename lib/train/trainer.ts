@@ -14,6 +14,7 @@ import { clipGradNorm } from '../optim/clip_grad.js';
 import { paramGroups } from '../optim/param_groups.js';
 import { constCooldownLr, constLr, cosineLr, type LrSchedule } from '../optim/schedule.js';
 import { noGrad } from '../tensor/autograd.js';
+import { autocast, type AutocastDType } from '../tensor/autocast.js';
 import { detach } from '../tensor/ops/shape.js';
 import { concat } from '../tensor/ops/slice.js';
 import { keep, scope } from '../tensor/scope.js';
@@ -113,20 +114,31 @@ function lossOf(model: CLIP, img: Tensor, txt: Tensor, siglip: boolean, scalesTr
 }
 
 /**
+ * The dtype of the forward's matrix products for --precision. OpenCLIP's 'bf16' also stores the
+ * weights in bf16; here both keep f32 master weights (the issue's rule), so both mean
+ * bf16 products with f32 accumulation and f32 everywhere else.
+ */
+export function computeDtype(precision: TrainArgs['precision']): AutocastDType | null {
+  return precision === 'fp32' ? null : 'bf16';
+}
+
+/**
  * One optimizer step's forward and backward over `batches` (accumFreq of them). With one
  * batch: the loss of the batch. With several, OpenCLIP's feature caching: the features of
  * every batch are computed without gradients first, then each batch is recomputed with
  * gradients and its loss taken against the cached features of the others, so the gradient
  * is that of the loss over the whole accumulated batch. Every micro-batch's loss has the
  * value of the whole batch's, so only the first one gives the logit scale (and bias) their
- * gradient: summing all of them would multiply it by --accum-freq. Returns the loss (on device).
+ * gradient: summing all of them would multiply it by --accum-freq. `precision` is the dtype of
+ * the forward's matrix products (autocast; null for f32). Returns the loss (on device).
  */
-export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boolean): Tensor {
+export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boolean, precision: AutocastDType | null = null): Tensor {
+  const forward = (images: Tensor, texts: Tensor) => autocast(precision, () => model.forward(images, texts));
   const inputs = batches.map((b) => ({ images: onModelDevice(model, b.images, b.imageShape), texts: onModelDevice(model, b.texts, b.textShape) }));
   try {
     if (inputs.length === 1) {
       const loss = scope(() => {
-        const out = model.forward(inputs[0]!.images, inputs[0]!.texts);
+        const out = forward(inputs[0]!.images, inputs[0]!.texts);
         return lossOf(model, out.imageFeatures, out.textFeatures, siglip);
       });
       loss.backward();
@@ -135,7 +147,7 @@ export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boole
     const cached = noGrad(() =>
       inputs.map((x) =>
         scope(() => {
-          const out = model.forward(x.images, x.texts);
+          const out = forward(x.images, x.texts);
           return keep({ img: out.imageFeatures, txt: out.textFeatures });
         }),
       ),
@@ -144,7 +156,7 @@ export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boole
     try {
       for (let j = 0; j < inputs.length; j++) {
         const loss = scope(() => {
-          const out = model.forward(inputs[j]!.images, inputs[j]!.texts);
+          const out = forward(inputs[j]!.images, inputs[j]!.texts);
           const img = concat(cached.map((c, k) => (k === j ? out.imageFeatures : c.img)), 0);
           const txt = concat(cached.map((c, k) => (k === j ? out.textFeatures : c.txt)), 0);
           return lossOf(model, img, txt, siglip, j === 0);
@@ -230,7 +242,7 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
       const step = position.step;
       const lr = lrAt(step);
       optimizer.setLr(lr);
-      const loss = accumulatedBackward(model, pending, args.siglip);
+      const loss = accumulatedBackward(model, pending, args.siglip, computeDtype(args.precision));
       const samples = pending.reduce((n, b) => n + b.count, 0);
       pending = [];
       if (args.gradClipNorm !== null) clipGradNorm(params, args.gradClipNorm).dispose();

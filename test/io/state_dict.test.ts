@@ -82,11 +82,11 @@ test('unknown and legacy formats are errors naming the file', () => {
     writeFileSync(tiny, 'PK');
     assert.throws(() => readStateDict(tiny), /tiny\.pt: not a checkpoint format/);
     assert.throws(() => readStateDict(join(FIXTURES, 'legacy.pt')), /legacy\.pt: a torch\.save checkpoint in the legacy \(before torch 1\.6\) format/);
-    assert.throws(() => readStateDict(''), /readStateDict: expected a non-empty string for path/);
+    assert.throws(() => readStateDict(''), /readStateDict: expected a non-empty file path for path/);
     assert.is(detectCheckpointFormat(new Uint8Array([0x50, 0x4b, 3, 4])), 'torch-zip');
     assert.is(detectCheckpointFormat(new Uint8Array(0)), 'unknown');
     assert.throws(() => detectCheckpointFormat([0x50, 0x4b, 3, 4] as unknown as Uint8Array), /detectCheckpointFormat: expected a Uint8Array for head/);
-    assert.throws(() => readShardIndex(-0 as unknown as string), /readShardIndex: expected a non-empty string for path, got 0 of type number/);
+    assert.throws(() => readShardIndex(-0 as unknown as string), /readShardIndex: expected a non-empty file path for path, got 0 of type number/);
   } finally {
     remove();
   }

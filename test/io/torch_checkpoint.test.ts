@@ -103,7 +103,7 @@ test('a view reaching past its storage is an error naming the file', () => {
 test('files that are not torch zip checkpoints', () => {
   assert.throws(() => readTorchCheckpoint(join(FIXTURES, 'legacy.pt')), /legacy\.pt: not a zip archive/);
   assert.throws(() => readTorchCheckpoint(join(FIXTURES, 'mixed.safetensors')), /mixed\.safetensors: not a zip archive/);
-  assert.throws(() => readTorchCheckpoint(''), /readTorchCheckpoint: expected a non-empty string for path/);
+  assert.throws(() => readTorchCheckpoint(''), /readTorchCheckpoint: expected a non-empty file path for path/);
   assert.throws(() => readTorchCheckpoint(join(FIXTURES, 'views.pt'), { device: 'tpu' }), /readTorchCheckpoint: expected 'cpu', 'cuda' or 'cuda:N' for opts.device/);
 });
 

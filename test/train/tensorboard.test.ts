@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
+import { latestCheckpoint } from '../../lib/train/checkpoint.js';
 
 const test = suite('tensorboard');
 const dir = mkdtempSync(join(tmpdir(), 'clipforge-tb-'));
@@ -64,6 +65,12 @@ test('bad arguments', () => {
   assert.throws(() => w.addScalar('', 1, 0), /addScalar: expected a non-empty string for tag/);
   assert.throws(() => w.addScalar('a', 1, -1), /addScalar: expected an integer >= 0 for step, got -1/);
   w.close();
+});
+
+test('a number is not taken as a path: readEventFile and latestCheckpoint refuse file descriptors', () => {
+  // fs would read descriptor 0 (stdin) and block; the check must come first.
+  assert.throws(() => cf.readEventFile(0 as unknown as string), /readEventFile: expected a non-empty file path for path, got 0 of type number/);
+  assert.throws(() => latestCheckpoint(4 as unknown as string), /latestCheckpoint: expected a non-empty file path for dir/);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

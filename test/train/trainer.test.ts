@@ -48,7 +48,7 @@ interface Run {
 }
 
 function setup(name: string, flags: string[], extra: Partial<TrainerOptions> = {}, samples = 256): Run {
-  const args = parseTrainArgs(['--model', 'tiny-builtin', '--workers', '0', '--zeroshot-frequency', '0', ...flags]);
+  const args = parseTrainArgs(['--model', 'tiny-builtin', '--workers', '0', '--zeroshot-frequency', '0', '--precision', 'fp32', ...flags]);
   const train = loader('train', samples, args.batchSize);
   const model = createModel('tiny-builtin', { seed: 3 });
   const opts: TrainerOptions = {
@@ -163,6 +163,31 @@ test('--save-frequency, --save-most-recent and --delete-previous-checkpoint deci
   const info = readCheckpointInfo(join(tmp, 'latest', 'epoch_latest.safetensors'));
   assert.is(info.epoch, 3);
   assert.is(info.step, 12);
+});
+
+test('--precision amp_bf16 trains with bf16 products: f32 weights, close to but not the fp32 run', async () => {
+  const flags = ['--batch-size', '32', '--epochs', '1', '--lr', '1e-3', '--warmup', '1', '--save-frequency', '0'];
+  const fp32 = setup('fp32', flags, {}, 32 * 6);
+  const amp = setup('amp', [...flags, '--precision', 'amp_bf16'], {}, 32 * 6);
+  try {
+    const a = await runTraining(fp32.opts);
+    const b = await runTraining(amp.opts);
+    const wa = weights(fp32.opts.model), wb = weights(amp.opts.model);
+    let differs = false;
+    for (const [k, va] of wa) {
+      const p = amp.opts.model.namedParameters().find(([n]) => n === k)![1];
+      assert.is(p.dtype, 'f32', `${k} stays f32`);
+      if (va.some((x, i) => x !== wb.get(k)![i])) differs = true;
+    }
+    assert.ok(differs, 'bf16 products changed the weights');
+    for (let i = 0; i < a.losses.length; i++) {
+      const [la, lb] = [a.losses[i]!.loss, b.losses[i]!.loss];
+      assert.ok(Math.abs(la - lb) < 0.02 * la, `step ${i + 1}: loss ${lb} (amp_bf16) vs ${la} (fp32)`);
+    }
+  } finally {
+    await fp32.close();
+    await amp.close();
+  }
 });
 
 test('a NaN loss stops the run with the step, and the checkpoint of the last epoch survives', async () => {

@@ -1,0 +1,117 @@
+// autocast('bf16'): matrix products read bf16 copies of f32 inputs and give f32 back, with
+// gradients reaching the f32 inputs; everything else, and code outside autocast, is unchanged.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as cf from '../../lib/index.js';
+import { createModel } from '../../lib/nn/factory.js';
+import { assertClose, Rng } from '../support/helpers.js';
+
+const test = suite('autocast');
+const rng = new Rng(77);
+
+const leaf = (shape: number[]): cf.Tensor => cf.fromArray(rng.array(shape.reduce((a, b) => a * b, 1)), shape, { requiresGrad: true });
+const values = (t: cf.Tensor | null): Float32Array => {
+  assert.ok(t, 'a tensor is present');
+  return t!.toArray() as Float32Array;
+};
+const maxAbsDiff = (a: Float32Array, b: Float32Array): number => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+
+/** y, da, db of sum(matmul(a, b, opts) * w) with fresh gradients. */
+function productAndGrads(a: cf.Tensor, b: cf.Tensor, w: cf.Tensor, run: () => cf.Tensor) {
+  a.grad = null;
+  b.grad = null;
+  return cf.scope(() => {
+    const y = run();
+    cf.sum(cf.mul(y, w)).backward();
+    return { y: values(y), dtype: y.dtype, da: values(a.grad), db: values(b.grad) };
+  });
+}
+
+test('matmul under autocast equals the product of bf16-rounded inputs, in f32, with f32 gradients', () => {
+  const a = leaf([17, 40]), b = leaf([24, 40]), bias = leaf([24]), w = cf.fromArray(rng.array(17 * 24), [17, 24]);
+  const plain = productAndGrads(a, b, w, () => cf.matmul(a, b, { transB: true, bias }));
+  const amp = productAndGrads(a, b, w, () => cf.autocast('bf16', () => cf.matmul(a, b, { transB: true, bias })));
+  const byHand = productAndGrads(a, b, w, () => cf.cast(cf.matmul(cf.cast(a, 'bf16'), cf.cast(b, 'bf16'), { transB: true, bias: cf.cast(bias, 'bf16') }), 'f32'));
+  assert.is(amp.dtype, 'f32');
+  assert.equal(Array.from(amp.y), Array.from(byHand.y), 'the same numbers as casting by hand');
+  assert.equal(Array.from(amp.da), Array.from(byHand.da));
+  assert.equal(Array.from(amp.db), Array.from(byHand.db));
+  assert.ok(maxAbsDiff(amp.y, plain.y) > 0, 'bf16 rounding changed the product');
+  assertClose(amp.y, plain.y, { rtol: 2e-2, atol: 5e-2, what: 'bf16 product vs f32' });
+  assertClose(amp.da, plain.da, { rtol: 2e-2, atol: 5e-2, what: 'bf16 da vs f32' });
+  assert.is(a.grad!.dtype, 'f32', 'the gradient of an f32 input is f32');
+  assert.equal(cf.autocastDtype(), null, 'autocast ends with its function');
+});
+
+test('linear and attentionPacked follow autocast; autocast(null) inside turns it off', () => {
+  const x = leaf([2, 5, 3 * 2 * 16]);
+  const packed = (): cf.Tensor => cf.attentionPacked(cf.reshape(x, [2, 5, 3, 2, 16]), { causal: true });
+  const plain = cf.scope(() => values(packed()));
+  const amp = cf.scope(() => values(cf.autocast('bf16', packed)));
+  const manual = cf.scope(() => values(cf.cast(cf.attentionPacked(cf.reshape(cf.cast(x, 'bf16'), [2, 5, 3, 2, 16]), { causal: true }), 'f32')));
+  assert.equal(Array.from(amp), Array.from(manual));
+  assert.ok(maxAbsDiff(amp, plain) > 0 && maxAbsDiff(amp, plain) < 5e-2, `attention in bf16 is close to f32 but not equal (${maxAbsDiff(amp, plain)})`);
+  const off = cf.scope(() => values(cf.autocast('bf16', () => cf.autocast(null, packed))));
+  assert.equal(Array.from(off), Array.from(plain), 'autocast(null) restores full precision');
+
+  const weight = leaf([8, 96]);
+  const lin = cf.scope(() => cf.autocast('bf16', () => cf.linear(x, weight)).dtype);
+  assert.is(lin, 'f32');
+});
+
+test('ops outside the products stay f32 and exact under autocast', () => {
+  const x = leaf([6, 32]);
+  const ln = (): Float32Array => cf.scope(() => values(cf.softmax(cf.layerNorm(x, null, null))));
+  assert.equal(Array.from(cf.autocast('bf16', ln)), Array.from(ln()));
+});
+
+test('a checkpointed block recomputes in the precision of its forward', () => {
+  const x = leaf([4, 16]), w1 = leaf([16, 16]), w2 = leaf([16, 16]);
+  const block = (t: cf.Tensor): cf.Tensor => cf.matmul(cf.gelu(cf.matmul(t, w1)), w2);
+  const grads = (useCheckpoint: boolean): Float32Array[] => {
+    for (const p of [x, w1, w2]) p.grad = null;
+    cf.scope(() => {
+      const y = cf.autocast('bf16', () => (useCheckpoint ? cf.checkpoint(block, x) : block(x)));
+      cf.sum(y).backward();
+    });
+    return [values(x.grad), values(w1.grad), values(w2.grad)];
+  };
+  const plain = grads(false), checkpointed = grads(true);
+  plain.forEach((g, i) => assert.equal(Array.from(checkpointed[i]!), Array.from(g), `gradient ${i}`));
+});
+
+test('a CLIP forward under autocast stays close to f32: features agree to cosine > 0.99', () => {
+  const model = createModel('tiny-builtin', { seed: 5 });
+  try {
+    const images = cf.fromArray(rng.array(2 * 3 * 32 * 32), [2, 3, 32, 32]);
+    const texts = cf.fromArray(Int32Array.from({ length: 2 * 20 }, (_, i) => (i % 20 < 6 ? 1 + ((i * 7) % 50) : 0)), [2, 20], { dtype: 'i32' });
+    const feats = (): Float32Array[] =>
+      cf.noGrad(() =>
+        cf.scope(() => {
+          const out = model.forward(images, texts);
+          return [values(out.imageFeatures), values(out.textFeatures)];
+        }),
+      );
+    const plain = feats(), amp = cf.autocast('bf16', feats);
+    for (let k = 0; k < 2; k++) {
+      assert.ok(maxAbsDiff(amp[k]!, plain[k]!) > 0, 'the features changed');
+      const d = plain[k]!.length / 2;
+      for (let r = 0; r < 2; r++) {
+        let dot = 0;
+        for (let j = 0; j < d; j++) dot += amp[k]![r * d + j]! * plain[k]![r * d + j]!;
+        assert.ok(dot > 0.99, `tower ${k} row ${r}: cosine ${dot}`);
+      }
+    }
+    images.dispose();
+    texts.dispose();
+  } finally {
+    model.dispose();
+  }
+});
+
+test('autocast refuses a dtype it does not support and a missing function', () => {
+  assert.throws(() => cf.autocast('f16' as 'bf16', () => 0), /autocast: expected 'bf16' or null for dtype/);
+  assert.throws(() => cf.autocast('bf16', null as unknown as () => number), /autocast: expected a function for fn/);
+});
+
+test.run();
