@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "attention.h"
+#include "isa.h"
 #include "threadpool.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -483,13 +484,6 @@ __attribute__((target("avx2,fma"))) void backward_avx2(const Problem<T>& p, int6
   backward_task<T, true>(p, t);
 }
 
-bool has_avx2_fma() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
-}
 #endif
 
 template <typename T>

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <limits>
 
+#include "isa.h"
 #include "memory.h"
 #include "threadpool.h"
 
@@ -264,12 +265,7 @@ bool use_avx2() {
   static const bool yes = [] {
     const char* force = std::getenv("CLIPFORGE_CPU_KERNELS");
     if (force && std::strcmp(force, "generic") == 0) return false;
-#if CF_CL_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
+    return has_avx2_fma();
   }();
   return yes;
 }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "dwconv.h"
+#include "isa.h"
 #include "threadpool.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -274,13 +275,6 @@ __attribute__((target("avx2,fma"))) void wgrad_avx2(const WgradJob<T>& J, int64_
   wgrad_task(J, t);
 }
 
-bool has_avx2_fma() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
-}
 #endif
 
 template <typename T>

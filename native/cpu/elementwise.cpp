@@ -2,6 +2,8 @@
 #include <utility>
 
 #include "elementwise_math.h"
+#include "isa.h"
+#include "row_math.h"
 #include "threadpool.h"
 
 namespace cf::cpu {
@@ -50,12 +52,80 @@ void for_each_row(const BroadcastPlan& p, F fn) {
   });
 }
 
+// GELU (erf form) and its derivative, vectorized. The generic loop calls erff and expf per
+// element, which no compiler vectorizes (about 10 ns an element, a fifth of a small CLIP's
+// training step on the CPU). Here erfc(z), z = |x|/sqrt(2), is Numerical Recipes' Chebyshev
+// fit t·exp(-z² + P(t)), t = 1/(1 + z/2), relative error under 1.2e-7 for every z >= 0, so
+// Φ(x) = erfc/2 for x < 0 and 1 - erfc/2 otherwise is accurate in the far negative tail too;
+// the exponentials go through rowmath::exp_shifted in blocks so the loops stay SIMD.
+// dy == nullptr: out = x Φ(x); else out = dy (Φ(x) + x φ(x)), φ(x) = exp(-x²/2)/sqrt(2π).
+// Compiled twice (baseline and AVX2 + FMA, picked at run time) through gelu_erf_range.
+template <typename T>
+inline __attribute__((always_inline)) void gelu_erf_body(const T* x, const T* dy, T* out, int64_t b, int64_t e) {
+  constexpr int64_t kBlock = 64;
+  float xs[kBlock], arg[kBlock], ex[kBlock], tt[kBlock];
+  for (int64_t i0 = b; i0 < e; i0 += kBlock) {
+    const int64_t c = std::min(kBlock, e - i0);
+    for (int64_t j = 0; j < c; ++j) {
+      const float v = Elem<T>::load(x, i0 + j);
+      const float z = std::fabs(v) * 0.70710678118654752f;
+      const float t = 1.0f / (1.0f + 0.5f * z);
+      float poly = 0.17087277f;
+      poly = poly * t - 0.82215223f;
+      poly = poly * t + 1.48851587f;
+      poly = poly * t - 1.13520398f;
+      poly = poly * t + 0.27886807f;
+      poly = poly * t - 0.18628806f;
+      poly = poly * t + 0.09678418f;
+      poly = poly * t + 0.37409196f;
+      poly = poly * t + 1.00002368f;
+      xs[j] = v;
+      tt[j] = t;
+      arg[j] = poly * t - 1.26551223f - z * z;
+    }
+    rowmath::exp_shifted(arg, 0.0f, ex, c);
+    for (int64_t j = 0; j < c; ++j) {
+      const float half_erfc = 0.5f * tt[j] * ex[j];
+      tt[j] = xs[j] < 0.0f ? half_erfc : 1.0f - half_erfc;  // Φ(x)
+    }
+    if (dy == nullptr) {
+      for (int64_t j = 0; j < c; ++j) Elem<T>::store(out, i0 + j, xs[j] * tt[j]);
+      continue;
+    }
+    for (int64_t j = 0; j < c; ++j) arg[j] = -0.5f * xs[j] * xs[j];
+    rowmath::exp_shifted(arg, 0.0f, ex, c);
+    for (int64_t j = 0; j < c; ++j) {
+      const float grad = tt[j] + xs[j] * 0.39894228040143268f * ex[j];
+      Elem<T>::store(out, i0 + j, Elem<T>::load(dy, i0 + j) * grad);
+    }
+  }
+}
+
+#ifdef CF_X86_DISPATCH
+template <typename T>
+__attribute__((target("avx2,fma"))) void gelu_erf_avx2(const T* x, const T* dy, T* out, int64_t b, int64_t e) {
+  gelu_erf_body(x, dy, out, b, e);
+}
+#endif
+
+template <typename T>
+void gelu_erf_range(const T* x, const T* dy, T* out, int64_t b, int64_t e) {
+#ifdef CF_X86_DISPATCH
+  if (has_avx2_fma()) return gelu_erf_avx2(x, dy, out, b, e);
+#endif
+  gelu_erf_body(x, dy, out, b, e);
+}
+
 }  // namespace
 
 void unary(UnaryOp op, DType dtype, const void* xv, void* yv, int64_t n, float p0, float p1, Stream) {
   CF_FLOAT_DTYPE(dtype, T, {
     const T* x = static_cast<const T*>(xv);
     T* y = static_cast<T*>(yv);
+    if (op == UnaryOp::GeluErf) {
+      parallel_for(n, kGrain, [&](int64_t b, int64_t e) { gelu_erf_range<T>(x, nullptr, y, b, e); });
+      return;
+    }
     with_unary(op, [&](auto opc) {
       parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) Elem<T>::store(y, i, unary_fn(opc.value, Elem<T>::load(x, i), p0, p1));
@@ -70,6 +140,10 @@ void unary_backward(UnaryOp op, DType dtype, const void* xv, const void* dyv, vo
     const T* x = static_cast<const T*>(xv);
     const T* dy = static_cast<const T*>(dyv);
     T* dx = static_cast<T*>(dxv);
+    if (op == UnaryOp::GeluErf) {
+      parallel_for(n, kGrain, [&](int64_t b, int64_t e) { gelu_erf_range<T>(x, dy, dx, b, e); });
+      return;
+    }
     with_unary(op, [&](auto opc) {
       parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <string>
 
+#include "isa.h"
 #include "matmul.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -102,11 +103,6 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a,
   _mm256_store_ps(tile + 88, c51);
   gemm_store_tile(tile, c, ldc, m, n, bias, load);
 }
-
-bool cpu_has_avx2_fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 #endif
 
 struct Choice {
@@ -121,7 +117,7 @@ const Choice kAvx2{kernel_avx2, "avx2-fma 6x16"};
 
 const Choice* best() {
 #ifdef CF_GEMM_AVX2
-  if (cpu_has_avx2_fma()) return &kAvx2;
+  if (has_avx2_fma()) return &kAvx2;
 #endif
   return &kGeneric;
 }
@@ -142,7 +138,7 @@ bool select_gemm_kernel(const std::string& which) {
   if (which == "auto") c = best();
   if (which == "generic") c = &kGeneric;
 #ifdef CF_GEMM_AVX2
-  if (which == "avx2" && cpu_has_avx2_fma()) c = &kAvx2;
+  if (which == "avx2" && has_avx2_fma()) c = &kAvx2;
 #endif
   if (!c) return false;
   current().store(c, std::memory_order_relaxed);

@@ -1,0 +1,151 @@
+// Training throughput: samples/s of whole training steps (both towers forward, CLIP loss,
+// backward, AdamW, logit-scale clamp; the trainer's own accumulatedBackward, so host-to-device
+// copies of the batch and autocast are included) against the OpenCLIP-equivalent PyTorch
+// model of the same config (bench/compare/train_step.py) on the same device, in the same run.
+// Batches are random (images and token ids): this measures the model and optimizer, not the
+// data loader (bench/dataload.bench.ts does that).
+//
+// CPU (default without a GPU): fp32, 2 threads on both sides; tiny-builtin at batch 128 (the
+//   embedded default run) and ViT-B-32 at batch 8.
+// CUDA (default with a GPU): amp_bf16; ViT-B-32 at batch 256, ViT-B-16 at 128, and the
+//   UniRepLKNet-L CLIP at 64 (no PyTorch side: train_step.py builds ViT towers only).
+// Floor: 3 × forward FLOPs per pair (estimateFlops: forward, then backward ≈ 2 × forward) over
+//   the device's matrix rate (CPU: the f32 FMA peak of the cores used; CUDA: 798 TFLOP/s
+//   bf16); "MFU" is achieved FLOP/s over that rate. Before timing, the PyTorch model's
+//   parameter count must equal ours, or its time is not used.
+//
+// Run: node --import tsx bench/train_step.bench.ts [--device cpu|cuda] [--threads N]
+//        [--models name:batch,...] [--steps N] [--no-torch]
+// Writes bench/results/<date>-<device>-train_step.json.
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import * as cf from '../lib/index.js';
+import type { Batch } from '../lib/data/loader.js';
+import { clampLogitScale } from '../lib/loss/clip.js';
+import { countParameters, createModel, estimateFlops, getModelConfig } from '../lib/nn/factory.js';
+import { AdamW } from '../lib/optim/adamw.js';
+import { paramGroups } from '../lib/optim/param_groups.js';
+import { accumulatedBackward } from '../lib/train/trainer.js';
+import { benchDir, cpuPeak, median, runPython, writeResult } from './lib.js';
+
+const GPU_BF16_TFLOPS = 798;
+const CPU_RUNS = 'tiny-builtin:128,ViT-B-32:8';
+const CUDA_RUNS = 'ViT-B-32:256,ViT-B-16:128,UniRepLKNet-L-CLIP:64';
+
+function parseArgs() {
+  const argv = process.argv.slice(2);
+  const get = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const device = get('--device') ?? (cf.backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
+  if (device !== 'cpu' && device !== 'cuda') throw new Error(`train_step.bench: expected 'cpu' or 'cuda' for --device, got '${device}'`);
+  const threads = Number(get('--threads') ?? 2);
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`train_step.bench: expected a positive integer for --threads, got '${get('--threads')}'`);
+  const steps = Number(get('--steps') ?? 10);
+  if (!Number.isInteger(steps) || steps < 3) throw new Error(`train_step.bench: expected an integer >= 3 for --steps, got '${get('--steps')}'`);
+  const runs = (get('--models') ?? (device === 'cpu' ? CPU_RUNS : CUDA_RUNS)).split(',').map((spec) => {
+    const [name, batch] = spec.split(':');
+    const b = Number(batch);
+    if (!name || !Number.isInteger(b) || b < 2) throw new Error(`train_step.bench: expected name:batch (batch >= 2) in --models, got '${spec}'`);
+    getModelConfig(name);
+    return { name, batch: b };
+  });
+  return { device, threads, steps, runs, torch: !argv.includes('--no-torch') };
+}
+
+/** A batch of random normalized images and token ids shaped like the loader's. */
+function randomBatch(name: string, batch: number, rng: cf.Generator): Batch {
+  const config = getModelConfig(name);
+  const size = Array.isArray(config.vision_cfg.image_size) ? config.vision_cfg.image_size[0]! : (config.vision_cfg.image_size ?? 224);
+  const ctx = config.text_cfg.context_length ?? 77;
+  const vocab = config.text_cfg.vocab_size ?? 49408;
+  const images = cf.noGrad(() => cf.scope(() => cf.randn([batch, 3, size, size], { generator: rng }).toArray() as Float32Array));
+  const texts = new Int32Array(batch * ctx);
+  for (let i = 0; i < batch; i++) {
+    const len = 5 + (i % (ctx - 5));
+    for (let j = 0; j < len; j++) texts[i * ctx + j] = 1 + ((i * 131 + j * 7919) % (vocab - 2));
+    texts[i * ctx + len - 1] = vocab - 1;
+  }
+  return { epoch: 0, index: 0, count: batch, images, imageShape: [batch, 3, size, size], texts, textShape: [batch, ctx], labels: null, keys: [] };
+}
+
+function timeOurs(name: string, batch: number, device: string, precision: 'bf16' | null, steps: number): number {
+  const model = createModel(name, { device: device === 'cpu' ? 'cpu' : 'cuda:0', seed: 0 });
+  try {
+    const optimizer = new AdamW(paramGroups(model.namedParameters(), 0.1), { lr: 1e-4, weightDecay: 0.1 });
+    const batches = [randomBatch(name, batch, new cf.Generator(1)), randomBatch(name, batch, new cf.Generator(2))];
+    const times: number[] = [];
+    for (let i = 0; i < steps + 2; i++) {
+      const t0 = performance.now();
+      const loss = accumulatedBackward(model, [batches[i % 2]!], false, precision);
+      optimizer.step();
+      optimizer.zeroGrad();
+      cf.noGrad(() => clampLogitScale(model.logitScale));
+      // The trainer reads the loss every step (its NaN guard), which also waits for the device.
+      loss.item();
+      loss.dispose();
+      if (i >= 2) times.push(performance.now() - t0);
+    }
+    return median(times);
+  } finally {
+    model.dispose();
+  }
+}
+
+interface TorchSide {
+  ms: number;
+  parameters: number;
+}
+
+function timeTorch(name: string, batch: number, device: string, threads: number, steps: number): TorchSide | string {
+  if (name.startsWith('UniRepLKNet')) return 'bench/compare/train_step.py builds ViT towers only';
+  const configPath = join(benchDir, '..', 'lib', 'nn', 'configs', `${name}.json`);
+  const precision = device === 'cpu' ? 'fp32' : 'amp_bf16';
+  const r = runPython('train_step.py', ['--config', configPath, '--batch', String(batch), '--device', device, '--precision', precision, '--threads', String(threads), '--reps', String(steps)]);
+  if (!r.ok) return r.why;
+  const row = (r.value as { results: { ms: number; parameters: number }[] }).results[0]!;
+  return { ms: row.ms, parameters: row.parameters };
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs();
+  if (a.device === 'cpu') cf.setNumThreads(a.threads);
+  const info = cf.backendInfo();
+  const deviceName = a.device === 'cpu' ? 'cpu' : info.devices[0]?.name ?? 'cuda';
+  const peakFlops = a.device === 'cpu' ? cpuPeak(a.threads).gflops * 1e9 : GPU_BF16_TFLOPS * 1e12;
+  const rows = [];
+  for (const { name, batch } of a.runs) {
+    const flopsPerPair = 3 * estimateFlops(name).total;
+    const ms = timeOurs(name, batch, a.device, a.device === 'cpu' ? null : 'bf16', a.steps);
+    const torch = a.torch ? timeTorch(name, batch, a.device, a.threads, a.steps) : 'skipped (--no-torch)';
+    const ours = countParameters(name).total;
+    const torchOk = typeof torch !== 'string' && torch.parameters === ours;
+    const row = {
+      model: name,
+      batch,
+      precision: a.device === 'cpu' ? 'fp32' : 'amp_bf16',
+      parameters: ours,
+      stepMs: +ms.toFixed(2),
+      samplesPerS: +((batch / ms) * 1e3).toFixed(1),
+      mfu: +(((flopsPerPair * batch) / (ms / 1e3)) / peakFlops).toFixed(4),
+      torchStepMs: torchOk ? +torch.ms.toFixed(2) : null,
+      torchSamplesPerS: torchOk ? +((batch / torch.ms) * 1e3).toFixed(1) : null,
+      speedup: torchOk ? +(torch.ms / ms).toFixed(2) : null,
+      torchNote: typeof torch === 'string' ? torch : torchOk ? undefined : `PyTorch model has ${torch.parameters} parameters, ours ${ours}: not the same model, no ratio`,
+    };
+    rows.push(row);
+    console.log(`${name} batch ${batch}: ${row.samplesPerS} samples/s (MFU ${(row.mfu * 100).toFixed(1)}%)` + (row.speedup ? `, PyTorch ${row.torchSamplesPerS} samples/s, ${row.speedup}x` : `; ${row.torchNote}`));
+  }
+  const path = writeResult('train_step', deviceName, {
+    threads: a.device === 'cpu' ? a.threads : undefined,
+    // Other jobs on the machine slow both sides; this says how busy it was.
+    loadAverage: loadavg().map((x) => +x.toFixed(2)),
+    peak: a.device === 'cpu' ? cpuPeak(a.threads) : { bf16Tflops: GPU_BF16_TFLOPS },
+    flopConvention: '3 x forward FLOPs per image-text pair (estimateFlops), forward + backward',
+    results: rows,
+  });
+  console.log(`wrote ${path}`);
+}
+
+await main();
