@@ -3,17 +3,15 @@
 // a checkpoint saved — a complete run in a few minutes on a laptop's CPU.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createBuiltinDataset } from '../data/builtin/dataset.js';
 import type { CLIP } from '../nn/clip.js';
 import type { ModelConfig } from '../nn/config.js';
 import { createModel, getModelConfig } from '../nn/factory.js';
-import { native } from '../native.js';
 import { readCheckpointInfo, latestCheckpoint } from '../train/checkpoint.js';
-import { builtinValLoader, closeRunData, createRunData, imageFolderZeroShot } from '../train/data.js';
-import type { ZeroShotTask } from '../train/evaluate.js';
+import { closeRunData, createRunData, zeroShotTasks } from '../train/data.js';
 import { parseTrainArgs, trainHelp, type TrainArgs } from '../train/flags.js';
 import { createRunReporter } from '../train/report.js';
 import { runTraining } from '../train/trainer.js';
+import { contextLengthOf, imageSizeOf, noticePrecision, pickDevice } from './common.js';
 
 /**
  * The embedded default: what `clipforge train` uses for every flag the command line leaves
@@ -58,15 +56,6 @@ function modelConfig(args: TrainArgs, fromCheckpoint: ModelConfig | null): Model
   return base;
 }
 
-function pickDevice(): string {
-  return native.info().devices.length > 0 ? 'cuda' : 'cpu';
-}
-
-function imageSizeOf(config: ModelConfig): number {
-  const s = config.vision_cfg.image_size ?? 224;
-  return Array.isArray(s) ? s[0]! : s;
-}
-
 /** Runs `clipforge train argv…`; resolves to the exit code. */
 export async function trainCommand(argv: string[]): Promise<number> {
   const parsed = parseTrainArgs(argv);
@@ -75,9 +64,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const args = withEmbeddedDefaults(parsed);
-  if (args.precision !== 'fp32') {
-    process.stderr.write(`clipforge train: --precision ${args.precision} computes in f32 in this version (bf16 compute is not wired into the models yet)\n`);
-  }
+  noticePrecision('clipforge train', args.precision);
   if (args.localLoss || args.gatherWithGrad) {
     process.stderr.write('clipforge train: --local-loss and --gather-with-grad have no effect in a single-process run\n');
   }
@@ -96,16 +83,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const device = pickDevice();
   const config = modelConfig(args, resumeFrom ? readCheckpointInfo(resumeFrom).modelConfig : null);
   const imageSize = imageSizeOf(config);
-  const contextLength = config.text_cfg.context_length ?? 77;
+  const contextLength = contextLengthOf(config);
   const model: CLIP = createModel(config, { device, seed: args.seed });
   if (args.gradCheckpointing) model.setGradCheckpointing(true);
   const data = createRunData(args, { imageSize, contextLength, seed: args.seed });
-  const zeroShot: { prefix: string; task: ZeroShotTask }[] = [];
-  if (data.kind === 'builtin') {
-    const names = createBuiltinDataset({ split: 'val', size: 1 });
-    zeroShot.push({ prefix: 'zeroshot', task: { classNames: names.classNames, templates: names.templates, loader: builtinValLoader(args, imageSize, contextLength) } });
-  }
-  if (args.imagenetVal !== null) zeroShot.push({ prefix: 'imagenet-zeroshot-val', task: imageFolderZeroShot(args, args.imagenetVal, imageSize, contextLength) });
+  const zeroShot = zeroShotTasks(args, { builtin: data.kind === 'builtin', imageSize, contextLength });
   const reporter = createRunReporter({ runDir, args });
   const stop = new AbortController();
   const onSignal = (): void => {
