@@ -17,7 +17,7 @@ import { contextLengthOf, imageSizeOf, noticePrecision, pickDevice } from './com
 
 const EVAL = 'clipforge eval';
 
-export interface EvalArgs extends EvalDataArgs {
+interface EvalArgs extends EvalDataArgs {
   /** A clipforge training checkpoint, or 'latest' for the newest one of run --name under --logs. */
   checkpoint: string | null;
   /** An OpenCLIP model folder, or a weights file (with --model). */
@@ -87,7 +87,7 @@ const EVAL_DEFAULTS: Omit<EvalArgs, 'given'> = {
 };
 
 /** Parses `clipforge eval` arguments; mistakes throw FlagError. */
-export function parseEvalArgs(argv: readonly string[]): EvalArgs {
+function parseEvalArgs(argv: readonly string[]): EvalArgs {
   const { values, given } = parseFlags(EVAL, EVAL_FLAGS, argv);
   // parseFlags gave each key a value of its flag's kind, which EvalArgs declares.
   const args = { ...EVAL_DEFAULTS, ...values, given } as EvalArgs;
@@ -106,7 +106,7 @@ export function parseEvalArgs(argv: readonly string[]): EvalArgs {
 }
 
 /** The `clipforge eval --help` text. */
-export function evalHelp(): string {
+function evalHelp(): string {
   const intro = [
     'usage: clipforge eval (--checkpoint PATH | --checkpoint latest --name NAME | --pretrained DIR | --pretrained FILE --model NAME) [--flag value ...]',
     '',
@@ -173,7 +173,7 @@ function addEvalTasks(tasks: EvalTasks, args: EvalArgs, model: CLIP): void {
 const percent = (x: number): string => `${(100 * x).toFixed(2)}%`;
 
 /** The results as lines for a reader: one per zero-shot task, two for retrieval. */
-export function evalSummary(metrics: Record<string, number>): string {
+function evalSummary(metrics: Record<string, number>): string {
   const lines: string[] = [];
   for (const key of Object.keys(metrics)) {
     const prefix = /^(.*)-top1$/.exec(key)?.[1];
