@@ -3,6 +3,7 @@ import { infoText } from './info.js';
 import { modelInfoText } from './info.js';
 import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
+import { evalCommand } from './eval.js';
 
 const USAGE = `usage: clipforge <command>
 
@@ -10,6 +11,8 @@ commands:
   info     version, backends compiled in, GPUs found, CPU threads
            info --model NAME: parameter counts and FLOPs of a model config
   train    train a CLIP model (OpenCLIP's flags; no flags: a tiny CLIP on the built-in dataset)
+  eval     zero-shot top-1/top-5 and retrieval R@1/5/10 of a checkpoint or a pretrained model
+           (eval --help: the model flags and the evaluation data)
   convert  UniRepLKNet checkpoint (safetensors): training form -> deploy form
   help     this text`;
 
@@ -38,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'train':
       return trainCommand(rest);
+    case 'eval':
+      return evalCommand(rest);
     case 'convert':
       return convertCommand(rest);
     case undefined:

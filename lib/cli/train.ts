@@ -3,17 +3,15 @@
 // a checkpoint saved — a complete run in a few minutes on a laptop's CPU.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createBuiltinDataset } from '../data/builtin/dataset.js';
 import type { CLIP } from '../nn/clip.js';
 import type { ModelConfig } from '../nn/config.js';
 import { createModel, getModelConfig } from '../nn/factory.js';
-import { native } from '../native.js';
 import { readCheckpointInfo, latestCheckpoint } from '../train/checkpoint.js';
-import { builtinValLoader, closeRunData, createRunData, imageFolderZeroShot } from '../train/data.js';
-import type { ZeroShotTask } from '../train/evaluate.js';
+import { closeRunData, createRunData, zeroShotTasks } from '../train/data.js';
 import { parseTrainArgs, trainHelp, type TrainArgs } from '../train/flags.js';
 import { createRunReporter } from '../train/report.js';
 import { runTraining } from '../train/trainer.js';
+import { contextLengthOf, imageSizeOf, trainingPrecision, pickDevice } from './common.js';
 
 /**
  * The embedded default: what `clipforge train` uses for every flag the command line leaves
@@ -58,15 +56,6 @@ function modelConfig(args: TrainArgs, fromCheckpoint: ModelConfig | null): Model
   return base;
 }
 
-function pickDevice(): string {
-  return native.info().devices.length > 0 ? 'cuda' : 'cpu';
-}
-
-function imageSizeOf(config: ModelConfig): number {
-  const s = config.vision_cfg.image_size ?? 224;
-  return Array.isArray(s) ? s[0]! : s;
-}
-
 /** Runs `clipforge train argv…`; resolves to the exit code. */
 export async function trainCommand(argv: string[]): Promise<number> {
   const parsed = parseTrainArgs(argv);
@@ -75,14 +64,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const embedded = withEmbeddedDefaults(parsed);
-  // OpenCLIP's default (amp) pays off on a GPU only; on the CPU bf16 products are slower.
-  const args = embedded.given.has('--precision') || pickDevice() === 'cuda' ? embedded : { ...embedded, precision: 'fp32' as const };
-  if (args.precision === 'bf16') {
-    process.stderr.write('clipforge train: --precision bf16 keeps f32 master weights here, so it runs as amp_bf16 (bf16 matrix products, f32 elsewhere)\n');
-  }
-  if (args.precision !== 'fp32' && pickDevice() === 'cpu') {
-    process.stderr.write(`clipforge train: --precision ${args.precision} on the CPU rounds the matrix products' inputs to bf16 but computes in f32, so it is slower than fp32 there\n`);
-  }
+  const args = { ...embedded, precision: trainingPrecision('clipforge train', embedded.precision, embedded.given.has('--precision')) };
   if (args.localLoss || args.gatherWithGrad) {
     process.stderr.write('clipforge train: --local-loss and --gather-with-grad have no effect in a single-process run\n');
   }
@@ -101,16 +83,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const device = pickDevice();
   const config = modelConfig(args, resumeFrom ? readCheckpointInfo(resumeFrom).modelConfig : null);
   const imageSize = imageSizeOf(config);
-  const contextLength = config.text_cfg.context_length ?? 77;
+  const contextLength = contextLengthOf(config);
   const model: CLIP = createModel(config, { device, seed: args.seed });
   if (args.gradCheckpointing) model.setGradCheckpointing(true);
   const data = createRunData(args, { imageSize, contextLength, seed: args.seed });
-  const zeroShot: { prefix: string; task: ZeroShotTask }[] = [];
-  if (data.kind === 'builtin') {
-    const names = createBuiltinDataset({ split: 'val', size: 1 });
-    zeroShot.push({ prefix: 'zeroshot', task: { classNames: names.classNames, templates: names.templates, loader: builtinValLoader(args, imageSize, contextLength) } });
-  }
-  if (args.imagenetVal !== null) zeroShot.push({ prefix: 'imagenet-zeroshot-val', task: imageFolderZeroShot(args, args.imagenetVal, imageSize, contextLength) });
+  const zeroShot = zeroShotTasks(args, { builtin: data.kind === 'builtin', imageSize, contextLength });
   const reporter = createRunReporter({ runDir, args });
   const stop = new AbortController();
   const onSignal = (): void => {

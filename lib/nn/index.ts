@@ -13,7 +13,7 @@ export {
 } from './config.js';
 export { VISION_TOWERS, visionTowerFor, type VisionTowerBuilder, type VisionTowerModule, type VisionTowerBuildOptions } from './towers.js';
 export { createModel, listModels, getModelConfig, countParameters, estimateFlops, type CreateModelOptions, type ParameterCounts, type FlopEstimate } from './factory.js';
-export { loadPretrained, readOpenClipConfig, resizePositionEmbeddings, type LoadPretrainedOptions, type OpenClipFolderConfig } from './pretrained.js';
+export { loadPretrained, loadPretrainedFile, readOpenClipConfig, resizePositionEmbeddings, type LoadPretrainedOptions, type OpenClipFolderConfig } from './pretrained.js';
 export { resizeVisionPositions, resizeTextPositions } from './resize.js';
 export { withoutInit } from './init.js';
 export {

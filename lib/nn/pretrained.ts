@@ -1,7 +1,9 @@
 // Loading pretrained OpenCLIP models from a local folder laid out as the model hubs lay it
 // out: open_clip_config.json ({ model_cfg, preprocess_cfg }) and the weights with OpenCLIP's
-// state-dict keys, open_clip_model.safetensors or else open_clip_pytorch_model.bin. The model can be built at another image size or context length
-// than it was trained at; the position embeddings are then resized as OpenCLIP does.
+// state-dict keys, open_clip_model.safetensors or else open_clip_pytorch_model.bin; or from a
+// model config and a weights file (OpenCLIP's `--model NAME --pretrained FILE`). The model can
+// be built at another image size or context length than it was trained at; the position
+// embeddings are then resized as OpenCLIP does.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readStateDict } from '../io/state_dict.js';
@@ -107,6 +109,36 @@ export function resizePositionEmbeddings(state: Map<string, Tensor>, model: CLIP
 /** The weight files of an OpenCLIP folder, in order of preference. */
 const WEIGHT_FILES = ['open_clip_model.safetensors', 'open_clip_pytorch_model.bin'];
 
+/**
+ * A CLIP model of `config` (built at the options' image size and context length) with the
+ * weights of `file`, any format readStateDict reads, in evaluation mode.
+ */
+export function loadPretrainedFile(config: ModelConfig, file: string, opts: LoadPretrainedOptions = {}): CLIP {
+  const op = 'loadPretrainedFile';
+  if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
+  if (typeof file !== 'string' || file === '') throw argError(op, 'file', 'a weights file path', file);
+  if (!existsSync(file)) throw new Error(`${op}: expected a weights file, but ${file} does not exist`);
+  const built = adjustedConfig(checkModelConfig(config, op), opts);
+  const strict = opts.strict === undefined ? true : checkBoolean(op, 'strict', opts.strict);
+  // Loaded strictly, every weight is overwritten, so drawing initial values would be wasted
+  // work; a non-strict load keeps the initial values of what the file lacks.
+  const build = (): CLIP => new CLIP(built, { device: opts.device, dtype: opts.dtype });
+  const model = strict ? withoutInit(build) : build();
+  try {
+    const tensors = readStateDict(file);
+    try {
+      resizePositionEmbeddings(tensors, model);
+      model.loadStateDict(tensors, { strict });
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model.eval();
+}
+
 /** A CLIP model with the weights of the OpenCLIP folder `dir`, in evaluation mode. */
 export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): CLIP {
   const op = 'loadPretrained';
@@ -115,21 +147,5 @@ export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): C
   const candidates = WEIGHT_FILES.map((f) => join(dir, f));
   const weights = candidates.find((p) => existsSync(p));
   if (!weights) throw new Error(`${op}: expected the weights in ${candidates.join(' or ')}, but neither exists`);
-  const config = adjustedConfig(modelCfg, opts);
-  const strict = opts.strict === undefined ? true : checkBoolean(op, 'strict', opts.strict);
-  // Loaded strictly, every weight is overwritten, so drawing initial values would be wasted
-  // work; a non-strict load keeps the initial values of what the file lacks.
-  const build = (): CLIP => new CLIP(config, { device: opts.device, dtype: opts.dtype });
-  const model = strict ? withoutInit(build) : build();
-  const tensors = readStateDict(weights);
-  try {
-    resizePositionEmbeddings(tensors, model);
-    model.loadStateDict(tensors, { strict });
-  } catch (e) {
-    model.dispose();
-    throw e;
-  } finally {
-    for (const t of tensors.values()) t.dispose();
-  }
-  return model.eval();
+  return loadPretrainedFile(modelCfg, weights, opts);
 }

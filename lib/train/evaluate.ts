@@ -110,3 +110,37 @@ export async function retrievalEval(model: CLIP, loader: DataLoader): Promise<Re
     model.train(wasTraining);
   }
 }
+
+/** What `clipforge train` evaluates at an epoch's end and `clipforge eval` on a model. */
+export interface EvalTasks {
+  /** Zero-shot evaluations; metrics are named `<prefix>-top1`, `<prefix>-top5` and `<prefix>-samples`. */
+  zeroShot: { prefix: string; task: ZeroShotTask }[];
+  /** Retrieval data: metrics named as retrievalEval's, with `val_loss` and `samples`. */
+  val: DataLoader | null;
+  contextLength: number;
+}
+
+/**
+ * Runs the zero-shot tasks (when `which.zeroShot`) and the retrieval evaluation (when
+ * `which.retrieval` and there is validation data); returns their metrics under the names the
+ * training logs use.
+ */
+export async function runEvaluations(model: CLIP, tasks: EvalTasks, which: { zeroShot: boolean; retrieval: boolean }): Promise<Record<string, number>> {
+  const metrics: Record<string, number> = {};
+  if (which.zeroShot) {
+    for (const { prefix, task } of tasks.zeroShot) {
+      const z = await zeroShotEval(model, task, tasks.contextLength);
+      metrics[`${prefix}-top1`] = z.top1;
+      metrics[`${prefix}-top5`] = z.top5;
+      metrics[`${prefix}-samples`] = z.samples;
+    }
+  }
+  if (which.retrieval && tasks.val) Object.assign(metrics, await retrievalEval(model, tasks.val));
+  return metrics;
+}
+
+/** Closes the tasks' loaders. */
+export async function closeEvalTasks(tasks: EvalTasks): Promise<void> {
+  for (const z of tasks.zeroShot) await z.task.loader.close();
+  await tasks.val?.close();
+}

@@ -64,12 +64,13 @@ export interface TrainArgs {
   given: Set<string>;
 }
 
-type Kind = 'string' | 'int' | 'float' | 'bool' | 'ints' | 'kwargs';
+export type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'ints' | 'kwargs';
 type Key = Exclude<keyof TrainArgs, 'given'>;
 
-interface Flag {
-  key: Key;
-  kind: Kind;
+/** One command-line flag: the property it sets, how its value is read, its help line. */
+export interface Flag<K extends string = Key> {
+  key: K;
+  kind: FlagKind;
   help: string;
   choices?: readonly string[];
   /** Smallest accepted value for numbers. */
@@ -77,7 +78,7 @@ interface Flag {
 }
 
 // Defaults are OpenCLIP's; lr, beta1, beta2 and eps depend on the model (modelDefaults).
-const DEFAULTS: Omit<TrainArgs, 'given' | 'lr' | 'beta1' | 'beta2' | 'eps'> = {
+export const TRAIN_DEFAULTS: Omit<TrainArgs, 'given' | 'lr' | 'beta1' | 'beta2' | 'eps'> = {
   trainData: null, trainDataUpsamplingFactors: null, trainNumSamples: null, datasetType: 'auto', datasetResampled: false,
   valData: null, csvSeparator: '\t', csvImgKey: 'filepath', csvCaptionKey: 'title', imagenetVal: null, logs: './logs/',
   name: null, workers: 4, batchSize: 64, epochs: 32, epochsCooldown: null, wd: 0.2, warmup: 10000, lrScheduler: 'cosine',
@@ -88,7 +89,8 @@ const DEFAULTS: Omit<TrainArgs, 'given' | 'lr' | 'beta1' | 'beta2' | 'eps'> = {
   logEveryNSteps: 100, deletePreviousCheckpoint: false, siglip: false, help: false,
 };
 
-const FLAGS: Record<string, Flag> = {
+/** `clipforge train`'s flags; other commands that share a flag take its entry from here. */
+export const TRAIN_FLAGS: Record<string, Flag> = {
   '--train-data': { key: 'trainData', kind: 'string', help: 'training data: webdataset shards ({000000..000099}.tar, several sources joined by ::) or a CSV file' },
   '--train-data-upsampling-factors': { key: 'trainDataUpsamplingFactors', kind: 'string', help: 'with several --train-data sources and --dataset-resampled: one sampling weight per source, joined by :: (e.g. 1::2::0.5); default: uniform' },
   '--train-num-samples': { key: 'trainNumSamples', kind: 'int', min: 1, help: 'number of training samples per epoch (needed for webdataset without a size file)' },
@@ -163,32 +165,39 @@ function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-function nearestFlag(name: string): string {
+function nearestFlag(name: string, names: readonly string[]): string {
   let best = '';
   let bestD = Infinity;
-  for (const f of Object.keys(FLAGS)) {
+  for (const f of names) {
     const d = editDistance(name, f);
     if (d < bestD) [best, bestD] = [f, d];
   }
   return bestD <= Math.max(3, name.length / 3) ? ` (did you mean ${best}?)` : '';
 }
 
-function flagError(flag: string, what: string): Error {
-  return new Error(`clipforge train: ${flag}: ${what}`);
+/** A mistake on the command line (as opposed to a failure while running): commands answer it with exit code 2. */
+export class FlagError extends Error {
+  override name = 'FlagError';
 }
 
-function parseInt10(flag: string, s: string, min: number | undefined): number {
-  if (!/^[+-]?\d+$/.test(s)) throw flagError(flag, `expected an integer, got '${s}'`);
+const TRAIN = 'clipforge train';
+
+function flagError(command: string, flag: string, what: string): FlagError {
+  return new FlagError(`${command}: ${flag}: ${what}`);
+}
+
+function parseInt10(command: string, flag: string, s: string, min: number | undefined): number {
+  if (!/^[+-]?\d+$/.test(s)) throw flagError(command, flag, `expected an integer, got '${s}'`);
   const v = Number(s);
-  if (!Number.isSafeInteger(v)) throw flagError(flag, `expected an integer of at most 2^53, got '${s}'`);
-  if (min !== undefined && v < min) throw flagError(flag, `expected an integer >= ${min}, got ${s}`);
+  if (!Number.isSafeInteger(v)) throw flagError(command, flag, `expected an integer of at most 2^53, got '${s}'`);
+  if (min !== undefined && v < min) throw flagError(command, flag, `expected an integer >= ${min}, got ${s}`);
   return v;
 }
 
-function parseFloat10(flag: string, s: string, min: number | undefined): number {
+function parseFloat10(command: string, flag: string, s: string, min: number | undefined): number {
   const v = s.trim() === '' ? NaN : Number(s);
-  if (!Number.isFinite(v)) throw flagError(flag, `expected a finite number, got '${s}'`);
-  if (min !== undefined && v < min) throw flagError(flag, `expected a number >= ${min}, got ${s}`);
+  if (!Number.isFinite(v)) throw flagError(command, flag, `expected a finite number, got '${s}'`);
+  if (min !== undefined && v < min) throw flagError(command, flag, `expected a number >= ${min}, got ${s}`);
   return v;
 }
 
@@ -244,59 +253,69 @@ export function parseLiteral(text: string): AugValue {
   }
 }
 
-/** Parses `clipforge train` arguments (without the subcommand). */
-export function parseTrainArgs(argv: readonly string[]): TrainArgs {
-  if (!Array.isArray(argv) || argv.some((a) => typeof a !== 'string')) throw new Error('parseTrainArgs: expected an array of strings for argv');
-  const out: Record<string, unknown> = { ...DEFAULTS, augCfg: {}, lr: null, beta1: null, beta2: null, eps: null };
+/**
+ * Reads `argv` against `table` as the file's header says; `command` opens every error
+ * message. Returns the values of the flags given, by their keys, and the flags' names.
+ */
+export function parseFlags<K extends string>(command: string, table: Readonly<Record<string, Flag<K>>>, argv: readonly string[]): { values: Partial<Record<K, unknown>>; given: Set<string> } {
+  const values: Partial<Record<K, unknown>> = {};
   const given = new Set<string>();
   const isFlag = (tok: string | undefined): boolean => tok !== undefined && tok.startsWith('-') && !/^-\d|^-\.\d/.test(tok);
   for (let i = 0; i < argv.length; i++) {
     const tok = argv[i]!;
-    if (!isFlag(tok)) throw new Error(`clipforge train: unexpected argument '${tok}' (every option is a --flag)`);
+    if (!isFlag(tok)) throw new FlagError(`${command}: unexpected argument '${tok}' (every option is a --flag)`);
     const eq = tok.indexOf('=');
     const rawName = eq >= 0 ? tok.slice(0, eq) : tok;
     const name = ALIASES[rawName] ?? rawName;
-    const flag = FLAGS[name];
-    if (!flag) throw new Error(`clipforge train: unknown flag ${rawName}${nearestFlag(rawName)}`);
+    const flag = table[name];
+    if (!flag) throw new FlagError(`${command}: unknown flag ${rawName}${nearestFlag(rawName, Object.keys(table))}`);
     given.add(name);
     const inline = eq >= 0 ? tok.slice(eq + 1) : undefined;
     if (flag.kind === 'bool') {
-      if (inline !== undefined) throw flagError(name, `takes no value, got '${inline}'`);
-      out[flag.key] = true;
+      if (inline !== undefined) throw flagError(command, name, `takes no value, got '${inline}'`);
+      values[flag.key] = true;
       continue;
     }
     if (flag.kind === 'ints' || flag.kind === 'kwargs') {
-      const values: string[] = inline !== undefined ? [inline] : [];
-      while (inline === undefined && i + 1 < argv.length && !isFlag(argv[i + 1])) values.push(argv[++i]!);
+      const list: string[] = inline !== undefined ? [inline] : [];
+      while (inline === undefined && i + 1 < argv.length && !isFlag(argv[i + 1])) list.push(argv[++i]!);
       if (flag.kind === 'ints') {
-        if (values.length < 1 || values.length > 2) throw flagError(name, `expected one or two integers, got ${values.length}`);
-        out[flag.key] = values.map((v) => parseInt10(name, v, flag.min));
+        if (list.length < 1 || list.length > 2) throw flagError(command, name, `expected one or two integers, got ${list.length}`);
+        values[flag.key] = list.map((v) => parseInt10(command, name, v, flag.min));
       } else {
         const kw: Record<string, AugValue> = {};
-        for (const v of values) {
+        for (const v of list) {
           if (v === '') continue;
           const parts = v.split('=');
-          if (parts.length !== 2 || parts[0] === '') throw flagError(name, `expected key=value pairs, got '${v}'`);
+          if (parts.length !== 2 || parts[0] === '') throw flagError(command, name, `expected key=value pairs, got '${v}'`);
           kw[parts[0]!] = parseLiteral(parts[1]!);
         }
-        out[flag.key] = kw;
+        values[flag.key] = kw;
       }
       continue;
     }
     let value = inline;
     if (value === undefined) {
-      if (i + 1 >= argv.length || isFlag(argv[i + 1])) throw flagError(name, 'expected a value');
+      if (i + 1 >= argv.length || isFlag(argv[i + 1])) throw flagError(command, name, 'expected a value');
       value = argv[++i]!;
     }
-    if (flag.kind === 'int') out[flag.key] = parseInt10(name, value, flag.min);
-    else if (flag.kind === 'float') out[flag.key] = parseFloat10(name, value, flag.min);
+    if (flag.kind === 'int') values[flag.key] = parseInt10(command, name, value, flag.min);
+    else if (flag.kind === 'float') values[flag.key] = parseFloat10(command, name, value, flag.min);
     else {
       if (flag.choices && !flag.choices.includes(value)) {
-        throw flagError(name, `expected one of ${flag.choices.map((c) => `'${c}'`).join(', ')}, got '${value}'`);
+        throw flagError(command, name, `expected one of ${flag.choices.map((c) => `'${c}'`).join(', ')}, got '${value}'`);
       }
-      out[flag.key] = value;
+      values[flag.key] = value;
     }
   }
+  return { values, given };
+}
+
+/** Parses `clipforge train` arguments (without the subcommand). */
+export function parseTrainArgs(argv: readonly string[]): TrainArgs {
+  if (!Array.isArray(argv) || argv.some((a) => typeof a !== 'string')) throw new Error('parseTrainArgs: expected an array of strings for argv');
+  const { values, given } = parseFlags(TRAIN, TRAIN_FLAGS, argv);
+  const out: Record<string, unknown> = { ...TRAIN_DEFAULTS, augCfg: {}, lr: null, beta1: null, beta2: null, eps: null, ...values };
   const defaults = modelDefaults(out.model as string);
   for (const k of ['lr', 'beta1', 'beta2', 'eps'] as const) if (out[k] === null) out[k] = defaults[k];
   const args = { ...(out as Omit<TrainArgs, 'given'>), given };
@@ -305,30 +324,40 @@ export function parseTrainArgs(argv: readonly string[]): TrainArgs {
 }
 
 function checkTrainArgs(a: TrainArgs): void {
-  if (a.beta1 >= 1) throw flagError('--beta1', `expected a number in [0, 1), got ${a.beta1}`);
-  if (a.beta2 >= 1) throw flagError('--beta2', `expected a number in [0, 1), got ${a.beta2}`);
-  if (a.forcePatchDropout !== null && a.forcePatchDropout >= 1) throw flagError('--force-patch-dropout', `expected a rate in [0, 1), got ${a.forcePatchDropout}`);
-  if (a.gradClipNorm !== null && a.gradClipNorm <= 0) throw flagError('--grad-clip-norm', `expected a number > 0, got ${a.gradClipNorm}`);
-  if (a.lrScheduler === 'const-cooldown' && a.epochsCooldown === null) throw flagError('--lr-scheduler', "'const-cooldown' needs --epochs-cooldown");
-  if (a.epochsCooldown !== null && a.epochsCooldown > a.epochs) throw flagError('--epochs-cooldown', `expected at most --epochs (${a.epochs}), got ${a.epochsCooldown}`);
+  if (a.beta1 >= 1) throw flagError(TRAIN, '--beta1', `expected a number in [0, 1), got ${a.beta1}`);
+  if (a.beta2 >= 1) throw flagError(TRAIN, '--beta2', `expected a number in [0, 1), got ${a.beta2}`);
+  if (a.forcePatchDropout !== null && a.forcePatchDropout >= 1) throw flagError(TRAIN, '--force-patch-dropout', `expected a rate in [0, 1), got ${a.forcePatchDropout}`);
+  if (a.gradClipNorm !== null && a.gradClipNorm <= 0) throw flagError(TRAIN, '--grad-clip-norm', `expected a number > 0, got ${a.gradClipNorm}`);
+  if (a.lrScheduler === 'const-cooldown' && a.epochsCooldown === null) throw flagError(TRAIN, '--lr-scheduler', "'const-cooldown' needs --epochs-cooldown");
+  if (a.epochsCooldown !== null && a.epochsCooldown > a.epochs) throw flagError(TRAIN, '--epochs-cooldown', `expected at most --epochs (${a.epochs}), got ${a.epochsCooldown}`);
   for (const backend of a.reportTo.split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (backend !== 'tensorboard') throw flagError('--report-to', `expected 'tensorboard' (the one backend clipforge writes), got '${backend}'`);
+    if (backend !== 'tensorboard') throw flagError(TRAIN, '--report-to', `expected 'tensorboard' (the one backend clipforge writes), got '${backend}'`);
   }
 }
 
-/** The `clipforge train --help` text: every flag, its value, meaning and default. */
-export function trainHelp(): string {
-  const lines = ['usage: clipforge train [--flag value | --flag=value ...]', '', "Trains a CLIP model. Flags follow OpenCLIP's names and meanings.", ''];
-  const shown = (f: Flag): string => {
-    if (f.key === 'lr' || f.key === 'beta1' || f.key === 'beta2' || f.key === 'eps' || f.key === 'help') return '';
-    const d = DEFAULTS[f.key as keyof typeof DEFAULTS];
-    if (f.kind === 'bool' || d === null || d === '' || (typeof d === 'object' && Object.keys(d).length === 0)) return '';
+/**
+ * A command's help: `intro` lines, then one line per flag of `table` with its value, meaning
+ * and `defaultOf` it (nothing for booleans and for empty or absent defaults).
+ */
+export function flagsHelp<K extends string>(intro: readonly string[], table: Readonly<Record<string, Flag<K>>>, defaultOf: (flag: Flag<K>) => unknown): string {
+  const lines = [...intro];
+  const shown = (f: Flag<K>): string => {
+    const d = defaultOf(f);
+    if (f.kind === 'bool' || d === undefined || d === null || d === '' || (typeof d === 'object' && Object.keys(d).length === 0)) return '';
     return ` (default: ${JSON.stringify(d)})`;
   };
-  const metavar: Record<Kind, string> = { string: 'STR', int: 'N', float: 'X', bool: '', ints: 'N [N]', kwargs: 'KEY=VALUE ...' };
-  for (const [name, f] of Object.entries(FLAGS)) {
+  const metavar: Record<FlagKind, string> = { string: 'STR', int: 'N', float: 'X', bool: '', ints: 'N [N]', kwargs: 'KEY=VALUE ...' };
+  for (const [name, f] of Object.entries(table)) {
     const head = `  ${name}${f.choices ? ` {${f.choices.join(',')}}` : metavar[f.kind] ? ` ${metavar[f.kind]}` : ''}`;
     lines.push(head.length < 40 ? `${head.padEnd(40)}${f.help}${shown(f)}` : `${head}\n${' '.repeat(40)}${f.help}${shown(f)}`);
   }
   return lines.join('\n');
+}
+
+/** The `clipforge train --help` text: every flag, its value, meaning and default. */
+export function trainHelp(): string {
+  const intro = ['usage: clipforge train [--flag value | --flag=value ...]', '', "Trains a CLIP model. Flags follow OpenCLIP's names and meanings.", ''];
+  // The optimizer's defaults depend on the model, so their help lines say them instead.
+  const modelDependent = new Set<Key>(['lr', 'beta1', 'beta2', 'eps']);
+  return flagsHelp(intro, TRAIN_FLAGS, (f) => (modelDependent.has(f.key) ? undefined : TRAIN_DEFAULTS[f.key as keyof typeof TRAIN_DEFAULTS]));
 }

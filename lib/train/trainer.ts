@@ -20,7 +20,7 @@ import { concat } from '../tensor/ops/slice.js';
 import { keep, scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { epochCheckpointName, LATEST_CHECKPOINT_NAME, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainingPosition } from './checkpoint.js';
-import { onModelDevice, retrievalEval, zeroShotEval, type ZeroShotTask } from './evaluate.js';
+import { onModelDevice, runEvaluations, type EvalTasks } from './evaluate.js';
 import type { TrainArgs } from './flags.js';
 import type { StepInfo } from './logging.js';
 import { checkFiniteLoss } from './nan_guard.js';
@@ -35,15 +35,12 @@ export interface TrainReporter {
   message(text: string): void;
 }
 
-export interface TrainerOptions {
+/** The run's evaluations (EvalTasks: zero-shot tasks, validation data, context length) come with the rest. */
+export interface TrainerOptions extends EvalTasks {
   args: TrainArgs;
   model: CLIP;
   train: DataLoader;
   samplesPerEpoch: number;
-  val: DataLoader | null;
-  /** Zero-shot evaluations; metrics are named `<prefix>-top1` and `<prefix>-top5`. */
-  zeroShot: { prefix: string; task: ZeroShotTask }[];
-  contextLength: number;
   checkpointDir: string;
   name: string;
   reporter: TrainReporter;
@@ -211,18 +208,11 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
   };
 
   const evaluate = async (epoch: number): Promise<void> => {
-    const metrics: Record<string, number> = {};
     const final = epoch === args.epochs;
-    if (args.zeroshotFrequency > 0 && (epoch % args.zeroshotFrequency === 0 || final)) {
-      for (const { prefix, task } of opts.zeroShot) {
-        const z = await zeroShotEval(model, task, opts.contextLength);
-        metrics[`${prefix}-top1`] = z.top1;
-        metrics[`${prefix}-top5`] = z.top5;
-      }
-    }
-    if (opts.val && args.valFrequency > 0 && (epoch % args.valFrequency === 0 || final)) {
-      Object.assign(metrics, await retrievalEval(model, opts.val));
-    }
+    const metrics = await runEvaluations(model, opts, {
+      zeroShot: args.zeroshotFrequency > 0 && (epoch % args.zeroshotFrequency === 0 || final),
+      retrieval: args.valFrequency > 0 && (epoch % args.valFrequency === 0 || final),
+    });
     if (Object.keys(metrics).length) {
       outcome.evals.push({ epoch, metrics });
       reporter.eval(epoch, position.step, metrics);

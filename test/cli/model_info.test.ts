@@ -2,25 +2,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { modelInfoText } from '../../lib/cli/info.js';
-import { main } from '../../lib/cli/main.js';
+import { runCli as capture } from '../support/cli.js';
 
 const test = suite('cli.info --model');
-
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const so = process.stdout.write.bind(process.stdout);
-  const se = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => (out.push(s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => (err.push(s), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, out: out.join(''), err: err.join('') };
-  } finally {
-    process.stdout.write = so;
-    process.stderr.write = se;
-  }
-}
 
 test('prints total, visual and text parameters and FLOPs per image and text', async () => {
   const text = modelInfoText('ViT-L-14');

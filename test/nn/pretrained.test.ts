@@ -45,6 +45,16 @@ test('falls back to open_clip_pytorch_model.bin, read by content', () => {
   rmSync(other, { recursive: true });
 });
 
+test('loadPretrainedFile: a config and a weights file give the folder model; a missing file is named', () => {
+  const fromFolder = cf.loadPretrained(dir);
+  const fromFile = cf.loadPretrainedFile(summary.clip!.config, join(dir, 'open_clip_model.safetensors'));
+  assert.not.ok(fromFile.training);
+  for (const [k, t] of fromFolder.stateDict()) assertClose(fromFile.stateDict().get(k)!.toArray(), t.toArray(), { rtol: 0, atol: 0 });
+  fromFolder.dispose();
+  fromFile.dispose();
+  assert.throws(() => cf.loadPretrainedFile(summary.clip!.config, join(dir, 'nothing.safetensors')), /loadPretrainedFile: expected a weights file, but .*nothing\.safetensors does not exist/);
+});
+
 test('builds at another image size and context length with resized position embeddings', () => {
   const model = cf.loadPretrained(dir, { imageSize: 12, contextLength: 6 });
   const sd = model.stateDict();
