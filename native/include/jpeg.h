@@ -4,9 +4,9 @@
 //   out[c, y, x] = (resize(crop(decode(bytes)))[y, x, c] / 255 - mean[c]) / std[c]
 //
 // The crop box is in the stored image's pixels (no EXIF orientation). The decoder scales in
-// the DCT by M/8, the smallest M that keeps the scaled box at least the output size, and
-// decodes only the box's rows (and, where it saves work, its columns). The resize is the
-// antialiased bicubic (a = -0.5, Catmull-Rom) that PIL, torchvision and sharp's 'cubic'
+// the DCT by M/8, the smallest M of 1, 2, 4, 8 that keeps the scaled box at least the output
+// size, and decodes only the box's rows (and, where it saves work, its columns). The resize
+// is the antialiased bicubic (a = -0.5, Catmull-Rom) that PIL, torchvision and sharp's 'cubic'
 // apply: taps stretched by the downscaling factor, limited to the box, renormalized.
 // Grey JPEGs give three equal channels; CMYK and YCCK ones are an error (the caller
 // decodes those elsewhere). Corrupt data, warnings included, is an error.
