@@ -11,7 +11,7 @@ import type { NativeAddon } from '../native.js';
 import { jpegHeader } from './image_header.js';
 import type { CropBox } from './image.js';
 
-// The addon is loaded here rather than imported from native.ts so that a data pipeline
+// The addon is imported dynamically, a failure to load it caught, so that a data pipeline
 // without a built addon still runs (on sharp) instead of failing to load.
 type Decoder = { available: true; addon: NativeAddon; libjpegTurbo: string } | { available: false; reason: string };
 const decoder: Decoder = await import('../native.js').then(

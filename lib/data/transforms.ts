@@ -7,9 +7,10 @@
 //
 // Crop and resize of a plain JPEG run in our addon (jpeg.ts), which writes the normalized
 // floats itself; other images crop and resize in sharp (libvips) in one pass. Jitter and
-// grayscale run here on the size × size result either way. Every random draw comes from the SeededRandom the caller passes
-// (the loader seeds one per sample from seed, epoch and sample), always in the same order, so
-// a sample's pixels depend on nothing else. A transform is described by plain data
+// grayscale run here on the size × size result either way. Every random draw comes from the
+// SeededRandom the caller passes (the loader seeds one per sample from seed, epoch and
+// sample), always in the same order and the same on both paths, so a sample's pixels depend
+// on nothing else. A transform is described by plain data
 // (`ImageTransformOptions`), which is how worker threads rebuild it.
 import { argError, checkInteger } from '../tensor/check.js';
 import { cropResize, imageSize, resizeCenterCrop, type CropBox, type ImageInput, type RgbImage } from './image.js';
@@ -311,7 +312,9 @@ export function createImageTransform(options: ImageTransformOptions): ImageTrans
         throw new Error(`ImageTransform.apply: expected a Float32Array with ${3 * plane} floats free at offset ${offset} for out, got ${out instanceof Float32Array ? `length ${out.length}` : typeof out}`);
       }
       // A plain JPEG is decoded, cropped, resized and normalized into `out` natively, with
-      // the crop box drawn as the sharp path draws it; anything else becomes RGB bytes in sharp.
+      // the crop box drawn as the sharp path draws it (eval: the exact centre square, where
+      // sharp rounds the offset to a whole pixel of its resized image); anything else becomes
+      // RGB bytes in sharp.
       const jpeg = input instanceof Uint8Array ? nativeJpegSize(input) : null;
       let rgb: RgbImage | null = null;
       if (jpeg) {
