@@ -1,10 +1,11 @@
 // Image pipeline throughput: images per second per core of decode + RandomResizedCrop 224 +
 // normalize (OpenCLIP's training transform, scale (0.9, 1.0), bicubic) on JPEGs this script
-// writes itself (256-512 px, photo-like: smooth shading plus texture), and the whole loader
-// (with tokenization and batch assembly) at 1 and 2 workers. Where a python3 with PIL and
-// torchvision is found, the same transform runs there on the same files, one thread, and
-// the ratio is reported. The two sides alternate pass by pass so that load from other
-// processes falls on both alike. Each pass is timed by the wall clock and by the process's
+// writes itself (256-512 px, photo-like: smooth shading plus texture), by both of our JPEG
+// paths (the native libjpeg-turbo op, and sharp as CLIPFORGE_NATIVE_JPEG=0 forces it), and
+// the whole loader (with tokenization and batch assembly) at 1 and 2 workers. Where a python3
+// with PIL and torchvision is found, the same transform runs there on the same files, one
+// thread, and the ratios are reported. The sides alternate pass by pass so that load from
+// other processes falls on all alike. Each pass is timed by the wall clock and by the process's
 // CPU time (every thread: JS, libuv pool, libvips; Python's process_time likewise): on a
 // shared machine images per CPU-second is the steadier per-core figure. Medians of passes.
 //
@@ -15,6 +16,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { jpegDecoder } from '../lib/data/jpeg.js';
 import { createDataLoader } from '../lib/data/loader.js';
 import { SeededRandom } from '../lib/data/seeded.js';
 import { createImageTransform } from '../lib/data/transforms.js';
@@ -66,8 +68,17 @@ interface Rates {
   cpu: number;
 }
 
+type Path = 'native' | 'sharp';
+
+/** Chooses the JPEG path for transforms and loader workers created from now on. */
+function usePath(path: Path): void {
+  if (path === 'sharp') process.env.CLIPFORGE_NATIVE_JPEG = '0';
+  else delete process.env.CLIPFORGE_NATIVE_JPEG;
+}
+
 /** One pass of the transform alone, one image at a time: one core's rate. */
-async function transformPass(buffers: Buffer[]): Promise<Rates> {
+async function transformPass(buffers: Buffer[], path: Path): Promise<Rates> {
+  usePath(path);
   const transform = createImageTransform({ size: SIZE, train: true });
   const out = new Float32Array(transform.length);
   const t0 = performance.now();
@@ -78,7 +89,8 @@ async function transformPass(buffers: Buffer[]): Promise<Rates> {
 }
 
 /** Images per second through the whole loader (CSV source, tokenization, batches) with `workers`. */
-async function loaderRate(workers: number): Promise<number> {
+async function loaderRate(workers: number, path: Path): Promise<number> {
+  usePath(path);
   const csv = join(dir, 'train.csv');
   writeFileSync(csv, 'filepath\ttitle\n' + readdirJpegs().map((f, i) => `${f}\ta photo number ${i} of something`).join('\n'));
   const loader = createDataLoader({ source: { type: 'csv', options: { path: csv } }, batchSize: 16, imageTransform: { size: SIZE, train: true }, workers, prefetch: 2, concurrency: 2 });
@@ -114,19 +126,26 @@ function pythonPass(python: string): { rates: Rates; pil: string; torchvision: s
   return { rates: { wall: v.imagesPerSecond[0]!, cpu: v.imagesPerCpuSecond[0]! }, pil: v.pil, torchvision: v.torchvision };
 }
 
+function rateRow(r: Rates[]): { wall: number; cpu: number; passes: { wall: number; cpu: number }[] } {
+  return { wall: median(r.map((x) => x.wall)), cpu: median(r.map((x) => x.cpu)), passes: r.map((x) => ({ wall: Math.round(x.wall), cpu: Math.round(x.cpu) })) };
+}
+
 async function main(): Promise<void> {
   // One libvips thread per image: the per-core figure, and the right setting with many workers.
   sharp.concurrency(1);
+  const decoder = jpegDecoder();
+  if (!decoder.native) throw new Error(`dataload.bench: the native JPEG path is not available (${decoder.reason}); rebuild the addon with libjpeg-turbo or unset CLIPFORGE_NATIVE_JPEG`);
   const { files, megapixels } = await writeImages();
   const buffers = files.map((f) => readFileSync(f));
-  await transformPass(buffers.slice(0, 8));
+  const paths: Path[] = ['native', 'sharp'];
+  for (const path of paths) await transformPass(buffers.slice(0, 8), path);
   const python = findPython();
-  const ours: Rates[] = [];
+  const ours: Record<Path, Rates[]> = { native: [], sharp: [] };
   const theirs: Rates[] = [];
   let versions: { pil: string; torchvision: string } | null = null;
   let pythonNote = python ? '' : 'no python3 with PIL and torchvision';
   for (let p = 0; p < PASSES; p++) {
-    ours.push(await transformPass(buffers));
+    for (const path of paths) ours[path].push(await transformPass(buffers, path));
     if (python && !pythonNote) {
       const r = pythonPass(python);
       if (typeof r === 'string') pythonNote = r;
@@ -136,43 +155,47 @@ async function main(): Promise<void> {
       }
     }
   }
-  const wall = median(ours.map((r) => r.wall));
-  const cpu = median(ours.map((r) => r.cpu));
-  const pilWall = theirs.length > 0 ? median(theirs.map((r) => r.wall)) : null;
-  const pilCpu = theirs.length > 0 ? median(theirs.map((r) => r.cpu)) : null;
-  const loader1 = await loaderRate(1);
-  const loader2 = await loaderRate(2);
+  const native = rateRow(ours.native);
+  const viaSharp = rateRow(ours.sharp);
+  const pil = theirs.length > 0 ? rateRow(theirs) : null;
+  const loader: Record<string, number> = {};
+  for (const path of paths) for (const workers of [1, 2]) loader[`${path}Workers${workers}`] = Math.round(await loaderRate(workers, path));
+  usePath('native');
 
-  console.log(`decode + RandomResizedCrop ${SIZE} + normalize, ${IMAGES} JPEGs ${MIN_SIDE}-${MAX_SIDE} px (${megapixels.toFixed(1)} MP), ${PASSES} passes, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})`);
+  const round = (r: { wall: number; cpu: number }) => ({ 'images/s (wall)': Math.round(r.wall), 'images / CPU-s': Math.round(r.cpu) });
+  console.log(`decode + RandomResizedCrop ${SIZE} + normalize, ${IMAGES} JPEGs ${MIN_SIDE}-${MAX_SIDE} px (${megapixels.toFixed(1)} MP), ${PASSES} passes, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.table({
-    'clipforge transform, one image at a time': { 'images/s (wall)': Math.round(wall), 'images / CPU-s': Math.round(cpu) },
-    ...(pilWall ? { 'PIL + torchvision, 1 thread': { 'images/s (wall)': Math.round(pilWall), 'images / CPU-s': Math.round(pilCpu!) } } : {}),
-    'clipforge loader, 1 worker (+ tokenize, batch)': { 'images/s (wall)': Math.round(loader1) },
-    'clipforge loader, 2 workers': { 'images/s (wall)': Math.round(loader2) },
+    [`clipforge native JPEG (libjpeg-turbo ${decoder.libjpegTurbo}), one image at a time`]: round(native),
+    'clipforge sharp path (CLIPFORGE_NATIVE_JPEG=0)': round(viaSharp),
+    ...(pil ? { 'PIL + torchvision, 1 thread': round(pil) } : {}),
+    'clipforge loader, native, 1 worker (+ tokenize, batch)': { 'images/s (wall)': loader.nativeWorkers1 },
+    'clipforge loader, native, 2 workers': { 'images/s (wall)': loader.nativeWorkers2 },
+    'clipforge loader, sharp, 1 worker': { 'images/s (wall)': loader.sharpWorkers1 },
+    'clipforge loader, sharp, 2 workers': { 'images/s (wall)': loader.sharpWorkers2 },
   });
-  if (pilWall) console.log(`ratio: ${(cpu / pilCpu!).toFixed(2)}x per CPU-second, ${(wall / pilWall).toFixed(2)}x wall clock, over PIL + torchvision (target >= 2x per core)`);
-  else console.log(`PIL + torchvision comparison did not run: ${pythonNote}`);
+  if (pil) {
+    for (const [name, r] of [['native', native], ['sharp', viaSharp]] as const) {
+      console.log(`${name}: ${(r.cpu / pil.cpu).toFixed(2)}x per CPU-second, ${(r.wall / pil.wall).toFixed(2)}x wall clock, over PIL + torchvision (target >= 2x per core)`);
+    }
+  } else console.log(`PIL + torchvision comparison did not run: ${pythonNote}`);
 
+  const summary = (r: ReturnType<typeof rateRow>) => ({
+    imagesPerSecond: Math.round(r.wall),
+    imagesPerCpuSecond: Math.round(r.cpu),
+    passes: r.passes,
+    ...(pil ? { ratioPerCpuSecond: +(r.cpu / pil.cpu).toFixed(2), ratioWall: +(r.wall / pil.wall).toFixed(2) } : {}),
+  });
   const what = MIN_SIDE === 256 && MAX_SIDE === 512 ? 'dataload' : `dataload-${MIN_SIDE}-${MAX_SIDE}`;
   const path = writeResult(what, 'cpu', {
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadAverage: loadavg().map((x) => +x.toFixed(1)), sharp: sharp.versions.sharp, vips: sharp.versions.vips },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadAverage: loadavg().map((x) => +x.toFixed(1)), sharp: sharp.versions.sharp, vips: sharp.versions.vips, libjpegTurbo: decoder.libjpegTurbo },
     images: IMAGES,
     sides: [MIN_SIDE, MAX_SIDE],
     megapixels: +megapixels.toFixed(2),
     outputSize: SIZE,
     passes: PASSES,
-    transform: { imagesPerSecond: Math.round(wall), imagesPerCpuSecond: Math.round(cpu), passes: ours.map((r) => ({ wall: Math.round(r.wall), cpu: Math.round(r.cpu) })) },
-    loaderImagesPerSecond: { workers1: Math.round(loader1), workers2: Math.round(loader2) },
-    pilTorchvision: pilWall
-      ? {
-          imagesPerSecond: Math.round(pilWall),
-          imagesPerCpuSecond: Math.round(pilCpu!),
-          passes: theirs.map((r) => ({ wall: Math.round(r.wall), cpu: Math.round(r.cpu) })),
-          ...versions,
-          ratioPerCpuSecond: +(cpu / pilCpu!).toFixed(2),
-          ratioWall: +(wall / pilWall).toFixed(2),
-        }
-      : { skipped: pythonNote },
+    transform: { native: summary(native), sharp: summary(viaSharp) },
+    loaderImagesPerSecond: loader,
+    pilTorchvision: pil ? { imagesPerSecond: Math.round(pil.wall), imagesPerCpuSecond: Math.round(pil.cpu), passes: pil.passes, ...versions } : { skipped: pythonNote },
   });
   console.log(`wrote ${path}`);
   rmSync(dir, { recursive: true, force: true });

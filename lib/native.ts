@@ -124,6 +124,10 @@ export interface NativeAddon {
   // out, fa, fb f32 [N, C]; beta [C] with a's dtype
   sampleChannelDot(a: T, b: T | null, out: T): void;
   sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T): void;
+  // JPEG decode + crop (box [left, top, width, height], stored-image pixels) + bicubic resize + normalize into
+  // out[offset ..] as CHW, synchronously (native/include/jpeg.h); returns M of the DCT scale M/8 it decoded at
+  decodeJpegCrop(bytes: Uint8Array, box: number[], outWidth: number, outHeight: number, mean: readonly number[], std: readonly number[], out: Float32Array, offset: number): number;
+  jpegDecoder(): { available: true; libjpegTurbo: string } | { available: false; reason: string };
 }
 
 /** The package root: the nearest folder above this file whose package.json names clipforge. */

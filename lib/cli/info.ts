@@ -1,6 +1,7 @@
-// `clipforge info`: version, backends compiled in, GPUs found (or why none), CPU threads.
+// `clipforge info`: version, backends compiled in, GPUs found (or why none), CPU threads, JPEG decoder.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { jpegDecoder } from '../data/jpeg.js';
 import { native, packageRoot } from '../native.js';
 import { countParameters, estimateFlops, getModelConfig } from '../nn/factory.js';
 
@@ -20,6 +21,8 @@ export function infoText(): string {
     }
   }
   lines.push(`CPU threads: ${info.threads} (set CLIPFORGE_NUM_THREADS to change)`);
+  const jpeg = jpegDecoder();
+  lines.push(jpeg.native ? `JPEG decoding: native, libjpeg-turbo ${jpeg.libjpegTurbo} (CLIPFORGE_NATIVE_JPEG=0 for sharp)` : `JPEG decoding: sharp (${jpeg.reason})`);
   return lines.join('\n');
 }
 

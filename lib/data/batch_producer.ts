@@ -49,7 +49,7 @@ export interface ProducerConfig {
   worldSize: number;
   worker: number;
   numWorkers: number;
-  /** Samples transformed at once in this worker (decoding runs on the libuv pool). */
+  /** Samples transformed at once in this worker (sharp decodes on the libuv pool; native JPEG decoding is synchronous). */
   concurrency: number;
   maxConsecutiveSkips: number;
 }

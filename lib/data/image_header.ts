@@ -34,7 +34,18 @@ function exifOrientation(b: Uint8Array, start: number, end: number): number {
   return 1;
 }
 
-function jpegSize(b: Uint8Array): { width: number; height: number } | null {
+/** What a JPEG's header says: stored size, EXIF orientation, sample precision, components. */
+export interface JpegHeader {
+  width: number;
+  height: number;
+  orientation: number;
+  precision: number;
+  components: number;
+}
+
+/** The frame header (and the orientation of an EXIF block before it), or null. */
+export function jpegHeader(b: Uint8Array): JpegHeader | null {
+  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return null;
   let i = 2;
   let orientation = 1;
   while (i + 4 <= b.length) {
@@ -55,16 +66,22 @@ function jpegSize(b: Uint8Array): { width: number; height: number } | null {
     }
     const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isFrame) {
-      if (length < 7) return null;
+      if (length < 8) return null;
       const height = u16be(b, i + 5);
       const width = u16be(b, i + 7);
       if (width === 0 || height === 0) return null;
-      return orientation >= 5 ? { width: height, height: width } : { width, height };
+      return { width, height, orientation, precision: b[i + 4]!, components: b[i + 9]! };
     }
     if (marker === 0xda || marker === 0xd9) return null;
     i += 2 + length;
   }
   return null;
+}
+
+function jpegSize(b: Uint8Array): { width: number; height: number } | null {
+  const h = jpegHeader(b);
+  if (!h) return null;
+  return h.orientation >= 5 ? { width: h.height, height: h.width } : { width: h.width, height: h.height };
 }
 
 function pngSize(b: Uint8Array): { width: number; height: number } | null {

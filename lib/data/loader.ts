@@ -6,8 +6,8 @@
 //   }
 //   await loader.close();
 //
-// - Each worker (or, with workers 0, one producer in this thread; decoding still runs on
-//   the libuv pool) makes the batches it owns (see batch_producer.ts) and sends them as
+// - Each worker (or, with workers 0, one producer in this thread; sharp decoding still runs
+//   on the libuv pool, native JPEG decoding in the producer's thread) makes the batches it owns (see batch_producer.ts) and sends them as
 //   transferred ArrayBuffers: no copy between threads.
 // - A worker runs at most `prefetch` batches ahead of the consumer, so memory stays bounded
 //   while the training loop, if the workers keep up, always finds a batch waiting.
@@ -23,6 +23,7 @@
 //
 // libuv's thread pool (UV_THREADPOOL_SIZE, default 4) is shared by every thread of the
 // process and runs all sharp decoding: with more than 4 workers, raise it before start.
+// Plain JPEGs decode natively (jpeg.ts), synchronously in each worker: one core per worker.
 import { Worker } from 'node:worker_threads';
 import { argError, checkBoolean, checkInteger } from '../tensor/check.js';
 import { BatchProducer, checkTextOptions, type ProducerConfig, type SourceInfo, type TextOptions } from './batch_producer.js';

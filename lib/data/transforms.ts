@@ -5,13 +5,17 @@
 //          -> [grayscale with probability] -> /255 -> (x - mean) / std
 //   eval:  resize the shorter side to size (bicubic) -> centre crop -> /255 -> (x - mean) / std
 //
-// Crop and resize run in sharp (libvips) in one pass; jitter and normalization run here on
-// the size × size result. Every random draw comes from the SeededRandom the caller passes
-// (the loader seeds one per sample from seed, epoch and sample), always in the same order, so
-// a sample's pixels depend on nothing else. A transform is described by plain data
+// Crop and resize of a plain JPEG run in our addon (jpeg.ts), which writes the normalized
+// floats itself; other images crop and resize in sharp (libvips) in one pass. Jitter and
+// grayscale run here on the size × size result either way. Every random draw comes from the
+// SeededRandom the caller passes (the loader seeds one per sample from seed, epoch and
+// sample), always in the same order and the same on both paths, so a sample's pixels depend
+// on nothing else. A transform is described by plain data
 // (`ImageTransformOptions`), which is how worker threads rebuild it.
 import { argError, checkInteger } from '../tensor/check.js';
 import { cropResize, imageSize, resizeCenterCrop, type CropBox, type ImageInput, type RgbImage } from './image.js';
+import { decodeJpegInto, nativeJpegSize } from './jpeg.js';
+import { centerSquare } from './resample.js';
 import type { SeededRandom } from './seeded.js';
 
 export const OPENAI_DATASET_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
@@ -285,6 +289,15 @@ export function createImageTransform(options: ImageTransformOptions): ImageTrans
   const shift = mean.map((m, c) => -m / std[c]!);
   const floatGain = std.map((s) => 1 / s);
 
+  function normalize(src: Uint8Array, out: Float32Array, offset: number): void {
+    for (let c = 0; c < 3; c++) {
+      const g = gain[c]!;
+      const b = shift[c]!;
+      const base = offset + c * plane;
+      for (let i = 0; i < plane; i++) out[base + i] = src[3 * i + c]! * g + b;
+    }
+  }
+
   async function pixels(input: ImageInput, random: SeededRandom): Promise<RgbImage> {
     if (!train) return resizeCenterCrop(input, size);
     const dims = await imageSize(input);
@@ -298,22 +311,33 @@ export function createImageTransform(options: ImageTransformOptions): ImageTrans
       if (!(out instanceof Float32Array) || !Number.isSafeInteger(offset) || offset < 0 || offset + 3 * plane > out.length) {
         throw new Error(`ImageTransform.apply: expected a Float32Array with ${3 * plane} floats free at offset ${offset} for out, got ${out instanceof Float32Array ? `length ${out.length}` : typeof out}`);
       }
-      const rgb = await pixels(input, random);
+      // A plain JPEG is decoded, cropped, resized and normalized into `out` natively, with
+      // the crop box drawn as the sharp path draws it (eval: the exact centre square, where
+      // sharp rounds the offset to a whole pixel of its resized image); anything else becomes
+      // RGB bytes in sharp.
+      const jpeg = input instanceof Uint8Array ? nativeJpegSize(input) : null;
+      let rgb: RgbImage | null = null;
+      if (jpeg) {
+        const box = train ? randomResizedCropBox(jpeg.width, jpeg.height, scale, ratio, random) : centerSquare(jpeg.width, jpeg.height);
+        decodeJpegInto(input as Uint8Array, box, size, size, mean, std, out, offset);
+      } else rgb = await pixels(input, random);
       // Both draws happen for every sample, used or not, so later draws never shift.
       const doJitter = train && random.next() < colorJitterProb;
       const doGray = train && random.next() < grayScaleProb;
-      const src = rgb.data;
       if (!doJitter && !doGray) {
-        for (let c = 0; c < 3; c++) {
-          const g = gain[c]!;
-          const b = shift[c]!;
-          const base = offset + c * plane;
-          for (let i = 0; i < plane; i++) out[base + i] = src[3 * i + c]! * g + b;
-        }
+        if (rgb) normalize(rgb.data, out, offset);
         return;
       }
+      // Augmentation works on HWC floats in [0, 1]: from the bytes, or back from the native output.
       const px = new Float32Array(3 * plane);
-      for (let i = 0; i < px.length; i++) px[i] = src[i]! / 255;
+      if (rgb) {
+        for (let i = 0; i < px.length; i++) px[i] = rgb.data[i]! / 255;
+      } else {
+        for (let c = 0; c < 3; c++) {
+          const base = offset + c * plane;
+          for (let i = 0; i < plane; i++) px[3 * i + c] = out[base + i]! * std[c]! + mean[c]!;
+        }
+      }
       if (doJitter) colorJitter(px, jitter!, random);
       if (doGray) {
         for (let i = 0; i < px.length; i += 3) px[i] = px[i + 1] = px[i + 2] = LUMA[0] * px[i]! + LUMA[1] * px[i + 1]! + LUMA[2] * px[i + 2]!;

@@ -26,6 +26,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_im2col(env, exports);
   register_batchnorm(env, exports);
   register_grn(env, exports);
+  register_jpeg(env, exports);
   return exports;
 }
 }  // namespace

@@ -23,4 +23,5 @@ void register_file_read(Napi::Env env, Napi::Object exports);
 void register_im2col(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
 void register_grn(Napi::Env env, Napi::Object exports);
+void register_jpeg(Napi::Env env, Napi::Object exports);
 }  // namespace cf::addon
