@@ -2,7 +2,7 @@
 // about the precision flag.
 import type { ModelConfig } from '../nn/config.js';
 import { native } from '../native.js';
-import type { Precision } from '../train/flags.js';
+import { FlagError, type Precision } from '../train/flags.js';
 
 /** The first GPU when one is present, else the CPU. */
 export function pickDevice(): string {
@@ -40,4 +40,18 @@ export function trainingPrecision(command: string, precision: Precision, given: 
 /** Evaluation computes in f32 whatever --precision says; tells the user so when it says otherwise. */
 export function noticeEvalPrecision(command: string, precision: Precision): void {
   if (precision !== 'fp32') process.stderr.write(`${command}: --precision ${precision}: evaluation computes in f32\n`);
+}
+
+/**
+ * Runs a command and turns what it throws into its exit code: the message on stderr (prefixed
+ * with the command unless it already names it), 2 for a usage mistake, 1 for anything else.
+ */
+export async function withExitCode(command: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`${message.startsWith(command) ? message : `${command}: ${message}`}\n`);
+    return e instanceof FlagError ? 2 : 1;
+  }
 }

@@ -4,6 +4,7 @@ import { modelInfoText } from './info.js';
 import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
 import { evalCommand } from './eval.js';
+import { withExitCode } from './common.js';
 
 const USAGE = `usage: clipforge <command>
 
@@ -40,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(infoText() + '\n');
       return 0;
     case 'train':
-      return trainCommand(rest);
+      return withExitCode('clipforge train', () => trainCommand(rest));
     case 'eval':
       return evalCommand(rest);
     case 'convert':

@@ -1,12 +1,13 @@
 // `clipforge train`: OpenCLIP's training command. With no flags it runs the embedded default:
 // a tiny CLIP trained on the built-in dataset, evaluated zero-shot on its held-out split, with
 // a checkpoint saved — a complete run in a few minutes on a laptop's CPU.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CLIP } from '../nn/clip.js';
 import type { ModelConfig } from '../nn/config.js';
 import { createModel, getModelConfig } from '../nn/factory.js';
-import { readCheckpointInfo, latestCheckpoint } from '../train/checkpoint.js';
+import { loadPretrainedFile, pretrainedWeightsFile, readOpenClipConfig } from '../nn/pretrained.js';
+import { isTrainingCheckpoint, readCheckpointInfo, latestCheckpoint } from '../train/checkpoint.js';
 import { closeRunData, createRunData, zeroShotTasks } from '../train/data.js';
 import { parseTrainArgs, trainHelp, type TrainArgs } from '../train/flags.js';
 import { createRunReporter } from '../train/report.js';
@@ -49,11 +50,38 @@ function runName(args: TrainArgs): string {
   return `${stamp}-model_${args.model}-lr_${args.lr}-b_${args.batchSize}-j_${args.workers}-p_${args.precision}`;
 }
 
-function modelConfig(args: TrainArgs, fromCheckpoint: ModelConfig | null): ModelConfig {
-  const base = structuredClone(fromCheckpoint ?? getModelConfig(args.model)) as ModelConfig;
-  if (args.forceImageSize) base.vision_cfg = { ...base.vision_cfg, image_size: args.forceImageSize[0]! };
-  if (args.forcePatchDropout !== null) base.vision_cfg = { ...base.vision_cfg, patch_dropout: args.forcePatchDropout };
-  return base;
+/** `base` with the --force-* overrides applied. */
+function modelConfig(args: TrainArgs, base: ModelConfig): ModelConfig {
+  const config = structuredClone(base) as ModelConfig;
+  if (args.forceImageSize) config.vision_cfg = { ...config.vision_cfg, image_size: args.forceImageSize[0]! };
+  if (args.forcePatchDropout !== null) config.vision_cfg = { ...config.vision_cfg, patch_dropout: args.forcePatchDropout };
+  if (args.forceContextLength !== null) config.text_cfg = { ...config.text_cfg, context_length: args.forceContextLength };
+  return config;
+}
+
+/**
+ * The model a run starts from. With --resume, the checkpoint's config (its weights are loaded
+ * by the trainer). With --pretrained, weights only: an OpenCLIP folder (its own config), or a
+ * weights file (a clipforge checkpoint, whose config it carries, or any state dict, with
+ * --model naming its config); position embeddings are resized to --force-image-size and
+ * --force-context-length, as CLIPA's fine-tuning phase needs. Else a fresh --model.
+ */
+function startingModel(args: TrainArgs, resumeFrom: string | null, device: string): CLIP {
+  if (resumeFrom) return createModel(modelConfig(args, readCheckpointInfo(resumeFrom).modelConfig), { device, seed: args.seed });
+  if (!args.pretrained) return createModel(modelConfig(args, getModelConfig(args.model)), { device, seed: args.seed });
+  const path = args.pretrained;
+  if (!existsSync(path)) throw new Error(`clipforge train: --pretrained ${path} does not exist`);
+  let base: ModelConfig;
+  let file = path;
+  if (statSync(path).isDirectory()) {
+    base = readOpenClipConfig(path).modelCfg;
+    file = pretrainedWeightsFile(path);
+  } else if (isTrainingCheckpoint(path)) {
+    base = readCheckpointInfo(path).modelConfig;
+  } else {
+    base = getModelConfig(args.model);
+  }
+  return loadPretrainedFile(modelConfig(args, base), file, { device }).train();
 }
 
 /** Runs `clipforge train argv…`; resolves to the exit code. */
@@ -81,10 +109,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   mkdirSync(runDir, { recursive: true });
   const device = pickDevice();
-  const config = modelConfig(args, resumeFrom ? readCheckpointInfo(resumeFrom).modelConfig : null);
-  const imageSize = imageSizeOf(config);
-  const contextLength = contextLengthOf(config);
-  const model: CLIP = createModel(config, { device, seed: args.seed });
+  const model = startingModel(args, resumeFrom, device);
+  const imageSize = imageSizeOf(model.config);
+  const contextLength = contextLengthOf(model.config);
   if (args.gradCheckpointing) model.setGradCheckpointing(true);
   const data = createRunData(args, { imageSize, contextLength, seed: args.seed });
   const zeroShot = zeroShotTasks(args, { builtin: data.kind === 'builtin', imageSize, contextLength });
@@ -97,7 +124,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   try {
-    reporter.message(`run ${name} on ${device}: model ${args.model} (${(model.numParameters() / 1e6).toFixed(2)} M parameters), logs in ${runDir}`);
+    reporter.message(`run ${name} on ${device}: model ${resumeFrom ? `from ${resumeFrom}` : args.pretrained ? `from ${args.pretrained}` : args.model} (${(model.numParameters() / 1e6).toFixed(2)} M parameters), logs in ${runDir}`);
     const outcome = await runTraining({
       args,
       model,

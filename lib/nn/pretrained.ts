@@ -110,6 +110,28 @@ export function resizePositionEmbeddings(state: Map<string, Tensor>, model: CLIP
 const WEIGHT_FILES = ['open_clip_model.safetensors', 'open_clip_pytorch_model.bin'];
 
 /**
+ * The model's weights among a file's tensors: a clipforge training checkpoint keeps them under
+ * `state_dict.` beside the optimizer's moments (which are dropped), and a model saved from
+ * DistributedDataParallel prefixes every key with `module.`.
+ */
+function modelWeights(tensors: Map<string, Tensor>): Map<string, Tensor> {
+  const prefixes = ['state_dict.', 'module.'];
+  let out = tensors;
+  for (const prefix of prefixes) {
+    const keys = [...out.keys()];
+    const wrapped = prefix === 'state_dict.' ? keys.some((k) => k.startsWith(prefix)) : keys.length > 0 && keys.every((k) => k.startsWith(prefix));
+    if (!wrapped) continue;
+    const next = new Map<string, Tensor>();
+    for (const [k, t] of out) {
+      if (k.startsWith(prefix)) next.set(k.slice(prefix.length), t);
+      else t.dispose();
+    }
+    out = next;
+  }
+  return out;
+}
+
+/**
  * A CLIP model of `config` (built at the options' image size and context length) with the
  * weights of `file`, any format readStateDict reads, in evaluation mode.
  */
@@ -125,7 +147,7 @@ export function loadPretrainedFile(config: ModelConfig, file: string, opts: Load
   const build = (): CLIP => new CLIP(built, { device: opts.device, dtype: opts.dtype });
   const model = strict ? withoutInit(build) : build();
   try {
-    const tensors = readStateDict(file);
+    const tensors = modelWeights(readStateDict(file));
     try {
       resizePositionEmbeddings(tensors, model);
       model.loadStateDict(tensors, { strict });
@@ -139,13 +161,18 @@ export function loadPretrainedFile(config: ModelConfig, file: string, opts: Load
   return model.eval();
 }
 
+/** The weights file of the OpenCLIP folder `dir` (an error naming both candidates when missing). */
+export function pretrainedWeightsFile(dir: string): string {
+  const candidates = WEIGHT_FILES.map((f) => join(dir, f));
+  const weights = candidates.find((p) => existsSync(p));
+  if (!weights) throw new Error(`loadPretrained: expected the weights in ${candidates.join(' or ')}, but neither exists`);
+  return weights;
+}
+
 /** A CLIP model with the weights of the OpenCLIP folder `dir`, in evaluation mode. */
 export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): CLIP {
   const op = 'loadPretrained';
   if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
   const { modelCfg } = readOpenClipConfig(dir);
-  const candidates = WEIGHT_FILES.map((f) => join(dir, f));
-  const weights = candidates.find((p) => existsSync(p));
-  if (!weights) throw new Error(`${op}: expected the weights in ${candidates.join(' or ')}, but neither exists`);
-  return loadPretrainedFile(modelCfg, weights, opts);
+  return loadPretrainedFile(modelCfg, pretrainedWeightsFile(dir), opts);
 }

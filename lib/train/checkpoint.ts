@@ -117,6 +117,15 @@ export function readCheckpointInfo(path: string): CheckpointContents {
   return contentsOf(parseMetadata(path, readSafetensorsHeader(path).metadata));
 }
 
+/** Whether `path` is a safetensors file with clipforge's training metadata (false for any other file). */
+export function isTrainingCheckpoint(path: string): boolean {
+  try {
+    return readSafetensorsHeader(checkPath('isTrainingCheckpoint', 'path', path)).metadata[METADATA_KEY] !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** The checkpoint file name for the end of `epoch`, as OpenCLIP names them (epoch_N). */
 export function epochCheckpointName(epoch: number): string {
   return `epoch_${epoch}.safetensors`;

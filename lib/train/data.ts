@@ -90,7 +90,8 @@ export interface RunDataOptions {
 export function createRunData(args: TrainArgs, opts: RunDataOptions): RunData {
   const kind = dataKind(args.trainData, args.datasetType, '--train-data');
   const train = sourceFor(kind, args.trainData, args, 'train', opts.imageSize);
-  const text = { contextLength: opts.contextLength };
+  // 'truncate' is the tokenizer's own behaviour; the others are CLIPA's reductions.
+  const text = { contextLength: opts.contextLength, ...(args.textReduction !== 'truncate' ? { reduction: args.textReduction } : {}) };
   const trainLoader = createDataLoader({
     source: train.spec,
     batchSize: args.batchSize,

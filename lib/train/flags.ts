@@ -3,6 +3,8 @@
 // store_true, a repeated flag's last value wins. Unknown flags, missing or malformed values
 // and positional arguments are errors that name the flag and suggest the nearest known one.
 
+import type { TextReduction } from '../data/text_reduction.js';
+
 export type Precision = 'fp32' | 'amp_bf16' | 'bf16';
 export type DatasetType = 'webdataset' | 'csv' | 'synthetic' | 'auto';
 export type LrSchedulerName = 'cosine' | 'const' | 'const-cooldown';
@@ -51,6 +53,10 @@ export interface TrainArgs {
   gatherWithGrad: boolean;
   forceImageSize: number[] | null;
   forcePatchDropout: number | null;
+  /** clipforge's: the text context length to train at (CLIPA trains on short texts). */
+  forceContextLength: number | null;
+  /** clipforge's: how a caption longer than the context is cut (CLIPA's strategies). */
+  textReduction: TextReduction;
   accumFreq: number;
   reportTo: string;
   ddpStaticGraph: boolean;
@@ -85,7 +91,7 @@ export const TRAIN_DEFAULTS: Omit<TrainArgs, 'given' | 'lr' | 'beta1' | 'beta2' 
   lrCooldownEnd: 0, lrCooldownPower: 1, saveFrequency: 1, saveMostRecent: false, zeroshotFrequency: 2, valFrequency: 1,
   resume: null, precision: 'amp_bf16', model: 'RN50', pretrained: '', lockImage: false, lockImageUnlockedGroups: 0,
   lockText: false, augCfg: {}, gradCheckpointing: false, localLoss: false, gatherWithGrad: false, forceImageSize: null,
-  forcePatchDropout: null, accumFreq: 1, reportTo: '', ddpStaticGraph: false, seed: 0, gradClipNorm: null,
+  forcePatchDropout: null, forceContextLength: null, textReduction: 'truncate', accumFreq: 1, reportTo: '', ddpStaticGraph: false, seed: 0, gradClipNorm: null,
   logEveryNSteps: 100, deletePreviousCheckpoint: false, siglip: false, help: false,
 };
 
@@ -133,6 +139,8 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
   '--gather-with-grad': { key: 'gatherWithGrad', kind: 'bool', help: 'distributed: propagate gradients through the feature gather' },
   '--force-image-size': { key: 'forceImageSize', kind: 'ints', min: 1, help: 'override the model image size: one value, or height width' },
   '--force-patch-dropout': { key: 'forcePatchDropout', kind: 'float', min: 0, help: 'override the patch dropout rate (e.g. 0 for a final fine-tune)' },
+  '--force-context-length': { key: 'forceContextLength', kind: 'int', min: 2, help: 'clipforge: override the text context length (CLIPA pre-trains on 8-32 tokens); text positions are resized when weights are loaded' },
+  '--text-reduction': { key: 'textReduction', kind: 'string', choices: ['truncate', 'random', 'shuffle', 'block', 'simple', 'syntax'], help: "clipforge: how a caption longer than the context is cut (CLIPA): truncate (default), random or shuffle words, a block (simple is its OpenCLIP name), or syntax (nouns, then adjectives, then verbs)" },
   '--accum-freq': { key: 'accumFreq', kind: 'int', min: 1, help: 'update the weights every this many batches (gradient accumulation)' },
   '--report-to': { key: 'reportTo', kind: 'string', help: "extra log backends, comma-separated: 'tensorboard'" },
   '--ddp-static-graph': { key: 'ddpStaticGraph', kind: 'bool', help: 'accepted for compatibility with OpenCLIP; has no effect' },
