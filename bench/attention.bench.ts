@@ -23,7 +23,7 @@
 // Writes bench/results/<date>-<device>-attention.json.
 import { cpus, platform } from 'node:os';
 import * as cf from '../lib/index.js';
-import { runPython, writeResult } from './lib.js';
+import { benchArgs, runPython, writeResult } from './lib.js';
 
 interface Shape {
   B: number;
@@ -50,19 +50,6 @@ const CUDA_SHAPES: Shape[] = [
 ];
 
 const PERF_BF16_CEILING_TFLOPS = 798;
-
-function args(): { device: 'cpu' | 'cuda'; threads: number; torch: boolean } {
-  const argv = process.argv.slice(2);
-  const get = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const dev = get('--device') ?? (cf.backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
-  if (dev !== 'cpu' && dev !== 'cuda') throw new Error(`attention.bench: expected 'cpu' or 'cuda' for --device, got '${dev}'`);
-  const threads = Number(get('--threads') ?? 2);
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`attention.bench: expected a positive integer for --threads, got '${get('--threads')}'`);
-  return { device: dev, threads, torch: !argv.includes('--no-torch') };
-}
 
 const label = (s: Shape): string => `B${s.B} H${s.H} S${s.S} D${s.D}${s.causal ? ' causal' : ''}`;
 const flopsFwd = (s: Shape): number => (4 * s.B * s.H * s.S * s.S * s.D) / (s.causal ? 2 : 1);
@@ -241,7 +228,7 @@ function timeShape(s: Shape, device: string, dtype: 'f32' | 'bf16'): Timing {
 }
 
 async function main(): Promise<void> {
-  const opt = args();
+  const opt = benchArgs('attention.bench');
   const device = opt.device;
   const gpu = device === 'cuda';
   const shapes = gpu ? CUDA_SHAPES : CPU_SHAPES;

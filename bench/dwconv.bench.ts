@@ -27,7 +27,7 @@
 //        [--shapes N,C,H,W,K[,stride[,dilation]] ...]
 // Writes bench/results/<date>-<device>-dwconv.json.
 import * as cf from '../lib/index.js';
-import { cpuPeak, runPython, timeMedian, writeResult } from './lib.js';
+import { benchArgs, cpuPeak, runPython, timeMedian, writeResult } from './lib.js';
 
 interface Shape {
   N: number;
@@ -58,19 +58,11 @@ function parseShape(s: string): Shape {
 }
 
 function args() {
-  const argv = process.argv.slice(2);
-  const get = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const device = get('--device') ?? (cf.backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
-  if (device !== 'cpu' && device !== 'cuda') throw new Error(`dwconv.bench: expected 'cpu' or 'cuda' for --device, got '${device}'`);
-  const threads = Number(get('--threads') ?? 2);
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`dwconv.bench: expected a positive integer for --threads, got '${get('--threads')}'`);
+  const { argv, device, threads, torch } = benchArgs('dwconv.bench');
   const i = argv.indexOf('--shapes');
   const listed = i >= 0 ? argv.slice(i + 1).filter((a) => !a.startsWith('--')) : null;
   const shapes = (listed && listed.length ? listed : device === 'cpu' ? CPU_SHAPES : CUDA_SHAPES).map(parseShape);
-  return { device: device as 'cpu' | 'cuda', threads, torch: !argv.includes('--no-torch'), shapes };
+  return { device, threads, torch, shapes };
 }
 
 const label = (s: Shape): string => `N${s.N} C${s.C} ${s.H}x${s.W} K${s.K}${s.stride > 1 ? ` s${s.stride}` : ''}${s.dilation > 1 ? ` d${s.dilation}` : ''}`;

@@ -5,8 +5,42 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { backendInfo } from '../lib/index.js';
 
 export const benchDir = dirname(fileURLToPath(import.meta.url));
+
+export interface BenchArgs {
+  argv: string[];
+  /** The value after `name`, or undefined when the flag is absent. */
+  get(name: string): string | undefined;
+  /** A positive integer flag, `dflt` when absent. */
+  int(name: string, dflt: number): number;
+  device: 'cpu' | 'cuda';
+  threads: number;
+  /** False with --no-torch. */
+  torch: boolean;
+}
+
+/**
+ * The command line every benchmark shares: --device cpu|cuda (default: cuda when a GPU is
+ * present), --threads N (CPU threads of both sides, default 2) and --no-torch; `bench` names
+ * the benchmark in errors.
+ */
+export function benchArgs(bench: string): BenchArgs {
+  const argv = process.argv.slice(2);
+  const get = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const int = (name: string, dflt: number): number => {
+    const v = Number(get(name) ?? dflt);
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${bench}: expected a positive integer for ${name}, got '${get(name)}'`);
+    return v;
+  };
+  const device = get('--device') ?? (backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
+  if (device !== 'cpu' && device !== 'cuda') throw new Error(`${bench}: expected 'cpu' or 'cuda' for --device, got '${device}'`);
+  return { argv, get, int, device, threads: int('--threads', 2), torch: !argv.includes('--no-torch') };
+}
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('median: expected at least one sample, got none');

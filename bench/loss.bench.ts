@@ -31,7 +31,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as cf from '../lib/index.js';
-import { cpuPeak, median, runPython, writeResult } from './lib.js';
+import { benchArgs, cpuPeak, median, runPython, writeResult } from './lib.js';
 
 type Kind = 'clip' | 'siglip';
 const KINDS: Kind[] = ['clip', 'siglip'];
@@ -50,18 +50,7 @@ interface Args {
 }
 
 function parseArgs(): Args {
-  const argv = process.argv.slice(2);
-  const get = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const device = get('--device') ?? (cf.backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
-  if (device !== 'cpu' && device !== 'cuda') throw new Error(`loss.bench: expected 'cpu' or 'cuda' for --device, got '${device}'`);
-  const int = (name: string, dflt: number): number => {
-    const v = Number(get(name) ?? dflt);
-    if (!Number.isInteger(v) || v < 1) throw new Error(`loss.bench: expected a positive integer for ${name}, got '${get(name)}'`);
-    return v;
-  };
+  const { get, int, device, threads, torch } = benchArgs('loss.bench');
   const shapeArg = get('--shapes');
   const shapes = shapeArg
     ? shapeArg.split(',').map((s) => {
@@ -70,7 +59,7 @@ function parseArgs(): Args {
         return [Number(m[1]), Number(m[2])] as [number, number];
       })
     : device === 'cuda' ? CUDA_SHAPES : CPU_SHAPES;
-  return { device, threads: int('--threads', 2), shapes, repeats: int('--repeats', device === 'cuda' ? 10 : 5), budgetS: int('--budget-s', 120), torch: !argv.includes('--no-torch') };
+  return { device, threads, shapes, repeats: int('--repeats', device === 'cuda' ? 10 : 5), budgetS: int('--budget-s', 120), torch };
 }
 
 /** Unit rows from a seeded generator (mulberry32 + Box–Muller), as the loss expects them. */

@@ -26,24 +26,15 @@ import { countParameters, createModel, estimateFlops, getModelConfig } from '../
 import { AdamW } from '../lib/optim/adamw.js';
 import { paramGroups } from '../lib/optim/param_groups.js';
 import { accumulatedBackward } from '../lib/train/trainer.js';
-import { benchDir, cpuPeak, median, runPython, writeResult } from './lib.js';
+import { benchArgs, benchDir, cpuPeak, median, runPython, writeResult } from './lib.js';
 
 const GPU_BF16_TFLOPS = 798;
 const CPU_RUNS = 'tiny-builtin:128,ViT-B-32:8';
 const CUDA_RUNS = 'ViT-B-32:256,ViT-B-16:128,UniRepLKNet-L-CLIP:64';
 
 function parseArgs() {
-  const argv = process.argv.slice(2);
-  const get = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const device = get('--device') ?? (cf.backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
-  if (device !== 'cpu' && device !== 'cuda') throw new Error(`train_step.bench: expected 'cpu' or 'cuda' for --device, got '${device}'`);
-  const threads = Number(get('--threads') ?? 2);
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`train_step.bench: expected a positive integer for --threads, got '${get('--threads')}'`);
-  const steps = Number(get('--steps') ?? 10);
-  if (!Number.isInteger(steps) || steps < 3) throw new Error(`train_step.bench: expected an integer >= 3 for --steps, got '${get('--steps')}'`);
+  const { get, int, device, threads, torch } = benchArgs('train_step.bench');
+  const steps = int('--steps', 10);
   const runs = (get('--models') ?? (device === 'cpu' ? CPU_RUNS : CUDA_RUNS)).split(',').map((spec) => {
     const [name, batch] = spec.split(':');
     const b = Number(batch);
@@ -51,7 +42,7 @@ function parseArgs() {
     getModelConfig(name);
     return { name, batch: b };
   });
-  return { device, threads, steps, runs, torch: !argv.includes('--no-torch') };
+  return { device, threads, steps, runs, torch };
 }
 
 /** A batch of random normalized images and token ids shaped like the loader's. */
