@@ -1,9 +1,6 @@
-// Loads the native addon (node-gyp-build finds build/Release/clipforge.node or a prebuild).
-// CLIPFORGE_ADDON names an addon file to load instead (for side-by-side builds).
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// The native addon's interface, and `native`, the addon itself: importing this module loads
+// it (lib/native_load.ts finds it) and throws, saying how to build it, when it is not built.
+import { loadAddon } from './native_load.js';
 
 /** A tensor as the addon reads it: storage handle, element offset, shape and dtype. */
 export interface NativeTensor {
@@ -130,30 +127,6 @@ export interface NativeAddon {
   jpegDecoder(): { available: true; libjpegTurbo: string } | { available: false; reason: string };
 }
 
-/** The package root: the nearest folder above this file whose package.json names clipforge. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'clipforge') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('clipforge: cannot find the package root from ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
+export { packageRoot } from './native_load.js';
 
-function load(): NativeAddon {
-  const require = createRequire(import.meta.url);
-  const override = process.env.CLIPFORGE_ADDON;
-  if (override) return require(override) as NativeAddon;
-  const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
-  try {
-    return nodeGypBuild(packageRoot());
-  } catch (e) {
-    throw new Error(
-      `clipforge: the native addon is not built (${(e as Error).message.split('\n')[0]}); run \`npm install\` or \`npm run build\``,
-    );
-  }
-}
-
-export const native: NativeAddon = load();
+export const native: NativeAddon = loadAddon();

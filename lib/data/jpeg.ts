@@ -8,19 +8,26 @@
 // The call blocks its thread for the image's decode (a few ms): the loader's workers each
 // decode their own samples, one core each.
 import type { NativeAddon } from '../native.js';
+import { loadAddon } from '../native_load.js';
 import { jpegHeader } from './image_header.js';
 import type { CropBox } from './image.js';
 
-// The addon is imported dynamically, a failure to load it caught, so that a data pipeline
-// without a built addon still runs (on sharp) instead of failing to load.
 type Decoder = { available: true; addon: NativeAddon; libjpegTurbo: string } | { available: false; reason: string };
-const decoder: Decoder = await import('../native.js').then(
-  ({ native }): Decoder => {
-    const info = native.jpegDecoder();
-    return info.available ? { available: true, addon: native, libjpegTurbo: info.libjpegTurbo } : info;
-  },
-  (e: unknown): Decoder => ({ available: false, reason: e instanceof Error ? e.message : String(e) }),
-);
+let decoder: Decoder | null = null;
+
+// The addon is loaded on first use, a failure to load it caught, so that a data pipeline
+// without a built addon still runs (on sharp) instead of failing to load.
+function nativeDecoder(): Decoder {
+  if (decoder) return decoder;
+  try {
+    const addon = loadAddon();
+    const info = addon.jpegDecoder();
+    decoder = info.available ? { available: true, addon, libjpegTurbo: info.libjpegTurbo } : info;
+  } catch (e) {
+    decoder = { available: false, reason: e instanceof Error ? e.message : String(e) };
+  }
+  return decoder;
+}
 
 function forcedToSharp(): boolean {
   return process.env.CLIPFORGE_NATIVE_JPEG === '0';
@@ -29,12 +36,13 @@ function forcedToSharp(): boolean {
 /** Which decoder plain JPEGs get in this process, and why. */
 export function jpegDecoder(): { native: true; libjpegTurbo: string } | { native: false; reason: string } {
   if (forcedToSharp()) return { native: false, reason: 'CLIPFORGE_NATIVE_JPEG=0 is set' };
-  return decoder.available ? { native: true, libjpegTurbo: decoder.libjpegTurbo } : { native: false, reason: decoder.reason };
+  const d = nativeDecoder();
+  return d.available ? { native: true, libjpegTurbo: d.libjpegTurbo } : { native: false, reason: d.reason };
 }
 
 /** The size of a JPEG the native decoder takes, or null (not a plain JPEG, or no native decoder). */
 export function nativeJpegSize(bytes: Uint8Array): { width: number; height: number } | null {
-  if (!decoder.available || forcedToSharp()) return null;
+  if (forcedToSharp() || !nativeDecoder().available) return null;
   const h = jpegHeader(bytes);
   if (!h || h.orientation !== 1 || h.precision !== 8 || (h.components !== 1 && h.components !== 3)) return null;
   return { width: h.width, height: h.height };
@@ -46,6 +54,7 @@ export function nativeJpegSize(bytes: Uint8Array): { width: number; height: numb
  * or truncated data, naming what libjpeg found.
  */
 export function decodeJpegInto(bytes: Uint8Array, box: CropBox, width: number, height: number, mean: readonly number[], std: readonly number[], out: Float32Array, offset: number): number {
-  if (!decoder.available) throw new Error(`decodeJpegInto: ${decoder.reason}`);
-  return decoder.addon.decodeJpegCrop(bytes, [box.left, box.top, box.width, box.height], width, height, mean, std, out, offset);
+  const d = nativeDecoder();
+  if (!d.available) throw new Error(`decodeJpegInto: ${d.reason}`);
+  return d.addon.decodeJpegCrop(bytes, [box.left, box.top, box.width, box.height], width, height, mean, std, out, offset);
 }
