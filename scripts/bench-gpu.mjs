@@ -20,6 +20,7 @@ const BENCHES = {
   loss: ['--device', 'cuda'],
   adamw: ['--device', 'cuda'],
   checkpoint_io: ['--device', 'cuda'],
+  train_step: ['--device', 'cuda'],
 };
 
 const wanted = process.argv.slice(2);

@@ -21,6 +21,8 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(info tests sanitize bench)
 want() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 export CLIPFORGE_REQUIRE_CUDA=1
+# The addon links libjpeg.so.62 from the build machine; bench/README.md copies it into .gpu/.
+[ -f .gpu/libjpeg.so.62 ] && export LD_LIBRARY_PATH="$PWD/.gpu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 uvu=(node --import tsx --expose-gc node_modules/uvu/bin.js)
 
 if want info; then
