@@ -8,7 +8,6 @@ import type { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { jpegDecoder } from '../../lib/data/jpeg.js';
 import { createDataLoader, type Batch, type DataLoader, type DataLoaderOptions } from '../../lib/data/loader.js';
 import { reads } from '../support/pixel_source.js';
 import { makeTar } from '../support/tar_writer.js';
@@ -159,9 +158,9 @@ test('errors surface in the consumer: a failing source, a broken stream, a trans
   const allBad = join(tmp, 'all-bad.csv');
   writeFileSync(allBad, 'filepath,title\n' + Array.from({ length: 6 }, (_, i) => `bad.jpg,x${i}`).join('\n'));
   const transformFails = createDataLoader({ ...base, source: { type: 'csv', options: { path: allBad, csvSeparator: ',' } }, workers: 1, maxConsecutiveSkips: 3 });
-  // The JPEG decoder in use names the problem: the native one (libjpeg's words) or sharp's.
-  const why = jpegDecoder().native ? /decodeJpegCrop: cannot decode JPEG: Premature end of JPEG file/ : /resizeCenterCrop: cannot decode image: .*premature end/;
-  await rejects(collect(transformFails, 0), new RegExp(`3 samples in a row were skipped \\(maxConsecutiveSkips\\); the last: sample .*bad\\.jpg: ${why.source}`));
+  // bad.jpg is a JPEG cut after 100 bytes: sharp names the problem when the cut falls in the
+  // header (no size to crop by), the native decoder (libjpeg's words) when the header is whole.
+  await rejects(collect(transformFails, 0), /3 samples in a row were skipped \(maxConsecutiveSkips\); the last: sample .*bad\.jpg: (decodeJpegCrop: cannot decode JPEG: Premature end of JPEG file|resizeCenterCrop: cannot decode image: .*premature end)/);
   await transformFails.close();
 });
 
