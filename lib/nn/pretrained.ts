@@ -72,7 +72,8 @@ function adjustedConfig(cfg: ModelConfig, opts: LoadPretrainedOptions): ModelCon
 /**
  * Replaces the position tables of `state` whose length differs from the model's by resized
  * ones (the vision grid bicubically, the text positions linearly, as OpenCLIP's
- * resize_pos_embed and resize_text_pos_embed). Returns the keys it resized.
+ * resize_pos_embed and resize_text_pos_embed; a fixed sin-cos grid by the model's own table for
+ * its grid). Returns the keys it replaced.
  */
 export function resizePositionEmbeddings(state: Map<string, Tensor>, model: CLIP): string[] {
   if (!(state instanceof Map)) throw argError('resizePositionEmbeddings', 'state', 'a Map of tensors', state);
@@ -90,7 +91,11 @@ export function resizePositionEmbeddings(state: Map<string, Tensor>, model: CLIP
     }
     const values = src.toArray() as Float32Array;
     let table: Float32Array;
-    if (key === 'visual.positional_embedding') {
+    if (key === 'visual.positional_embedding' && model.config.vision_cfg.pos_embed_type === 'sin_cos_2d') {
+      // A fixed sin-cos table is a function of the grid: the model's own, built for its grid, is
+      // the right one (resizing the old grid's table would bend its frequencies).
+      table = dst.toArray() as Float32Array;
+    } else if (key === 'visual.positional_embedding') {
       const cfg = model.config.vision_cfg;
       const size = cfg.image_size ?? 224;
       const [h, w] = Array.isArray(size) ? size : [size, size];

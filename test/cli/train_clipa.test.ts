@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readSafetensors } from '../../lib/io/safetensors.js';
+import { sinCos2dPositionTable } from '../../lib/nn/vit.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
 import { readCheckpointInfo } from '../../lib/train/checkpoint.js';
 import { runCli } from '../support/cli.js';
@@ -54,6 +55,11 @@ test('low-resolution pre-training, then a fine-tune from its checkpoint at full 
   const textPositions = after.get('positional_embedding')!;
   assert.equal(textPositions.shape, [16, 64], 'text positions resized from 8 to 16');
   assert.equal(before.get('positional_embedding')!.shape, [8, 64]);
+  // The fixed sin-cos grid is the one built for 4 x 4 patches, not the 2 x 2 table resized.
+  const grid = after.get('visual.positional_embedding')!;
+  assert.equal(grid.shape, [17, 64]);
+  const table = sinCos2dPositionTable(64, 4);
+  assert.ok(grid.values.every((x, i) => Math.abs(x - table[i]!) < 1e-6), 'the sin-cos table of the new grid');
   for (const [k, w] of after) {
     if (k.endsWith('positional_embedding')) continue;
     assert.equal(w.shape, before.get(k)!.shape, `${k}: shape`);
