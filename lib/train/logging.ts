@@ -76,7 +76,7 @@ export class TrainLogger {
     this.start = this.windowStart = this.now();
   }
 
-  /** Records a finished step: redraws the progress line, and logs on every logEveryNSteps-th step. */
+  /** Records a finished step: redraws the progress line, and logs every logEveryNSteps-th step and the last. */
   step(info: StepInfo): void {
     const op = 'TrainLogger.step';
     if (!Number.isSafeInteger(info?.step) || info.step < 0) throw argError(op, 'info.step', 'an integer >= 0', info?.step);
@@ -85,7 +85,8 @@ export class TrainLogger {
     if (info.logitScale !== undefined) this.lastScale = info.logitScale;
     this.windowSamples += info.samples;
     const t = this.now();
-    const logStep = info.step % this.opts.logEveryNSteps === 0;
+    // The last step is logged too, so the log and the loss curve end where the run ended.
+    const logStep = info.step % this.opts.logEveryNSteps === 0 || info.step === this.opts.totalSteps;
     if (logStep || !Number.isFinite(this.samplesPerSecond)) {
       const dt = (t - this.windowStart) / 1000;
       if (dt > 0) this.samplesPerSecond = this.windowSamples / dt;

@@ -23,6 +23,16 @@ function run(isTTY: boolean, logDir: string): { written: string[]; logger: cf.Tr
   return { written, logger };
 }
 
+test('the last step is logged even when the log interval does not divide the run', () => {
+  const logDir = join(dir, 'run-last');
+  const logger = new cf.TrainLogger({ logDir, totalSteps: 7, logEveryNSteps: 5, stream: { write: () => 0 } });
+  for (let step = 1; step <= 7; step++) logger.step({ step, epoch: 0, samples: 8, lr: 1e-3, loss: 5 - step * 0.1, logitScale: 14 });
+  logger.close();
+  const lines = readFileSync(join(logDir, 'out.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.map((l) => l.step), [5, 7]);
+  assert.is(lines[1].loss, 5 - 0.7);
+});
+
 test('one JSON line per log step with loss, lr, logit scale and samples/s; TensorBoard scalars; loss.png on close', async () => {
   const logDir = join(dir, 'run-a');
   const { written, logger } = run(true, logDir);
