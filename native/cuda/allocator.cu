@@ -24,7 +24,8 @@ size_t round_size(size_t n) {
 }
 
 struct Block {
-  size_t size;
+  size_t size;   // of the block, as cached
+  size_t asked;  // by the allocation, as counted in allocated_bytes
   Stream stream;
 };
 
@@ -79,6 +80,11 @@ void* alloc(int device, size_t nbytes, Stream stream) {
       release_cached(device, c);
       e = cudaMalloc(&ptr, size);
     }
+    // Any other failure (a sticky error left by a faulting kernel, a lost device) is not a
+    // lack of memory and must not be reported as one.
+    if (e != cudaSuccess && e != cudaErrorMemoryAllocation)
+      throw Error(std::string("CUDA error: ") + cudaGetErrorString(e) + " (cudaMalloc of " + std::to_string(size) + " bytes on cuda:" +
+                  std::to_string(device) + ")");
     if (e != cudaSuccess) {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
@@ -91,8 +97,8 @@ void* alloc(int device, size_t nbytes, Stream stream) {
     ++c.stats.system_allocs;
     c.stats.reserved_bytes += static_cast<int64_t>(size);
   }
-  c.live.emplace(ptr, Block{got, stream});
-  c.stats.allocated_bytes += static_cast<int64_t>(got);
+  c.live.emplace(ptr, Block{got, nbytes, stream});
+  c.stats.allocated_bytes += static_cast<int64_t>(nbytes);
   ++c.stats.live_blocks;
   if (c.stats.allocated_bytes > c.stats.peak_allocated_bytes) c.stats.peak_allocated_bytes = c.stats.allocated_bytes;
   return ptr;
@@ -105,7 +111,7 @@ void free(int device, void* ptr, Stream stream) {
   if (it == c.live.end()) throw Error("cuda free: pointer was not allocated by clipforge");
   const Block b = it->second;
   c.live.erase(it);
-  c.stats.allocated_bytes -= static_cast<int64_t>(b.size);
+  c.stats.allocated_bytes -= static_cast<int64_t>(b.asked);
   --c.stats.live_blocks;
   c.free_blocks.emplace(std::make_pair(stream ? stream : b.stream, b.size), ptr);
 }

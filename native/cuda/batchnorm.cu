@@ -10,7 +10,7 @@ namespace cf::cuda {
 namespace {
 
 constexpr int kChannels = 32;
-constexpr int kRowLanes = 32;
+constexpr int kRowLanes = 32;  // 1024 threads: __launch_bounds__ holds ptxas to 64 registers, or the launch fails
 
 // Sums over the row lanes of the block, for each of the block's channels; the result lands
 // in s[0][tx]. All threads must call it.
@@ -27,7 +27,8 @@ __device__ double reduce_lanes(double v, double (*s)[kChannels]) {
 }
 
 template <typename T>
-__global__ void stats_kernel(const T* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c, float eps) {
+__global__ void __launch_bounds__(kChannels * kRowLanes)
+    stats_kernel(const T* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c, float eps) {
   __shared__ double s[kRowLanes][kChannels];
   const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
   const bool live = k < c;
@@ -50,8 +51,8 @@ __global__ void stats_kernel(const T* x, float* mean, float* var, float* rstd, i
 }
 
 template <typename T>
-__global__ void reduce_kernel(const T* x, const T* dy, const float* mean, const float* rstd, float* sum_dy, float* sum_dy_xhat,
-                              int64_t rows, int64_t c) {
+__global__ void __launch_bounds__(kChannels * kRowLanes)
+    reduce_kernel(const T* x, const T* dy, const float* mean, const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c) {
   __shared__ double s[kRowLanes][kChannels];
   const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
   const bool live = k < c;

@@ -9,10 +9,10 @@ namespace cf::cuda {
 namespace {
 
 constexpr int kChannels = 32;
-constexpr int kPixelLanes = 32;
+constexpr int kPixelLanes = 32;  // 1024 threads: __launch_bounds__ holds ptxas to 64 registers, or the launch fails
 
 template <typename T>
-__global__ void dot_kernel(const T* a, const T* b, float* out, int64_t p, int64_t c) {
+__global__ void __launch_bounds__(kChannels * kPixelLanes) dot_kernel(const T* a, const T* b, float* out, int64_t p, int64_t c) {
   __shared__ double s[kPixelLanes][kChannels];
   const int64_t sample = blockIdx.y;
   const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;

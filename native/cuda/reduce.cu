@@ -17,8 +17,10 @@ struct Acc {
 
 __device__ __forceinline__ Acc combine(ReduceOp op, Acc a, Acc b) {
   if (op != ReduceOp::Max) return Acc{a.v + b.v, 0};
-  if (isnan(b.v) && !isnan(a.v)) return b;
-  if (isnan(a.v)) return a;
+  // The first NaN wins, as on the CPU; the block tree combines partials whose indices are not
+  // ordered (thread 0 may hold k = 256, thread 1 k = 1), so two NaNs compare by index.
+  const bool an = isnan(a.v), bn = isnan(b.v);
+  if (an || bn) return an && (!bn || a.k < b.k) ? a : b;
   if (b.v > a.v || (b.v == a.v && b.k < a.k)) return b;
   return a;
 }

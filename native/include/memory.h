@@ -1,8 +1,8 @@
 // Device memory: allocation, copies and statistics for each backend.
 // CPU memory is 64-byte aligned and cached in size bins (native/cpu/memory.cpp). CUDA memory comes from a caching allocator per device:
-// size-binned free lists, blocks reused only on the stream they were freed on (an event
-// is recorded when a block is freed, so reuse from another stream waits for it),
-// cudaMalloc only when the cache misses (after one retry with the cache emptied).
+// size-binned free lists, blocks reused only on the stream they were freed on (no events:
+// work on one stream runs in order, and each device has one stream), cudaMalloc only when
+// the cache misses (after one retry with the cache emptied).
 #pragma once
 #include "core.h"
 

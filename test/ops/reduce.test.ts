@@ -100,6 +100,23 @@ test('max returns the index of the first maximum and propagates NaN', () => {
   assert.ok(Number.isNaN(r.v[1]!));
 });
 
+test('max over a long axis returns the index of the first NaN on every backend', () => {
+  // 600 elements and one output: CUDA splits the axis over a block's threads (thread 1 meets
+  // k = 1, thread 0 k = 256 and 512), so the NaN it keeps depends on how partials combine.
+  for (const device of devices()) {
+    const x = rng.array(600);
+    x[256] = NaN;
+    x[1] = NaN;
+    x[512] = NaN;
+    const r = cf.scope(() => {
+      const { values, indices } = cf.maxWithIndices(cf.fromArray(x, [600], { device }), 0);
+      return { v: values.toArray(), i: indices.toArray() };
+    });
+    assert.ok(Number.isNaN(r.v[0]!), device);
+    assert.equal(Array.from(r.i), [1], device);
+  }
+});
+
 test('sumTo reduces broadcast dims back to the input shape', () => {
   const x = rng.array(2 * 3 * 4);
   const got = cf.scope(() => {
