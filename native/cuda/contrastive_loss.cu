@@ -1,27 +1,36 @@
 // CUDA contrastive losses (CLIP softmax cross-entropy and SigLIP sigmoid); the math, shapes and
 // floor are in native/include/contrastive_loss.h. The logit matrix is never stored.
 //
-// One kernel, row_pass, does all the tile work. A block owns 64 rows of one side ("own", e.g. A)
-// and sweeps every 64-row tile of the other side: it computes the 64×64 logit tile
-// (SIMT f32: 16 k per step through shared memory, 4×4 logits per thread, f32 or bf16 storage),
-// then, by mode:
+// One kernel per tile family does all the tile work. A block owns 64 rows of one side ("own",
+// e.g. A) and sweeps every 64-row tile of the other side: it computes the 64×64 logit tile, then,
+// by mode (tile_row, shared by both families, so they turn the same products into the same bits):
 //   Stats    online max / sum of exp per own row -> lse, and lse − logit at the label (CLIP forward);
 //   ClipGrad the gradient tile G from the saved lse of both sides; dt per row += Σ G·logit and,
-//            when asked, d_own += exp(t) · G · other through shared memory (CLIP backward);
+//            when asked, d_own += exp(t) · G · other (CLIP backward);
 //   Siglip   softplus per logit -> loss per row and, when asked, G = weight·(σ(L) − label),
 //            dt and dbias per row and d_own += exp(t) · G · other (SigLIP loss + gradients).
 // The block owns its rows' statistics and gradient rows, so there are no atomics and the result
 // is deterministic; column-side work (CLIP's column log-sum-exps, dB) is the same kernel with the
 // two sides swapped. Labels sit where (other index − own index) == delta.
 //
-// Work (FLOPs, 2·na·nb·d per pass): CLIP forward 2 passes (rows, columns), backward 2 passes each
-// with a tile product and a rank-64 update per tile (4 in all): 12·na·nb·d. SigLIP: one pass
-// for the loss and dA, one for dB: 8·na·nb·d. Scratch: O(na + nb) doubles from the caching
-// allocator. Per-row partial sums are combined in a fixed order by a one-block finish kernel.
+// Tile families, chosen per call by the features' dtype and layout:
+//   row_pass_tc  bf16 features with d % 8 == 0 and 16-byte aligned rows: tensor cores. 4 warps,
+//                each 16 own rows × 64 columns, mma.sync m16n8k16 (bf16 in, f32 accumulate; sm_80
+//                and sm_90a) with fragments from ldmatrix; both operands staged in [64][64 + 8]
+//                bf16 shared-memory stages by cp.async, two deep (36.9 KB). k past d is zero in
+//                the stages, so d needs no other padding. The d_own update takes G from the
+//                logit accumulators straight into A fragments (rounded to bf16, see the kernel)
+//                and the other rows through ldmatrix.trans from the same stage layout.
+//   row_pass     everything else (f32 features, whose 1e-4 accuracy bf16 operands cannot give;
+//                bf16 with d % 8 != 0 or unaligned rows): SIMT f32, 256 threads with 4×4 logits
+//                each, 16 k per shared-memory step, the update through shared memory.
 //
-// This version runs on CUDA cores in f32 (for bf16 features too); its purpose is to be right.
-// The tensor-core version (mma.sync / wgmma bf16 tiles, one-pass row and column statistics, one
-// recompute for both dA and dB) replaces the tile product once it can be measured on a GPU.
+// Work (FLOPs, 2·na·nb·d per product): CLIP forward 2 passes (rows, columns), backward 2 passes
+// each with a tile product and a rank-64 update per tile (4 in all): 12·na·nb·d. SigLIP: one
+// pass for the loss and dA, one for dB: 8·na·nb·d. Scratch: O(na + nb) doubles from the caching
+// allocator. Per-row partial sums are combined in a fixed order by a one-block finish kernel.
+// Both operands are re-read from L2 for every tile, and d_own is read and written once per
+// tile; bench/notes/loss.md has what that predicts and what to change once it is measured.
 #include <cfloat>
 #include <cmath>
 
