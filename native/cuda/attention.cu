@@ -33,6 +33,7 @@
 #include "attention.h"
 #include "check.cuh"
 #include "memory.h"
+#include "mma.cuh"
 
 namespace cf::cuda {
 namespace {
@@ -308,61 +309,17 @@ __global__ void __launch_bounds__(kSimtThreads) simt_backward_dkdv(Params<T> p) 
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. Tensor-core kernels (bf16). mma.m16n8k16 fragments, g = lane / 4, t = lane % 4:
-//   A (16 x 16): a0 (row g, cols 2t, 2t+1), a1 (row g+8), a2 (row g, cols 2t+8, 2t+9), a3 (row g+8, cols 2t+8..)
-//   B (16 x 8):  b0 (k 2t, 2t+1; n g), b1 (k 2t+8, 2t+9; n g)
-//   C (16 x 8):  c0, c1 (row g, cols 2t, 2t+1), c2, c3 (row g+8, same cols)
-// so two adjacent C tiles of scores are, packed to bf16, exactly the A fragment of the next
-// product: P and dS stay in registers.
+// 2. Tensor-core kernels (bf16), mma.m16n8k16 (fragment layouts in mma.cuh): two adjacent C
+// tiles of scores are, packed to bf16, exactly the A fragment of the next product: P and dS
+// stay in registers.
 // ---------------------------------------------------------------------------------------
 constexpr int kMmaWarps = 4, kMmaRows = 16 * kMmaWarps, kMmaThreads = 32 * kMmaWarps;
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 // Shared-memory tiles are [rows][D + 8] bf16: the 16-byte pad puts the 8 rows an ldmatrix
 // reads in 8 different bank groups for every D used here.
 template <int D>
-struct Tile {
+struct Tile : SmemFrags<D + 8> {
   static constexpr int kLd = D + 8;
-  // A fragment of rows [r0, r0 + 16) x cols [c0, c0 + 16) of a row-major tile.
-  static __device__ __forceinline__ void a(uint32_t (&f)[4], const bf16* s, int r0, int c0, int lane) {
-    ldmatrix_x4(f, s + (r0 + (lane & 15)) * kLd + c0 + (lane >> 4) * 8);
-  }
-  // B fragments of two n8 tiles, B(k, n) = s[n][k]: n in [n0, n0 + 16), k in [k0, k0 + 16).
-  // f[0], f[1] belong to the n tile at n0, f[2], f[3] to the one at n0 + 8.
-  static __device__ __forceinline__ void b(uint32_t (&f)[4], const bf16* s, int n0, int k0, int lane) {
-    ldmatrix_x4(f, s + (n0 + (lane & 7) + (lane >> 4) * 8) * kLd + k0 + ((lane >> 3) & 1) * 8);
-  }
-  // Same with B(k, n) = s[k][n] (row-contiguous operand), transposed by ldmatrix.
-  static __device__ __forceinline__ void bt(uint32_t (&f)[4], const bf16* s, int k0, int n0, int lane) {
-    ldmatrix_x4_trans(f, s + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * kLd + n0 + (lane >> 4) * 8);
-  }
   // Rows [s0, s0 + n) of one head into s, 16 bytes per cp.async; rows past S are zero.
   static __device__ __forceinline__ void load(bf16* s, const bf16* base, const Params<bf16>& p, const AttentionLayout& l, int bh, int s0,
                                               int n) {

@@ -29,6 +29,7 @@
 
 #include "check.cuh"
 #include "matmul.h"
+#include "mma.cuh"
 
 namespace cf::cuda {
 namespace {
@@ -188,16 +189,6 @@ __device__ __forceinline__ void store_tile(const Stage& s, uint16_t* smem) {
 
 __device__ __forceinline__ uint32_t lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-// Four 8 x 8 b16 matrices, transposed on the way: lane l gives the address of row l % 8 of
-// matrix l / 8, and receives in d[i] elements (2 (l % 4), l / 4) and (2 (l % 4) + 1, l / 4)
-// of matrix i, which is the mma fragment of the matrix's transpose.
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&d)[4], const uint16_t* p) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(addr));
-}
-
 // The A fragment (16 x 16, rows m0.., k ks..) in mma.m16n8k16 order: a[0] (m g, k 2t..),
 // a[1] (m g + 8), a[2] (k + 8), a[3] (m g + 8, k + 8), with g = lane / 4, t = lane % 4.
 template <bool KC>
@@ -211,7 +202,7 @@ __device__ __forceinline__ void load_a_frag(uint32_t (&a)[4], const uint16_t* sm
   } else {
     // Matrix i covers m 8 (i % 2) and k 8 (i / 2) of the fragment; smem rows are k.
     const int i = lane / 8;
-    ldsm_x4_trans(a, smem + (ks + lane % 8 + 8 * (i / 2)) * kLdsR + m0 + 8 * (i % 2));
+    ldmatrix_x4_trans(a, smem + (ks + lane % 8 + 8 * (i / 2)) * kLdsR + m0 + 8 * (i % 2));
   }
 }
 
@@ -229,20 +220,12 @@ __device__ __forceinline__ void load_b_frags(uint32_t (&b0)[2], uint32_t (&b1)[2
     // Matrix i covers k 8 (i % 2) and n 8 (i / 2); smem rows are k.
     const int i = lane / 8;
     uint32_t d[4];
-    ldsm_x4_trans(d, smem + (ks + lane % 8 + 8 * (i % 2)) * kLdsR + n0 + 8 * (i / 2));
+    ldmatrix_x4_trans(d, smem + (ks + lane % 8 + 8 * (i % 2)) * kLdsR + n0 + 8 * (i / 2));
     b0[0] = d[0];
     b0[1] = d[1];
     b1[0] = d[2];
     b1[1] = d[3];
   }
-}
-
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 template <bool TA, bool TB>
@@ -283,7 +266,7 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
 #pragma unroll
       for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+        for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
     }
     __syncthreads();
     if (more) {
