@@ -17,7 +17,7 @@ import { contextLengthOf, imageSizeOf, trainingPrecision, pickDevice } from './c
 /**
  * The embedded default: what `clipforge train` uses for every flag the command line leaves
  * out when it gives no --train-data (the built-in dataset): a whole run, evaluation included,
- * takes under 5 minutes on 2 CPU cores (measured 4 min 26 s, 83.6% zero-shot top-1 of 25 classes; 2600 steps gave 86.5% but
+ * takes under 5 minutes on 2 CPU cores (measured 4 min 10 s, 84.3% zero-shot top-1 of 25 classes; 2600 steps gave 86.5% but
  * took up to 5 min 10 s on a busier machine).
  */
 export const EMBEDDED_DEFAULTS = {
