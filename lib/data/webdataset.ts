@@ -16,7 +16,7 @@
 // next; a sample without an image or a caption is skipped the same way.
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
-import { argError, checkInteger } from '../tensor/check.js';
+import { argError, checkFinite, checkInteger } from '../tensor/check.js';
 import { hashSeed, SeededRandom } from './seeded.js';
 import type { RawSample, SkippedSample, StreamPart, StreamSource } from './source.js';
 import { readTar, type TarEntry } from './tar.js';
@@ -34,10 +34,17 @@ export interface WebDatasetOptions {
   shuffleBuffer?: number;
   /** Shuffle the shard order every epoch (plain mode). Default true. */
   shuffleShards?: boolean;
+  /**
+   * Seconds a `pipe:` command or an http(s) server may send nothing while its shard is being
+   * read; then the shard is given up (counted and skipped like a broken one) and the command
+   * stopped. Only time spent waiting on the source counts, never a slow consumer. Default 300.
+   */
+  stallSeconds?: number;
 }
 
 const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp'];
 const DEFAULT_SHUFFLE_BUFFER = 1000;
+const DEFAULT_STALL_SECONDS = 300;
 // Resampling from shards that all fail would never end: give up after this many in a row.
 const MAX_FAILED_DRAWS = 64;
 
@@ -153,25 +160,33 @@ export function* resampledShards(shards: readonly string[], weights: readonly nu
 async function openShard(url: string): Promise<{ stream: Readable | string; finish: () => Promise<void>; cancel: () => void }> {
   if (url.startsWith('pipe:')) {
     const command = url.slice(5);
-    const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so that stopping it stops what the shell started too (a `sleep`
+    // or `curl` left running would hold the pipe open, and the shard's end, for its whole life).
+    const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString('utf8')).slice(-2000);
     });
-    const exited = new Promise<number | null>((resolve) => {
+    const exited = new Promise<string | null>((resolve) => {
       child.on('error', (e) => {
         stderr += e.message;
-        resolve(-1);
+        resolve('could not start');
       });
-      child.on('close', (code) => resolve(code));
+      child.on('close', (code, signal) => resolve(code === 0 ? null : code !== null ? `exited with code ${code}` : `was stopped (${signal})`));
     });
     return {
       stream: child.stdout,
       finish: async () => {
-        const code = await exited;
-        if (code !== 0) throw new Error(`command '${command}' exited with code ${code}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
+        const failure = await exited;
+        if (failure !== null) throw new Error(`command '${command}' ${failure}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
       },
-      cancel: () => void child.kill(),
+      cancel: () => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
+        } catch {
+          // The group is gone already: nothing to stop.
+        }
+      },
     };
   }
   if (/^https?:\/\//.test(url)) {
@@ -212,8 +227,33 @@ function toSample(shard: string, key: string, members: Map<string, Buffer>): Raw
   return { key: name, image: members.get(imageExt)!, caption };
 }
 
+/**
+ * The chunks of `stream`, failing when `stallMs` pass while the next chunk is awaited: a hung
+ * command or server would otherwise hang its worker for ever. `onStall` stops the source.
+ */
+async function* stallGuarded(stream: AsyncIterable<Uint8Array>, stallMs: number, onStall: () => void): AsyncGenerator<Uint8Array> {
+  const chunks = stream[Symbol.asyncIterator]();
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        onStall();
+        reject(new Error(`no data for ${stallMs / 1000} s`));
+      }, stallMs);
+    });
+    let next: IteratorResult<Uint8Array>;
+    try {
+      next = await Promise.race([chunks.next(), stalled]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
 /** The samples of one shard, then a skipped item if it failed partway. */
-async function* shardSamples(url: string): AsyncGenerator<RawSample | SkippedSample> {
+async function* shardSamples(url: string, stallMs: number): AsyncGenerator<RawSample | SkippedSample> {
   let opened: Awaited<ReturnType<typeof openShard>>;
   try {
     opened = await openShard(url);
@@ -225,7 +265,8 @@ async function* shardSamples(url: string): AsyncGenerator<RawSample | SkippedSam
   let members = new Map<string, Buffer>();
   let finished = false;
   try {
-    for await (const entry of readTar(opened.stream, url) as AsyncIterable<TarEntry>) {
+    const source = typeof opened.stream === 'string' ? opened.stream : stallGuarded(opened.stream, stallMs, opened.cancel);
+    for await (const entry of readTar(source, url) as AsyncIterable<TarEntry>) {
       const parts = splitSampleKey(entry.name);
       if (!parts || parts.key.split('/').pop()!.startsWith('__')) continue;
       if (parts.key !== key) {
@@ -240,6 +281,8 @@ async function* shardSamples(url: string): AsyncGenerator<RawSample | SkippedSam
     finished = true;
   } catch (e) {
     let reason = (e as Error).message;
+    // Stop the source first: a command whose data we gave up on may never end by itself.
+    opened.cancel();
     try {
       await opened.finish();
     } catch (failure) {
@@ -287,6 +330,8 @@ export function createWebDataset(options: WebDatasetOptions): StreamSource {
   const numSamples = options.numSamples === undefined ? null : checkInteger(op, 'options.numSamples', options.numSamples, 1);
   if (resampled && numSamples === null) throw new Error(`${op}: expected options.numSamples with options.resampled (an endless stream needs an epoch length), got none`);
   const shuffleBuffer = checkInteger(op, 'options.shuffleBuffer', options.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER, 0, 1 << 24);
+  const stallMs = 1000 * checkFinite(op, 'options.stallSeconds', options.stallSeconds ?? DEFAULT_STALL_SECONDS);
+  if (!(stallMs > 0)) throw argError(op, 'options.stallSeconds', 'a number of seconds > 0', options.stallSeconds);
   const shuffleShards = options.shuffleShards ?? true;
   if (typeof shuffleShards !== 'boolean') throw argError(op, 'options.shuffleShards', 'a boolean', shuffleShards);
   const factors = options.upsamplingFactors;
@@ -310,7 +355,7 @@ export function createWebDataset(options: WebDatasetOptions): StreamSource {
           if (mine.length === 0) {
             throw new Error(`${op}: ${shards.length} shards cannot feed ${part.worldSize} ranks x ${part.numWorkers} workers: worker ${part.worker} of rank ${part.rank} has none`);
           }
-          for (const url of mine) yield* shardSamples(url);
+          for (const url of mine) yield* shardSamples(url, stallMs);
           return;
         }
         let failedInARow = 0;
@@ -318,7 +363,7 @@ export function createWebDataset(options: WebDatasetOptions): StreamSource {
         for (const url of resampledShards(shards, weights, part)) {
           let good = false;
           const occurrence = draw++;
-          for await (const s of shardSamples(url)) {
+          for await (const s of shardSamples(url, stallMs)) {
             if ('skipped' in s) {
               yield s;
               continue;

@@ -144,6 +144,29 @@ test('a truncated shard and a failing pipe: command are skipped with reasons; th
   assert.match((out[3] as SkippedSample).skipped, /absent\.tar.*ENOENT/);
 });
 
+test('a source that stalls is given up after stallSeconds and stopped; a slow consumer is not a stall', async () => {
+  // Half a shard, then silence: the command never ends by itself.
+  const good = readFileSync(join(tmp, 'good.tar'));
+  writeFileSync(join(tmp, 'half.tar'), good.subarray(0, 512));
+  const urls = [`pipe:cat ${join(tmp, 'half.tar')}; sleep 60`, `pipe:cat ${join(tmp, 'good.tar')}`];
+  const t0 = Date.now();
+  const out = await collect(createWebDataset({ urls, shuffleBuffer: 0, shuffleShards: false, stallSeconds: 0.3 }).samples(part()));
+  assert.ok(Date.now() - t0 < 10_000, `gave up in ${Date.now() - t0} ms, not after the command's 60 s`);
+  assert.match((out[0] as SkippedSample).skipped, /shard pipe:cat .*half\.tar; sleep 60: readTar: cannot read .* at offset 512: no data for 0\.3 s \(command 'cat .*half\.tar; sleep 60' was stopped \(SIGTERM\)\)/);
+  assert.is((out[1] as RawSample).caption, 'good');
+
+  // The consumer waits 0.5 s per sample, longer than the stall limit, while the source is quick.
+  const many = makeTar(Array.from({ length: 3 }, (_, i) => [{ name: `m${i}.jpg`, data: new Uint8Array([i]) }, { name: `m${i}.txt`, data: `m${i}` }]).flat());
+  writeFileSync(join(tmp, 'many.tar'), many);
+  const slow: (RawSample | SkippedSample)[] = [];
+  for await (const sample of createWebDataset({ urls: [`pipe:cat ${join(tmp, 'many.tar')}`], shuffleBuffer: 0, stallSeconds: 0.3 }).samples(part())) {
+    slow.push(sample);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  assert.equal(slow.map((x) => (x as RawSample).caption), ['m0', 'm1', 'm2']);
+  assert.throws(() => createWebDataset({ urls: [join(tmp, 'good.tar')], stallSeconds: 0 }), /createWebDataset: expected a number of seconds > 0 for options.stallSeconds, got 0/);
+});
+
 test('http shards stream from a server; an error status is a skipped shard', async () => {
   const server = createServer((req, res) => {
     if (req.url === '/good.tar') res.end(readFileSync(join(tmp, 'good.tar')));
