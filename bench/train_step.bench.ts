@@ -8,7 +8,9 @@
 // CPU (default without a GPU): fp32, 2 threads on both sides; tiny-builtin at batch 128 (the
 //   embedded default run) and ViT-B-32 at batch 8.
 // CUDA (default with a GPU): amp_bf16; ViT-B-32 at batch 256, ViT-B-16 at 128, and the
-//   UniRepLKNet-L CLIP at 64 (no PyTorch side: train_step.py builds ViT towers only).
+//   UniRepLKNet-L CLIP at 64 (PyTorch side: the training form, dilated branches and
+//   BatchNorms, as depthwise nn.Conv2d on NCHW: the official code without its optional
+//   iGEMM large-kernel extension).
 // Floor: 3 × forward FLOPs per pair (estimateFlops: forward, then backward ≈ 2 × forward) over
 //   the device's matrix rate (CPU: the f32 FMA peak of the cores used; CUDA: 798 TFLOP/s
 //   bf16); "MFU" is achieved FLOP/s over that rate. Before timing, the PyTorch model's
@@ -90,7 +92,6 @@ interface TorchSide {
 }
 
 function timeTorch(name: string, batch: number, device: string, threads: number, steps: number): TorchSide | string {
-  if (name.startsWith('UniRepLKNet')) return 'bench/compare/train_step.py builds ViT towers only';
   const configPath = join(benchDir, '..', 'lib', 'nn', 'configs', `${name}.json`);
   const precision = device === 'cpu' ? 'fp32' : 'amp_bf16';
   const r = runPython('train_step.py', ['--config', configPath, '--batch', String(batch), '--device', device, '--precision', precision, '--threads', String(threads), '--reps', String(steps)]);

@@ -7,10 +7,14 @@ and token ids. Prints one JSON object on stdout.
     python3 bench/compare/train_step.py --config lib/nn/configs/tiny-builtin.json --batch 128
     python3 bench/compare/train_step.py --device cuda --precision amp_bf16 --config ... --batch 256
 
-The model follows OpenCLIP's VisionTransformer and text transformer (pre-norm residual blocks
-with nn.MultiheadAttention, GELU MLP, class token, learned position embeddings, EOT pooling,
-causal text mask); the parameter count it prints must equal clipforge's for the same config,
-which the benchmark checks. ViT configs only (no CLIPA or UniRepLKNet options).
+The text tower and the ViT image tower follow OpenCLIP's (pre-norm residual blocks with
+nn.MultiheadAttention, GELU MLP, class token, learned position embeddings, EOT pooling, causal
+text mask). A vision_cfg whose timm_model_name starts with 'unireplknet' gets a UniRepLKNet
+tower instead, as OpenCLIP's TimmModel would wrap the official model: the training form
+(Dilated Reparam Blocks with their BatchNorms, layer scale), NCHW with depthwise nn.Conv2d,
+the FFN in NHWC, spatial mean -> LayerNorm -> linear projection. Its modules mirror
+lib/nn/unireplknet*.ts. The parameter count printed must equal clipforge's for the same config,
+which the benchmark checks. No CLIPA options, no UniRepLKNet drop path or deploy form.
 """
 import argparse
 import json
@@ -60,6 +64,154 @@ class Vision(nn.Module):
         return self.ln_post(x[:, 0]) @ self.proj
 
 
+# UniRepLKNet: depths and dims of the released variants, and the dilated branches (kernel,
+# dilation) of a Dilated Reparam Block by its large kernel size, as lib/nn/unireplknet.ts has them.
+URLK_VARIANTS = {
+    "a": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "f": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "p": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "n": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "t": ((3, 3, 18, 3), (80, 160, 320, 640)),
+    "s": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "b": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "l": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "xl": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+}
+DILATED_BRANCHES = {
+    17: ((5, 9, 3, 3, 3), (1, 2, 4, 5, 7)),
+    15: ((5, 7, 3, 3, 3), (1, 2, 3, 5, 7)),
+    13: ((5, 7, 3, 3, 3), (1, 2, 3, 4, 5)),
+    11: ((5, 5, 3, 3, 3), (1, 2, 3, 4, 5)),
+    9: ((5, 5, 3, 3), (1, 2, 3, 4)),
+    7: ((5, 3, 3), (1, 2, 3)),
+}
+
+
+def default_kernel_sizes(depths):
+    """3 x 3 blocks in stage 1, 13 x 13 in stages 2 and 4, and in stage 3 all 13 (A to N), 13
+    and 3 alternating (T) or one 13 to two 3s (S to XL); other depths have no default."""
+    third = {(2, 2, 6, 2): [13] * 6, (2, 2, 8, 2): [13] * 8, (3, 3, 18, 3): [13, 3] * 9, (3, 3, 27, 3): [13, 3, 3] * 9}.get(tuple(depths))
+    if third is None:
+        raise SystemExit(f"train_step.py: no default kernel sizes for depths {depths}; give timm_model_kwargs.kernel_sizes")
+    return [[3] * depths[0], [13] * depths[1], third, [13] * depths[3]]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of NCHW activations (the stem's and downsampling layers')."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def depthwise(c, k, dilation=1):
+    """'Same'-padded depthwise conv without bias (a BatchNorm follows)."""
+    return nn.Conv2d(c, c, k, padding=dilation * (k - 1) // 2, dilation=dilation, groups=c, bias=False)
+
+
+class DilatedReparamBlock(nn.Module):
+    """BN(DW_K(x)) + the sum over branches of BN_b(DW_{k_b, dilation d_b}(x))."""
+
+    def __init__(self, c, k):
+        super().__init__()
+        self.lk_origin = depthwise(c, k)
+        self.origin_bn = nn.BatchNorm2d(c)
+        kernels, dilations = DILATED_BRANCHES[k]
+        self.dil_convs = nn.ModuleList(depthwise(c, kb, d) for kb, d in zip(kernels, dilations))
+        self.dil_bns = nn.ModuleList(nn.BatchNorm2d(c) for _ in kernels)
+
+    def forward(self, x):
+        out = self.origin_bn(self.lk_origin(x))
+        for conv, bn in zip(self.dil_convs, self.dil_bns):
+            out = out + bn(conv(x))
+        return out
+
+
+class SEBlock(nn.Module):
+    def __init__(self, c, r):
+        super().__init__()
+        self.down = nn.Conv2d(c, r, 1)
+        self.up = nn.Conv2d(r, c, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.up(F.relu(self.down(x.mean((2, 3), keepdim=True)))))
+
+
+class GRN(nn.Module):
+    """Global response normalization over NHWC: (gamma * G / (mean_c G + 1e-6) + 1) * x + beta,
+    G the L2 norm over H and W per sample and channel."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, c))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, c))
+
+    def forward(self, x):
+        g = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+        return (self.gamma * (g / (g.mean(-1, keepdim=True) + 1e-6)) + 1) * x + self.beta
+
+
+class UniRepLKNetBlock(nn.Module):
+    """x + gamma * BN(pwconv2(GRN(GELU(pwconv1(SE(BN(dwconv(x)))))))), the FFN in NHWC."""
+
+    def __init__(self, c, k, layer_scale):
+        super().__init__()
+        if k == 0:
+            self.dwconv = self.norm = nn.Identity()
+        else:
+            self.dwconv = DilatedReparamBlock(c, k) if k >= 7 else depthwise(c, k)
+            self.norm = nn.BatchNorm2d(c)
+        self.se = SEBlock(c, c // 4)
+        self.pwconv1 = nn.Linear(c, 4 * c)
+        self.grn = GRN(4 * c)
+        self.pwconv2 = nn.Linear(4 * c, c, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        self.gamma = nn.Parameter(torch.full((c, 1, 1), float(layer_scale))) if layer_scale else None
+
+    def forward(self, x):
+        y = self.se(self.norm(self.dwconv(x))).permute(0, 2, 3, 1)
+        y = self.grn(F.gelu(self.pwconv1(y)))
+        y = self.bn(self.pwconv2(y).permute(0, 3, 1, 2))
+        return x + (y if self.gamma is None else self.gamma * y)
+
+
+class UniRepLKNetVision(nn.Module):
+    """Stem and downsampling layers (stride-2 3 x 3 convs with LayerNorm), four stages of
+    blocks, spatial mean -> LayerNorm, then the projection to embed_dim."""
+
+    def __init__(self, cfg, embed_dim):
+        super().__init__()
+        kwargs = cfg.get("timm_model_kwargs", {})
+        if kwargs.get("deploy") or kwargs.get("drop_path_rate") or cfg.get("timm_drop_path"):
+            raise SystemExit("train_step.py: UniRepLKNet is built in its training form without drop path")
+        depths, dims = URLK_VARIANTS[cfg["timm_model_name"].removeprefix("unireplknet_")]
+        depths, dims = kwargs.get("depths", depths), kwargs.get("dims", dims)
+        kernel_sizes = kwargs.get("kernel_sizes") or default_kernel_sizes(depths)
+        layer_scale = kwargs.get("layer_scale_init_value", 1e-6)
+        c0 = dims[0]
+        stem = nn.Sequential(
+            nn.Conv2d(3, c0 // 2, 3, 2, 1), LayerNorm2d(c0 // 2, eps=1e-6), nn.GELU(),
+            nn.Conv2d(c0 // 2, c0, 3, 2, 1), LayerNorm2d(c0, eps=1e-6),
+        )
+        self.downsample_layers = nn.ModuleList(
+            [stem] + [nn.Sequential(nn.Conv2d(dims[i], dims[i + 1], 3, 2, 1), LayerNorm2d(dims[i + 1], eps=1e-6)) for i in range(3)]
+        )
+        self.stages = nn.ModuleList(nn.Sequential(*(UniRepLKNetBlock(dims[s], k, layer_scale) for k in kernel_sizes[s])) for s in range(4))
+        self.norm = nn.LayerNorm(dims[3], eps=1e-6)
+        self.proj = nn.Linear(dims[3], embed_dim, bias=cfg.get("timm_proj_bias", False))
+        # Ours and the official init (N(0, 0.02) weights, zero biases): both sides then compute
+        # on values of the same scale.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        for down, stage in zip(self.downsample_layers, self.stages):
+            x = stage(down(x))
+        return self.proj(self.norm(x.mean((2, 3))))
+
+
 class Text(nn.Module):
     def __init__(self, cfg, embed_dim):
         super().__init__()
@@ -82,7 +234,9 @@ class Text(nn.Module):
 class Clip(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.visual = Vision(config["vision_cfg"], config["embed_dim"])
+        vc = config["vision_cfg"]
+        unireplknet = vc.get("timm_model_name", "").startswith("unireplknet")
+        self.visual = (UniRepLKNetVision if unireplknet else Vision)(vc, config["embed_dim"])
         self.text = Text(config["text_cfg"], config["embed_dim"])
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -96,7 +250,7 @@ class Clip(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True, help="a clipforge model config JSON (ViT image tower)")
+    ap.add_argument("--config", required=True, help="a clipforge model config JSON (ViT or UniRepLKNet image tower)")
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--precision", choices=["fp32", "amp_bf16"], default="fp32")
