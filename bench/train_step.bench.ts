@@ -6,7 +6,7 @@
 // data loader (bench/dataload.bench.ts does that).
 //
 // CPU (default without a GPU): fp32, 2 threads on both sides; tiny-builtin at batch 128 (the
-//   embedded default run) and ViT-B-32 at batch 8.
+//   embedded default run), ViT-B-32 at batch 8 and tiny-unireplknet at batch 16.
 // CUDA (default with a GPU): amp_bf16; ViT-B-32 at batch 256, ViT-B-16 at 128, and the
 //   UniRepLKNet-L CLIP at 64 (PyTorch side: the training form, dilated branches and
 //   BatchNorms, as depthwise nn.Conv2d on NCHW: the official code without its optional
@@ -31,7 +31,7 @@ import { accumulatedBackward } from '../lib/train/trainer.js';
 import { benchArgs, benchDir, cpuPeak, median, runPython, writeResult } from './lib.js';
 
 const GPU_BF16_TFLOPS = 798;
-const CPU_RUNS = 'tiny-builtin:128,ViT-B-32:8';
+const CPU_RUNS = 'tiny-builtin:128,ViT-B-32:8,tiny-unireplknet:16';
 const CUDA_RUNS = 'ViT-B-32:256,ViT-B-16:128,UniRepLKNet-L-CLIP:64';
 
 function parseArgs() {
