@@ -51,6 +51,8 @@ export function resampleRgb(src: RgbImage, box: CropBox, width: number, height: 
   const rowLo = v.first[0]!;
   const rowHi = v.first[height - 1]! + v.count[height - 1]!;
   const mid = new Float32Array((rowHi - rowLo) * width * 3);
+  const sdata = src.data;
+  const { first: hFirst, count: hCount, weights: hWeights, stride: hStride } = h;
   for (let y = rowLo; y < rowHi; y++) {
     const srcRow = y * src.width * 3;
     const midRow = (y - rowLo) * width * 3;
@@ -58,26 +60,34 @@ export function resampleRgb(src: RgbImage, box: CropBox, width: number, height: 
       let r = 0;
       let g = 0;
       let b = 0;
-      for (let k = 0, n = h.count[x]!; k < n; k++) {
-        const w = h.weights[x * h.stride + k]!;
-        const p = srcRow + (h.first[x]! + k) * 3;
-        r += w * src.data[p]!;
-        g += w * src.data[p + 1]!;
-        b += w * src.data[p + 2]!;
+      const wBase = x * hStride;
+      let p = srcRow + hFirst[x]! * 3;
+      for (let k = 0, n = hCount[x]!; k < n; k++, p += 3) {
+        const w = hWeights[wBase + k]!;
+        r += w * sdata[p]!;
+        g += w * sdata[p + 1]!;
+        b += w * sdata[p + 2]!;
       }
       mid[midRow + 3 * x] = r;
       mid[midRow + 3 * x + 1] = g;
       mid[midRow + 3 * x + 2] = b;
     }
   }
-  const data = new Uint8Array(width * height * 3);
+  // Vertical pass a row of taps at a time over contiguous memory; each output still sums its
+  // taps in the same order, so the result is the same to the bit.
+  const rowLength = width * 3;
+  const data = new Uint8Array(rowLength * height);
+  const acc = new Float64Array(rowLength);
   for (let y = 0; y < height; y++) {
     const base = v.first[y]! - rowLo;
-    for (let i = 0; i < width * 3; i++) {
-      let acc = 0;
-      for (let k = 0, n = v.count[y]!; k < n; k++) acc += v.weights[y * v.stride + k]! * mid[(base + k) * width * 3 + i]!;
-      data[y * width * 3 + i] = Math.min(255, Math.max(0, Math.round(acc)));
+    acc.fill(0);
+    for (let k = 0, n = v.count[y]!; k < n; k++) {
+      const w = v.weights[y * v.stride + k]!;
+      const row = (base + k) * rowLength;
+      for (let i = 0; i < rowLength; i++) acc[i]! += w * mid[row + i]!;
     }
+    const out = y * rowLength;
+    for (let i = 0; i < rowLength; i++) data[out + i] = Math.min(255, Math.max(0, Math.round(acc[i]!)));
   }
   return { data, width, height };
 }
