@@ -144,9 +144,18 @@ export function runPython(script: string, args: string[], timeoutMs = 600_000): 
   }
 }
 
+/** The GPU driver and CUDA runtime versions, for a result taken on a GPU (null on the CPU). */
+function gpuSoftware(device: string): { driver: string; cuda: string | null } | null {
+  if (device === 'cpu') return null;
+  const smi = spawnSync('nvidia-smi', ['--query-gpu=driver_version', '--format=csv,noheader'], { encoding: 'utf8' });
+  const driver = smi.status === 0 ? smi.stdout.trim().split('\n')[0]! : `unknown (${smi.error?.message ?? 'nvidia-smi failed'})`;
+  return { driver, cuda: backendInfo().cudaVersion ?? null };
+}
+
 /**
- * Writes bench/results/<date>-<device>-<what>.json with the commit, device and date first,
- * then `data` (shapes, medians, ratios, fractions of the floor). Returns the path.
+ * Writes bench/results/<date>-<device>-<what>.json with the commit, device, date and (on a GPU)
+ * driver and CUDA versions first, then `data` (shapes, medians, ratios, fractions of the
+ * floor). Returns the path.
  */
 export function writeResult(what: string, device: string, data: Record<string, unknown>): string {
   const now = new Date();
@@ -154,7 +163,8 @@ export function writeResult(what: string, device: string, data: Record<string, u
   mkdirSync(dir, { recursive: true });
   const slug = device.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase();
   const path = join(dir, `${now.toISOString().slice(0, 10)}-${slug}-${what}.json`);
-  const record = { bench: what, commit: gitCommit(), device, date: now.toISOString(), node: process.version, ...data };
+  const gpu = gpuSoftware(device);
+  const record = { bench: what, commit: gitCommit(), device, ...(gpu ?? {}), date: now.toISOString(), node: process.version, ...data };
   writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
   return path;
 }
