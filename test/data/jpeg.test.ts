@@ -1,7 +1,8 @@
 // The native JPEG path (lib/data/jpeg.ts over native/cpu/jpeg.cpp) on photo-like JPEGs this
 // test writes with sharp: against a bicubic crop-and-resize computed here, as PIL does it,
 // from sharp's full-size decode; against the sharp path of the transforms; every DCT scale;
-// crop boxes at the borders; what goes to sharp instead (CMYK, EXIF-rotated, PNG); corrupt
+// crop boxes at the borders; EXIF orientations 2-8 against sharp, which orients first; what
+// goes to sharp instead (CMYK, 12-bit, PNG); corrupt
 // and truncated files as clear errors; the loader's workers counting and skipping them.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -156,7 +157,7 @@ if (!decoder.native) {
     for (const [i, c] of cases.entries()) {
       const bytes = await jpeg(natural(c.w, c.h, 10 + i), c.grey);
       assert.is(jpegHeader(bytes)!.components, c.grey ? 1 : 3);
-      assert.equal(nativeJpegSize(bytes), { width: c.w, height: c.h });
+      assert.equal(nativeJpegSize(bytes), { width: c.w, height: c.h, orientation: 1 });
       const got = native(bytes, c.box, ...c.out);
       assert.is(got.scale, 8, `case ${i} decodes at full size`);
       // Same libjpeg-turbo decode on both sides (sharp's bundled one and ours), float sums
@@ -226,19 +227,44 @@ if (!decoder.native) {
     }
   });
 
-  test('CMYK, EXIF-rotated, 12-bit headers and PNG go to sharp; the op refuses CMYK by name', async () => {
+  test('EXIF orientations 2-8 decode natively and agree with sharp, which orients before cropping', async () => {
+    const img = natural(150, 100, 11);
+    const plain = await jpeg(img);
+    const train = createImageTransform({ size: 48, train: true });
+    const evaluate = createImageTransform({ size: 48 });
+    const asStored = new Float32Array(evaluate.length);
+    await evaluate.apply(plain, new SeededRandom(0), asStored);
+    for (let o = 2; o <= 8; o++) {
+      const bytes = new Uint8Array(await sharp(img.data, { raw: { width: 150, height: 100, channels: 3 } }).jpeg({ quality: 90 }).withMetadata({ orientation: o }).toBuffer());
+      assert.equal(nativeJpegSize(bytes), o >= 5 ? { width: 100, height: 150, orientation: o } : { width: 150, height: 100, orientation: o }, `orientation ${o}: displayed size`);
+      for (const [name, t] of [['train', train], ['eval', evaluate]] as const) {
+        const a = new Float32Array(t.length);
+        const b = new Float32Array(t.length);
+        await t.apply(bytes, new SeededRandom(o), a);
+        await withSharpPath(() => t.apply(bytes, new SeededRandom(o), b));
+        const d = meanAbs(a, b);
+        assert.ok(d < 0.04, `orientation ${o}, ${name}: native vs sharp mean abs difference ${d.toFixed(4)}`);
+        if (name === 'eval') {
+          // The orientation is really applied: the result is far from the unturned picture's.
+          const away = meanAbs(a, asStored);
+          assert.ok(away > 5 * d, `orientation ${o}: ${away.toFixed(4)} from the stored orientation, ${d.toFixed(4)} from sharp`);
+        }
+      }
+    }
+  });
+
+  test('CMYK, 12-bit headers and PNG go to sharp; the op refuses CMYK by name', async () => {
     const img = natural(120, 90, 5);
     const raw = () => sharp(img.data, { raw: { width: 120, height: 90, channels: 3 } });
     const cmyk = new Uint8Array(await raw().toColourspace('cmyk').jpeg().toBuffer());
-    const rotated = new Uint8Array(await raw().jpeg().withMetadata({ orientation: 6 }).toBuffer());
     const png = new Uint8Array(await raw().png().toBuffer());
     const twelveBit = await jpeg(img);
     twelveBit[jpegHeaderOffset(twelveBit) + 4] = 12;
-    for (const [name, bytes] of [['cmyk', cmyk], ['rotated', rotated], ['png', png], ['12-bit', twelveBit]] as const) {
+    for (const [name, bytes] of [['cmyk', cmyk], ['png', png], ['12-bit', twelveBit]] as const) {
       assert.is(nativeJpegSize(bytes), null, name);
     }
     const t = createImageTransform({ size: 32, train: true });
-    for (const bytes of [cmyk, rotated, png]) {
+    for (const bytes of [cmyk, png]) {
       const a = new Float32Array(t.length);
       const b = new Float32Array(t.length);
       await t.apply(bytes, new SeededRandom(4), a);
