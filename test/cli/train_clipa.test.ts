@@ -1,14 +1,15 @@
 // CLIPA's two phases through `clipforge train`: pre-training at a low resolution on short,
 // syntax-reduced texts, then fine-tuning from that checkpoint (--pretrained) at the full
 // resolution and context, with the position embeddings resized and every other weight kept.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readSafetensors } from '../../lib/io/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
+import { getModelConfig } from '../../lib/nn/factory.js';
 import { sinCos2dPositionTable } from '../../lib/nn/vit.js';
-import type { Tensor } from '../../lib/tensor/tensor.js';
+import { fromArray, type Tensor } from '../../lib/tensor/tensor.js';
 import { readCheckpointInfo } from '../../lib/train/checkpoint.js';
 import { runCli } from '../support/cli.js';
 
@@ -65,6 +66,25 @@ test('low-resolution pre-training, then a fine-tune from its checkpoint at full 
     assert.equal(w.shape, before.get(k)!.shape, `${k}: shape`);
     assert.ok(w.values.every((x, i) => x === before.get(k)!.values[i]), `${k}: the pre-trained values`);
   }
+});
+
+test('--pretrained takes an OpenCLIP folder and a plain weights file with --model; a model that does not fit is named', async () => {
+  const base = await runCli(['train', '--model', 'tiny-clipa', ...common, '--logs', tmp, '--name', 'base']);
+  assert.is(base.code, 0, base.err);
+  const weights = weightsOf(checkpointOf('base'));
+  const folder = join(tmp, 'openclip');
+  mkdirSync(folder);
+  const file = join(folder, 'open_clip_model.safetensors');
+  writeSafetensors(file, new Map([...weights].map(([k, w]) => [k, fromArray(w.values, w.shape)])));
+  writeFileSync(join(folder, 'open_clip_config.json'), JSON.stringify({ model_cfg: getModelConfig('tiny-clipa') }));
+  for (const [name, source] of [['from-folder', [folder]], ['from-file', [file, '--model', 'tiny-clipa']]] as const) {
+    const r = await runCli(['train', '--pretrained', ...source, '--lr', '0', ...common, '--logs', tmp, '--name', name]);
+    assert.is(r.code, 0, r.err);
+    for (const [k, w] of weightsOf(checkpointOf(name))) assert.ok(w.values.every((x, i) => x === weights.get(k)!.values[i]), `${name}: ${k} as loaded`);
+  }
+  const wrong = await runCli(['train', '--pretrained', file, '--model', 'tiny-builtin', ...common, '--logs', tmp, '--name', 'wrong']);
+  assert.is(wrong.code, 1);
+  assert.match(wrong.err, /clipforge train: CLIP\.loadStateDict: the state dict does not fit the model/);
 });
 
 test('--pretrained and --text-reduction: bad values are clear errors', async () => {
