@@ -1,6 +1,7 @@
-// CLIPA's two phases through `clipforge train`: pre-training at a low resolution on short,
-// syntax-reduced texts, then fine-tuning from that checkpoint (--pretrained) at the full
-// resolution and context, with the position embeddings resized and every other weight kept.
+// `clipforge train --pretrained` and CLIPA's two phases: pre-training at a low resolution on
+// short, syntax-reduced texts, then fine-tuning from that checkpoint at the full resolution and
+// context, with the position embeddings resized and every other weight kept; an OpenCLIP
+// folder and a plain weights file as the starting point; the errors.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
