@@ -146,6 +146,24 @@ test('accumulate adds the product to out; K = 0 gives the bias alone', () => {
   }
 });
 
+test('few rows and a long K (the weight-gradient shape) match the reference: trans, bias, bf16, accumulate', () => {
+  // M <= 144 rows, K over one 256 block, at least as many 16-column panels as threads: the CPU
+  // runs these in one parallel region with per-thread packing (matmul.cpp).
+  for (const device of devices()) {
+    for (const [m, n, k] of [[13, 70, 700], [40, 50, 600], [6, 33, 1030]] as const) {
+      for (const [ta, tb] of TRANS) run({ m, n, k, ta, tb, batchA: [], batchB: [] }, device, 'f32', true);
+    }
+    for (const [ta, tb] of TRANS) run({ m: 9, n: 40, k: 800, ta, tb, batchA: [], batchB: [] }, device, 'bf16', true);
+    cf.scope(() => {
+      const [a, b, c0] = [rng.array(13 * 700), rng.array(700 * 70), rng.array(13 * 70)];
+      const out = cf.fromArray(c0!, [13, 70], { device });
+      cf.native.matmul(cf.fromArray(a!, [13, 700], { device }), cf.fromArray(b!, [700, 70], { device }), null, out, false, false, true);
+      const ref = reference({ m: 13, n: 70, k: 700, ta: false, tb: false, batchA: [], batchB: [] }, a!, b!, null).map((v, i) => v + c0![i]!);
+      assertClose(out.toArray(), ref, { rtol: 1e-4, atol: 1e-4, what: `accumulate, long K, on ${device}` });
+    });
+  }
+});
+
 test('CUDA matches the CPU on a CLIP-like bf16 projection', () => {
   if (!hasCuda()) return;
   const x = rng.array(200 * 768, 0.5), w = rng.array(512 * 768, 0.05), bias = rng.array(512);
