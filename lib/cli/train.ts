@@ -17,8 +17,9 @@ import { contextLengthOf, imageSizeOf, trainingPrecision, pickDevice } from './c
 /**
  * The embedded default: what `clipforge train` uses for every flag the command line leaves
  * out when it gives no --train-data (the built-in dataset): a whole run, evaluation included,
- * takes under 5 minutes on 2 CPU cores (measured 4 min 10 s, 84.3% zero-shot top-1 of 25 classes; 2600 steps gave 86.5% but
- * took up to 5 min 10 s on a busier machine).
+ * takes under 5 minutes on 2 CPU cores (measured 2 min 55 s, 84.3% zero-shot top-1 of 25 classes).
+ * 2600 steps gave 86.5%; 2400 leave room for a slower or busier machine (an earlier, slower
+ * build took up to 5 min 10 s for 2600 on a busy one).
  */
 export const EMBEDDED_DEFAULTS = {
   model: 'tiny-builtin',
