@@ -6,20 +6,10 @@ import { createBuiltinDataset } from '../../lib/data/builtin/index.js';
 import { hashSeed, SampleRandom } from '../../lib/data/builtin/random.js';
 import { drawScene } from '../../lib/data/builtin/scene.js';
 import { COLOUR_KINDS, COLOUR_WORDS, SHAPE_KINDS, SHAPE_WORDS } from '../../lib/data/builtin/vocabulary.js';
+import { throwsShaped } from '../support/helpers.js';
 
 const test = suite('builtin dataset');
 
-function throwsShaped(fn: () => unknown, pattern: RegExp): void {
-  let message = '';
-  try {
-    fn();
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected a throw matching ${pattern}`);
-  assert.match(message, /^[\w.]+: expected .+ for .+, got /);
-  assert.match(message, pattern);
-}
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
 

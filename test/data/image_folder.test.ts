@@ -8,22 +8,14 @@ import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULT_ZEROSHOT_TEMPLATES, loadImageFolder } from '../../lib/data/image_folder.js';
+import { throwsShaped } from '../support/helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tmp = mkdtempSync(join(tmpdir(), 'clipforge-image-folder-'));
 const test = suite('image folder');
 
-function throwsWith(fn: () => unknown, pattern: RegExp): void {
-  let message = '';
-  try {
-    fn();
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected a throw matching ${pattern}`);
-  assert.match(message, /^loadImageFolder: expected /);
-  assert.match(message, pattern);
-}
+/** loadImageFolder's errors all begin this way. */
+const throwsWith = (fn: () => unknown, pattern: RegExp): void => throwsShaped(fn, pattern, /^loadImageFolder: expected /);
 
 async function writeImage(path: string, format: 'png' | 'jpeg' | 'webp', rgb: [number, number, number]): Promise<void> {
   mkdirSync(dirname(path), { recursive: true });

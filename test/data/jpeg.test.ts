@@ -16,6 +16,7 @@ import { decodeJpegInto, jpegDecoder, nativeJpegSize } from '../../lib/data/jpeg
 import { createDataLoader, type Batch, type DataLoaderOptions } from '../../lib/data/loader.js';
 import { SeededRandom } from '../../lib/data/seeded.js';
 import { createImageTransform, OPENAI_DATASET_MEAN as MEAN, OPENAI_DATASET_STD as STD, type ImageTransformOptions } from '../../lib/data/transforms.js';
+import { rejects } from '../support/helpers.js';
 
 const test = suite('jpeg');
 const tmp = mkdtempSync(join(tmpdir(), 'clipforge-jpeg-'));
@@ -120,16 +121,6 @@ async function withSharpPath<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function rejects(p: Promise<unknown> | (() => unknown), pattern: RegExp): Promise<void> {
-  let message = '';
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected an error matching ${pattern}`);
-  assert.match(message, pattern);
-}
 
 const decoder = jpegDecoder();
 if (!decoder.native) {

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { createDataLoader, type Batch, type DataLoader, type DataLoaderOptions } from '../../lib/data/loader.js';
 import { reads } from '../support/pixel_source.js';
 import { makeTar } from '../support/tar_writer.js';
+import { rejects } from '../support/helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipforge-loader-'));
 const pixelModule = new URL('../support/pixel_source.ts', import.meta.url).href;
@@ -54,16 +55,6 @@ function exits(workers: Worker[]): Promise<number[]> {
   return Promise.all(workers.map((w) => new Promise<number>((resolve) => w.once('exit', resolve))));
 }
 
-async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
-  let message = '';
-  try {
-    await p;
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected a rejection matching ${pattern}`);
-  assert.match(message, pattern);
-}
 
 let csvPath = '';
 test.before(async () => {

@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readTar, type TarEntry } from '../../lib/data/tar.js';
 import { makeTar } from '../support/tar_writer.js';
+import { rejects } from '../support/helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipforge-tar-'));
 const test = suite('tar');
@@ -20,16 +21,6 @@ async function collect(input: Parameters<typeof readTar>[0], label?: string): Pr
   return out;
 }
 
-async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
-  let message = '';
-  try {
-    await p;
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected a rejection matching ${pattern}`);
-  assert.match(message, pattern);
-}
 
 const LONG = `${'deep/'.repeat(30)}sample.with.dots.jpg`;
 const members = [

@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { basicTextFix, cleanText, htmlUnescape } from '../../lib/data/text_clean.js';
 import { syntaxMask, TextReducer, type TextReduction } from '../../lib/data/text_reduction.js';
 import { bytesToUnicode, ClipTokenizer, defaultBpePath, defaultTokenizer, tokenize } from '../../lib/data/tokenizer.js';
+import { throwsShaped } from '../support/helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = join(root, '..', 'shared', 'data', 'clip-bpe');
@@ -28,18 +29,6 @@ const SAMPLES = [
   '',
 ];
 
-/** The error shape every check uses: "<op>: expected <what> for <arg>, got <value>". */
-function throwsShaped(fn: () => unknown, pattern: RegExp): void {
-  let message = '';
-  try {
-    fn();
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected a throw matching ${pattern}`);
-  assert.match(message, /^[\w.]+: expected .+ for .+, got /);
-  assert.match(message, pattern);
-}
 
 function rowOf(ids: readonly number[], ctx: number): number[] {
   return [...ids, ...new Array<number>(ctx - ids.length).fill(0)];

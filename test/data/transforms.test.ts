@@ -8,6 +8,7 @@ import { cropResize, decodeImage, imageSize, type RgbImage } from '../../lib/dat
 import { headerSize } from '../../lib/data/image_header.js';
 import { SeededRandom } from '../../lib/data/seeded.js';
 import { createImageTransform, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, parseAugConfig, randomResizedCropBox } from '../../lib/data/transforms.js';
+import { rejects } from '../support/helpers.js';
 
 const test = suite('transforms');
 
@@ -34,16 +35,6 @@ async function run(transform: ReturnType<typeof createImageTransform>, input: Pa
   return out;
 }
 
-async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
-  let message = '';
-  try {
-    await p;
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== '', `expected a rejection matching ${pattern}`);
-  assert.match(message, pattern);
-}
 
 test('train transform: CHW of size², values within the normalized [0, 255] range, same seed same output', async () => {
   const jpeg = await encode(gradient(56, 40), 'jpeg');

@@ -169,3 +169,34 @@ export function gradCheck(fn: (...xs: Tensor[]) => Tensor, inputs: { data: Float
     }
   });
 }
+
+/**
+ * Asserts that `p` (a promise, or a function whose call throws or rejects) fails with a message
+ * matching `pattern`.
+ */
+export async function rejects(p: Promise<unknown> | (() => unknown), pattern: RegExp): Promise<void> {
+  let message = '';
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  assert.ok(message !== '', `expected an error matching ${pattern}`);
+  assert.match(message, pattern);
+}
+
+/**
+ * Asserts that `fn` throws a message matching both `shape` (by default the argument checks'
+ * "<op>: expected <what> for <arg>, got <value>") and `pattern`.
+ */
+export function throwsShaped(fn: () => unknown, pattern: RegExp, shape: RegExp = /^[\w.]+: expected .+ for .+, got /): void {
+  let message = '';
+  try {
+    fn();
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  assert.ok(message !== '', `expected a throw matching ${pattern}`);
+  assert.match(message, shape);
+  assert.match(message, pattern);
+}
