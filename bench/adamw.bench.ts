@@ -15,7 +15,7 @@
 //   (default 0.1 on CPU, 1 on CUDA): each tensor keeps its share of the total.
 // Writes bench/results/<date>-<device>-adamw.json.
 import * as cf from '../lib/index.js';
-import { runPython, timeMedian, writeResult } from './lib.js';
+import { benchArgs, runPython, timeMedian, writeResult } from './lib.js';
 
 // ViT-B-32 CLIP: per-block shapes (12 visual + 12 text blocks) and the embeddings / projections.
 function vitB32Sizes(): number[] {
@@ -25,14 +25,8 @@ function vitB32Sizes(): number[] {
   return [...visual, ...text];
 }
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-const device = arg('--device') ?? (cf.backendInfo().devices.length > 0 ? 'cuda' : 'cpu');
-const threads = Number(arg('--threads') ?? 2);
-const scale = Number(arg('--scale') ?? (device === 'cpu' ? 0.1 : 1));
+const { get, device, threads, torch: withTorch } = benchArgs('adamw.bench');
+const scale = Number(get('--scale') ?? (device === 'cpu' ? 0.1 : 1));
 if (device === 'cpu') cf.setNumThreads(threads);
 const dev = device === 'cuda' ? 'cuda:0' : 'cpu';
 const sizes = vitB32Sizes().map((n) => Math.max(1, Math.round(n * scale)));
@@ -63,7 +57,7 @@ console.log(`AdamW step, ${sizes.length} tensors, ${(total / 1e6).toFixed(1)} M 
 console.log(`  clipforge: ${step.ms.toFixed(2)} ms (${gbps.toFixed(1)} GB/s; copy ${copyGbps.toFixed(1)} GB/s; of floor ${(gbps / copyGbps).toFixed(2)})`);
 
 let torch: Record<string, unknown> | null = null;
-if (!process.argv.includes('--no-torch')) {
+if (withTorch) {
   const r = runPython('adamw.py', ['--device', device, '--sizes', sizes.join(','), '--threads', String(threads)]);
   if (r.ok) {
     torch = r.value as Record<string, unknown>;

@@ -23,7 +23,7 @@
 // Writes bench/results/<date>-<device>-attention.json.
 import { cpus, platform } from 'node:os';
 import * as cf from '../lib/index.js';
-import { benchArgs, runPython, writeResult } from './lib.js';
+import { benchArgs, runPython, timeMedian, writeResult } from './lib.js';
 
 interface Shape {
   B: number;
@@ -54,25 +54,8 @@ const PERF_BF16_CEILING_TFLOPS = 798;
 const label = (s: Shape): string => `B${s.B} H${s.H} S${s.S} D${s.D}${s.causal ? ' causal' : ''}`;
 const flopsFwd = (s: Shape): number => (4 * s.B * s.H * s.S * s.S * s.D) / (s.causal ? 2 : 1);
 
-function median(xs: number[]): number {
-  const a = [...xs].sort((x, y) => x - y);
-  const m = a.length >> 1;
-  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
-}
-
 /** Median ms of fn over at least `reps` runs and `minMs` of total time, after two warm-ups. */
-function timeMs(fn: () => void, reps: number, minMs: number): number {
-  fn();
-  fn();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < reps || (performance.now() - start < minMs && times.length < 10 * reps)) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
+const timeMs = (fn: () => void, reps: number, minMs: number): number => timeMedian(fn, { warmup: 2, reps, minMs }).ms;
 
 interface TorchResult {
   fwd_ms: number;
