@@ -4,7 +4,7 @@
 // projection, so no permute copies surround the kernel.
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
-import { autocastProduct } from '../autocast.js';
+import { autocastDtype, autocastProduct } from '../autocast.js';
 import { argError, checkBoolean, checkFinite, sameShape, shapeStr } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
 import { expectShape, floatTensor, sameKind } from './util.js';
@@ -57,8 +57,10 @@ export function attention(qIn: Tensor, kIn: Tensor, vIn: Tensor, opts?: Attentio
   const [B, H, S, D] = q.shape as [number, number, number, number];
   checkHeadDim(op, 'q', q, D);
   const { causal, scale } = resolveOptions(op, opts, D);
-  const amp = autocastProduct([q, k, v], ([q2, k2, v2]) => attention(q2!, k2!, v2!, { causal, scale }));
-  if (amp) return amp;
+  if (autocastDtype() !== null) {
+    const amp = autocastProduct([q, k, v], ([q2, k2, v2]) => attention(q2!, k2!, v2!, { causal, scale }));
+    if (amp) return amp;
+  }
   const shape = q.shape;
   const out = empty(shape, { dtype: q.dtype, device: q.device });
   const lse = empty([B, H, S], { dtype: 'f32', device: q.device });
@@ -112,8 +114,10 @@ export function attentionPacked(qkvIn: Tensor, opts?: AttentionOptions): Tensor 
   const [B, S, , H, D] = qkv.shape as [number, number, number, number, number];
   checkHeadDim(op, 'qkv', qkv, D);
   const { causal, scale } = resolveOptions(op, opts, D);
-  const amp = autocastProduct([qkv], ([low]) => attentionPacked(low!, { causal, scale }));
-  if (amp) return amp;
+  if (autocastDtype() !== null) {
+    const amp = autocastProduct([qkv], ([low]) => attentionPacked(low!, { causal, scale }));
+    if (amp) return amp;
+  }
   const outShape = [B, S, H, D];
   const qkvShape = qkv.shape;
   const out = empty(outShape, { dtype: qkv.dtype, device: qkv.device });

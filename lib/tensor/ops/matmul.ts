@@ -3,7 +3,7 @@
 // of the native batched GEMM; the gradients only change which operands and trans flags it gets.
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
-import { autocastProduct } from '../autocast.js';
+import { autocastDtype, autocastProduct } from '../autocast.js';
 import { argError, checkBoolean, sameShape, shapeStr } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
@@ -102,8 +102,11 @@ export function matmul(aIn: Tensor, bIn: Tensor, opts: MatmulOptions = {}): Tens
     const n = shape[shape.length - 1]!;
     if (!sameShape(bias.shape, [n])) throw new Error(`${op}: expected shape [${n}] for bias, got ${shapeStr(bias.shape)}`);
   }
-  const amp = autocastProduct([a, b, bias], ([a2, b2, bias2]) => matmul(a2!, b2!, { transA: ta, transB: tb, bias: bias2 }));
-  if (amp) return amp;
+  // Checked first so that the common case, outside autocast, builds no closure per call.
+  if (autocastDtype() !== null) {
+    const amp = autocastProduct([a, b, bias], ([a2, b2, bias2]) => matmul(a2!, b2!, { transA: ta, transB: tb, bias: bias2 }));
+    if (amp) return amp;
+  }
   const out = gemm(a, b, ta, tb, bias);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A: keep each only when the other side wants a gradient.
