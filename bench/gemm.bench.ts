@@ -2,7 +2,8 @@
 //
 // CPU: f32, 2 threads on both sides (PERF.md's CPU table): squares 256^3 ... 2048^3 and one
 //   CLIP linear layer (ViT-B/32 MLP fc1: 1600 tokens x 768 -> 3072, weight [3072, 768] used
-//   transposed). GFLOP/s and the fraction of the machine's f32 peak (cores x FMA width x
+//   transposed), and a weight-gradient shape (few rows, long K: the tiny model's qkv weight
+//   gradient, 64 x 2176 tokens x 192). GFLOP/s and the fraction of the machine's f32 peak (cores x FMA width x
 //   2 FMA units x 2 FLOPs x clock, from /proc/cpuinfo; see bench/lib.ts).
 // CUDA (when a GPU is present): bf16 4096^3 on tensor cores, TFLOP/s, against PyTorch
 //   (cuBLAS) and as a fraction of PERF.md's 798 TFLOP/s H100 bf16 ceiling.
@@ -32,6 +33,7 @@ interface Shape {
 const square = (n: number): Shape => ({ M: n, N: n, K: n, transB: false, name: `${n}^3` });
 const CPU_SHAPES: Shape[] = [256, 512, 1024, 2048].map(square);
 CPU_SHAPES.push({ M: 1600, N: 3072, K: 768, transB: true, name: 'ViT-B/32 fc1 1600x768 · [3072, 768]ᵀ' });
+CPU_SHAPES.push({ M: 64, N: 192, K: 2176, transB: true, name: 'weight grad 64x2176 · [192, 2176]ᵀ' });
 const GPU_SHAPES: Shape[] = [square(4096)];
 const PERF_BF16_CEILING_TFLOPS = 798;
 
