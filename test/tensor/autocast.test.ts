@@ -55,8 +55,12 @@ test('linear and attentionPacked follow autocast; autocast(null) inside turns it
   assert.equal(Array.from(off), Array.from(plain), 'autocast(null) restores full precision');
 
   const weight = leaf([8, 96]);
-  const lin = cf.scope(() => cf.autocast('bf16', () => cf.linear(x, weight)).dtype);
-  assert.is(lin, 'f32');
+  const lin = cf.scope(() => {
+    const y = cf.autocast('bf16', () => cf.linear(x, weight));
+    return { dtype: y.dtype, values: values(y), manual: values(cf.cast(cf.linear(cf.cast(x, 'bf16'), cf.cast(weight, 'bf16')), 'f32')) };
+  });
+  assert.is(lin.dtype, 'f32');
+  assert.equal(Array.from(lin.values), Array.from(lin.manual), 'linear under autocast is the product of bf16 copies');
 });
 
 test('ops outside the products stay f32 and exact under autocast', () => {
