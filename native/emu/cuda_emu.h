@@ -1,0 +1,232 @@
+// A CPU emulator for the part of CUDA that native/cuda uses, so that the CUDA backend's
+// kernels can run, and be compared with the CPU backend, on a machine without a GPU.
+//
+// scripts/cuda-emu.mjs rewrites each .cu file into C++ (launches `k<<<g, b, smem, s>>>(args)`
+// become cf_emu::launch calls, `__shared__` declarations become per-block allocations) and
+// this header supplies the rest: the device-language keywords, the built-in variables, the
+// intrinsics, the warp-collective instructions of mma.cuh, and the runtime API.
+//
+// Every thread of a block is a fiber; blocks run one after another on the calling thread.
+// Fibers switch only at barriers and warp collectives, which is where CUDA threads may
+// observe each other, so results do not depend on a schedule the hardware does not promise.
+// What it checks that a GPU would also reject: launch limits (block size, grid y/z, zero
+// dimensions, dynamic shared memory over 48 KB without the opt-in or over the device's
+// maximum); what only tools catch on a GPU: a __syncthreads reached at different places by
+// threads of one block, warp collectives whose lanes disagree or name exited lanes, deadlocks,
+// misaligned ldmatrix/cp.async addresses, shared memory read before it is written (it starts
+// filled with 0xff bytes, a NaN in f32 and bf16), cp.async data read before its wait (copies
+// land only at the wait), and, in the AddressSanitizer build, any out-of-bounds access to
+// device or shared memory (both are exact-size host allocations).
+// What it does not model: timing, races between threads that the program does not order
+// (the schedule is deterministic), memory fences, and any difference in floating-point
+// rounding of the GPU's math functions.
+#pragma once
+
+#include <cfloat>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+struct __attribute__((aligned(8))) float2 {
+  float x, y;
+};
+struct __attribute__((aligned(16))) float4 {
+  float x, y, z, w;
+};
+struct __attribute__((aligned(8))) uint2 {
+  unsigned x, y;
+};
+struct __attribute__((aligned(16))) uint4 {
+  unsigned x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+using std::isfinite;
+using std::isinf;
+using std::isnan;
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
+// CUDA's integer and float min/max overloads, as one template on the common type.
+template <typename A, typename B, typename = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
+std::common_type_t<A, B> min(A a, B b) {
+  return b < a ? b : a;
+}
+template <typename A, typename B, typename = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
+std::common_type_t<A, B> max(A a, B b) {
+  return a < b ? b : a;
+}
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+
+// cuda_bf16.h: only the packed pair and its round-to-nearest-even constructor are used.
+struct __nv_bfloat162 {
+  uint16_t x, y;
+};
+namespace cf_emu {
+inline uint16_t bf16_bits_rne(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+}  // namespace cf_emu
+inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) { return {cf_emu::bf16_bits_rne(lo), cf_emu::bf16_bits_rne(hi)}; }
+
+// ---- runtime API ---------------------------------------------------------------------------
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorLaunchFailure = 719,
+};
+using cudaError = cudaError_t;
+enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+struct CUstream_st;
+struct CUevent_st;
+using cudaStream_t = CUstream_st*;
+using cudaEvent_t = CUevent_st*;
+constexpr unsigned cudaStreamNonBlocking = 1;
+constexpr unsigned cudaEventDisableTiming = 2;
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor, multiProcessorCount;
+};
+
+cudaError_t cudaDriverGetVersion(int* v);
+cudaError_t cudaRuntimeGetVersion(int* v);
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device);
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int device);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaGetLastError();
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s);
+namespace cf_emu {
+cudaError_t set_function_attribute(const void* fn, cudaFuncAttribute attr, int value);
+}
+template <typename F>
+cudaError_t cudaFuncSetAttribute(F* fn, cudaFuncAttribute attr, int value) {
+  return cf_emu::set_function_attribute(reinterpret_cast<const void*>(fn), attr, value);
+}
+
+// ---- the emulator --------------------------------------------------------------------------
+namespace cf_emu {
+
+// Runs body once per thread of every block; fn identifies the kernel for its attributes
+// (null when the launch names a template kernel without its arguments). Errors are reported
+// through cudaGetLastError, as a failed launch would be.
+void run_kernel(const char* name, const void* fn, dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()>& body);
+
+template <typename Body>
+void launch(const char* name, const void* fn, Body&& body, dim3 grid, dim3 block, size_t dynamic_smem = 0, cudaStream_t = nullptr) {
+  run_kernel(name, fn, grid, block, dynamic_smem, std::function<void()>(std::forward<Body>(body)));
+}
+
+// Shared memory of the running block: one allocation per declaration site, filled with 0xff.
+void* shared_bytes(const char* site, size_t bytes, size_t align);
+void* dynamic_shared_bytes();
+template <typename T>
+T& shared(const char* site, size_t align) {
+  return *static_cast<T*>(shared_bytes(site, sizeof(T), align > alignof(T) ? align : alignof(T)));
+}
+template <typename T>
+T* dynamic_shared() {
+  return static_cast<T*>(dynamic_shared_bytes());
+}
+
+void sync_block(const char* file, int line);
+void sync_warp(const char* file, int line, unsigned mask);
+[[noreturn]] void fail(const char* what);
+
+// Exchanges `bytes` (at most 64) of each lane in mask: after the call, all[l] holds lane l's
+// in. The caller reads all[] and then calls collective_done, after which all[] may change.
+const unsigned char* collective_begin(unsigned mask, const void* in, size_t bytes, const char* what);
+void collective_done(unsigned mask, const char* what);
+unsigned lane_id();
+
+template <typename T>
+T shfl_xor(unsigned mask, T v, int lane_mask, int width) {
+  static_assert(sizeof(T) <= 16, "shuffled values are at most 16 bytes");
+  const unsigned lane = lane_id();
+  const unsigned src = lane ^ static_cast<unsigned>(lane_mask);
+  const unsigned char* all = collective_begin(mask, &v, sizeof(T), "__shfl_xor_sync");
+  T r = v;
+  if ((src ^ lane) < static_cast<unsigned>(width)) {
+    if (!(mask >> src & 1u)) fail("__shfl_xor_sync reads a lane outside its mask");
+    std::memcpy(&r, all + 64 * src, sizeof(T));
+  }
+  collective_done(mask, "__shfl_xor_sync");
+  return r;
+}
+
+// mma.cuh's instructions (see the layouts there and in the PTX ISA).
+void ldmatrix_x4(uint32_t (&r)[4], const void* p);
+void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p);
+void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+void cp_async16(void* dst, const void* src);
+void cp_async_commit();
+void cp_async_wait_group(int newest_in_flight);
+inline void cp_async_wait_all() {
+  cp_async_commit();
+  cp_async_wait_group(0);
+}
+template <int N>
+void cp_async_wait() {
+  cp_async_wait_group(N);
+}
+
+inline unsigned warp_mask() { return 0xffffffffu; }
+inline unsigned warp_mask(unsigned mask) { return mask; }
+
+template <typename T>
+T atomic_add(T* p, T v) {
+  const T old = *p;  // blocks run on one host thread, so a plain update is atomic
+  *p = old + v;
+  return old;
+}
+
+}  // namespace cf_emu
+
+#define __syncthreads() ::cf_emu::sync_block(__FILE__, __LINE__)
+#define __syncwarp(...) ::cf_emu::sync_warp(__FILE__, __LINE__, ::cf_emu::warp_mask(__VA_ARGS__))
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  return cf_emu::shfl_xor(mask, v, lane_mask, width);
+}
+template <typename T>
+T atomicAdd(T* p, T v) {
+  return cf_emu::atomic_add(p, v);
+}
