@@ -97,6 +97,9 @@ void* alloc(int device, size_t nbytes, Stream stream) {
     ++c.stats.system_allocs;
     c.stats.reserved_bytes += static_cast<int64_t>(size);
   }
+#ifdef CLIPFORGE_CUDA_EMULATION
+  cf_emu::device_bytes_usable(ptr, nbytes, got);
+#endif
   c.live.emplace(ptr, Block{got, nbytes, stream});
   c.stats.allocated_bytes += static_cast<int64_t>(nbytes);
   ++c.stats.live_blocks;
@@ -113,6 +116,9 @@ void free(int device, void* ptr, Stream stream) {
   c.live.erase(it);
   c.stats.allocated_bytes -= static_cast<int64_t>(b.asked);
   --c.stats.live_blocks;
+#ifdef CLIPFORGE_CUDA_EMULATION
+  cf_emu::device_bytes_usable(ptr, 0, b.size);
+#endif
   c.free_blocks.emplace(std::make_pair(stream ? stream : b.stream, b.size), ptr);
 }
 

@@ -17,8 +17,10 @@
 // filled with 0xff bytes, a NaN in f32 and bf16), cp.async data read before its wait (copies
 // land only at the wait), and, in the AddressSanitizer build, any out-of-bounds access to
 // device or shared memory (both are exact-size host allocations).
-// What it does not model: timing, races between threads that the program does not order
-// (the schedule is deterministic), memory fences, and any difference in floating-point
+// What it does not model: timing, memory fences, races between threads that the program does
+// not order (the schedule is deterministic: threads in order, each up to its next barrier or
+// collective; CLIPFORGE_EMU_SCHEDULE=reverse runs them last to first, so a result that changes
+// between the two orders shows a missing barrier), and any difference in floating-point
 // rounding of the GPU's math functions.
 #pragma once
 
@@ -154,6 +156,11 @@ template <typename Body>
 void launch(const char* name, const void* fn, Body&& body, dim3 grid, dim3 block, size_t dynamic_smem = 0, cudaStream_t = nullptr) {
   run_kernel(name, fn, grid, block, dynamic_smem, std::function<void()>(std::forward<Body>(body)));
 }
+
+// The caching allocator's blocks: the first `usable` of `total` bytes belong to a live
+// tensor. Under AddressSanitizer the rest is poisoned, so a kernel that reads past a tensor,
+// or a freed one, is reported even though the block itself is still allocated.
+void device_bytes_usable(void* block, size_t usable, size_t total);
 
 // Shared memory of the running block: one allocation per declaration site, filled with 0xff.
 void* shared_bytes(const char* site, size_t bytes, size_t align);

@@ -25,6 +25,63 @@ thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 namespace cf_emu {
 namespace {
 
+// Switching between a block's fibers. On x86-64 a few instructions that save the callee-saved
+// registers and the stack pointer (ucontext's swapcontext also saves the signal mask, a system
+// call per switch that made it several times slower); elsewhere ucontext.
+#if defined(__x86_64__)
+extern "C" void cf_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .hidden cf_emu_switch
+  .globl cf_emu_switch
+  .type cf_emu_switch, @function
+cf_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size cf_emu_switch, .-cf_emu_switch
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+// A new context's stack holds six zeroed registers for cf_emu_switch to pop, then entry as
+// the return address, then a null return address for entry itself (so that entry starts with
+// the stack alignment of a called function).
+void start_context(Context& c, char* stack, size_t bytes, void (*entry)()) {
+  auto* top = reinterpret_cast<void**>(reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t(15));
+  *--top = nullptr;
+  *--top = reinterpret_cast<void*>(entry);
+  for (int i = 0; i < 6; ++i) *--top = nullptr;
+  c.sp = top;
+}
+void jump(Context& from, Context& to) { cf_emu_switch(&from.sp, to.sp); }
+#else
+struct Context {
+  ucontext_t uc;
+};
+void start_context(Context& c, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+void jump(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxThreads = 1024;
 constexpr size_t kStaticSmemLimit = 48 * 1024;
@@ -38,7 +95,7 @@ struct Copy {
 };
 
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   dim3 tid;
   unsigned linear = 0;
   bool done = false;
@@ -85,11 +142,12 @@ struct Launch {
   const std::function<void()>* body = nullptr;
   Block block;
   Fiber* current = nullptr;
-  ucontext_t scheduler;
+  Context scheduler;
   std::string error;
   uint64_t progress = 0;
   std::vector<char*> stacks;
   const char* kernel = "";
+  bool reverse = false;  // run threads last to first (CLIPFORGE_EMU_SCHEDULE=reverse)
   const void* scheduler_stack = nullptr;  // for AddressSanitizer's fiber annotations
   size_t scheduler_stack_bytes = 0;
 };
@@ -112,10 +170,10 @@ void switch_to_scheduler() {
 #ifdef CF_EMU_ASAN
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, L().scheduler_stack, L().scheduler_stack_bytes);
-  swapcontext(&f->ctx, &L().scheduler);
+  jump(f->ctx, L().scheduler);
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #else
-  swapcontext(&f->ctx, &L().scheduler);
+  jump(f->ctx, L().scheduler);
 #endif
 }
 
@@ -158,7 +216,8 @@ void fiber_main() {
 #ifdef CF_EMU_ASAN
   __sanitizer_start_switch_fiber(nullptr, L().scheduler_stack, L().scheduler_stack_bytes);
 #endif
-  setcontext(&L().scheduler);
+  Context finished;
+  jump(finished, L().scheduler);
 }
 
 char* stack_at(size_t i) {
@@ -177,10 +236,10 @@ void resume(Fiber& f) {
 #ifdef CF_EMU_ASAN
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, stack_at(f.linear), kStackBytes);
-  swapcontext(&l.scheduler, &f.ctx);
+  jump(l.scheduler, f.ctx);
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #else
-  swapcontext(&l.scheduler, &f.ctx);
+  jump(l.scheduler, f.ctx);
 #endif
   l.current = nullptr;
 }
@@ -211,11 +270,7 @@ void run_block(dim3 block_dim) {
     f.linear = i;
     f.tid = dim3(i % block_dim.x, (i / block_dim.x) % block_dim.y, i / (block_dim.x * block_dim.y));
     b.warps[i / 32].present |= 1u << (i % 32);
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = stack_at(i);
-    f.ctx.uc_stack.ss_size = kStackBytes;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, fiber_main, 0);
+    start_context(f.ctx, stack_at(i), kStackBytes, fiber_main);
   }
   b.live = n;
   b.arrived = 0;
@@ -225,7 +280,8 @@ void run_block(dim3 block_dim) {
   for (;;) {
     const uint64_t before = l.progress;
     bool any = false;
-    for (Fiber& f : b.fibers) {
+    for (unsigned k = 0; k < n; ++k) {
+      Fiber& f = b.fibers[l.reverse ? n - 1 - k : k];
       if (f.done) continue;
       any = true;
       resume(f);
@@ -298,6 +354,11 @@ void run_kernel(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
   Launch l;
   l.body = &body;
   l.kernel = name;
+  static const bool reverse = [] {
+    const char* order = std::getenv("CLIPFORGE_EMU_SCHEDULE");
+    return order && std::strcmp(order, "reverse") == 0;
+  }();
+  l.reverse = reverse;
   l.block.dynamic_bytes = dynamic_smem;
   if (dynamic_smem) l.block.dynamic.reset(new unsigned char[dynamic_smem]);
   g_launch = &l;
@@ -492,6 +553,15 @@ void cp_async_wait_group(int newest_in_flight) {
     for (const Copy& c : f->in_flight.front()) std::memcpy(c.dst, c.src, 16);
     f->in_flight.erase(f->in_flight.begin());
   }
+}
+
+void device_bytes_usable(void* block, size_t usable, size_t total) {
+#ifdef CF_EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(block, usable);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(block) + usable, total - usable);
+#else
+  (void)block, (void)usable, (void)total;
+#endif
 }
 
 cudaError_t set_function_attribute(const void* fn, cudaFuncAttribute attr, int value) {
