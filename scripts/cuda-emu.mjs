@@ -4,6 +4,8 @@
 //     -> ::cf_emu::launch("kernel<Args>", &kernel<Args>, [&]() { kernel<Args>(a, b); }, grid, block, smem, stream)
 //   __shared__ T name[N][M];        -> T (&name)[N][M] = ::cf_emu::shared<T[N][M]>("site", align);
 //   extern __shared__ T name[];     -> T* name = ::cf_emu::dynamic_shared<T>();
+//   __global__ void __launch_bounds__(N) k(...) {
+//                                   -> __global__ void k(...) { ::cf_emu::launch_bounds(N);
 // Line numbers are kept (a #line directive names the original file), so compiler errors and
 // the emulator's reports point into native/cuda.
 // Usage: node scripts/cuda-emu.mjs IN.cu OUT.cpp
@@ -99,8 +101,31 @@ function rewriteShared(text, file) {
   });
 }
 
+// The bound moves into the kernel's body, where the kernel's template parameters it may
+// name are in scope, as a check that the launch has at most that many threads.
+function rewriteLaunchBounds(text) {
+  let out = '';
+  let from = 0;
+  const key = '__launch_bounds__(';
+  for (let at = text.indexOf(key, from); at >= 0; at = text.indexOf(key, from)) {
+    const close = matchForward(text, at + key.length - 1, '(', ')');
+    const maxThreads = splitDeclarators(text.slice(at + key.length, close))[0];
+    let depth = 0;
+    let body = close + 1;
+    for (; body < text.length; body++) {
+      if (text[body] === '(') depth++;
+      else if (text[body] === ')') depth--;
+      else if (text[body] === '{' && depth === 0) break;
+    }
+    out += text.slice(from, at) + text.slice(close + 1, body + 1) + ` ::cf_emu::launch_bounds(${maxThreads});`;
+    from = body + 1;
+  }
+  return out + text.slice(from);
+}
+
 export function translate(source, file) {
-  return `#include "cuda_emu.h"\n#line 1 ${JSON.stringify(file)}\n${rewriteShared(rewriteLaunches(source), basename(file))}`;
+  const cpp = rewriteShared(rewriteLaunches(rewriteLaunchBounds(source)), basename(file));
+  return `#include "cuda_emu.h"\n#line 1 ${JSON.stringify(file)}\n${cpp}`;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {

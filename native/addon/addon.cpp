@@ -27,6 +27,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_batchnorm(env, exports);
   register_grn(env, exports);
   register_jpeg(env, exports);
+#ifdef CLIPFORGE_CUDA_EMULATION
+  register_emu_selftest(env, exports);
+#endif
   return exports;
 }
 }  // namespace

@@ -24,4 +24,7 @@ void register_im2col(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
 void register_grn(Napi::Env env, Napi::Object exports);
 void register_jpeg(Napi::Env env, Napi::Object exports);
+#ifdef CLIPFORGE_CUDA_EMULATION
+void register_emu_selftest(Napi::Env env, Napi::Object exports);  // native/emu/selftest.cu
+#endif
 }  // namespace cf::addon

@@ -10,7 +10,7 @@
 // Fibers switch only at barriers and warp collectives, which is where CUDA threads may
 // observe each other, so results do not depend on a schedule the hardware does not promise.
 // What it checks that a GPU would also reject: launch limits (block size, grid y/z, zero
-// dimensions, dynamic shared memory over 48 KB without the opt-in or over the device's
+// dimensions, a block larger than the kernel's __launch_bounds__, dynamic shared memory over 48 KB without the opt-in or over the device's
 // maximum); what only tools catch on a GPU: a __syncthreads reached at different places by
 // threads of one block, warp collectives whose lanes disagree or name exited lanes, deadlocks,
 // misaligned ldmatrix/cp.async addresses, shared memory read before it is written (it starts
@@ -175,6 +175,8 @@ T* dynamic_shared() {
 }
 
 void sync_block(const char* file, int line);
+// Called by every thread of a kernel declared with __launch_bounds__(max_threads).
+void launch_bounds(long long max_threads);
 void sync_warp(const char* file, int line, unsigned mask);
 [[noreturn]] void fail(const char* what);
 

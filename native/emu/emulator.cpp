@@ -401,6 +401,14 @@ void* shared_bytes(const char* site, size_t bytes, size_t align) {
 
 void* dynamic_shared_bytes() { return L().block.dynamic.get(); }
 
+void launch_bounds(long long max_threads) {
+  const long long threads = static_cast<long long>(blockDim.x) * blockDim.y * blockDim.z;
+  if (threads > max_threads) {
+    const std::string msg = "launched with " + std::to_string(threads) + " threads per block, over its __launch_bounds__ of " + std::to_string(max_threads);
+    fail(msg.c_str());
+  }
+}
+
 void sync_block(const char* file, int line) {
   Launch& l = L();
   Block& b = l.block;
