@@ -6,22 +6,24 @@
 // this header supplies the rest: the device-language keywords, the built-in variables, the
 // intrinsics, the warp-collective instructions of mma.cuh, and the runtime API.
 //
-// Every thread of a block is a fiber; blocks run one after another on the calling thread.
-// Fibers switch only at barriers and warp collectives, which is where CUDA threads may
-// observe each other, so results do not depend on a schedule the hardware does not promise.
-// What it checks that a GPU would also reject: launch limits (block size, grid y/z, zero
-// dimensions, a block larger than the kernel's __launch_bounds__, dynamic shared memory over 48 KB without the opt-in or over the device's
-// maximum); what only tools catch on a GPU: a __syncthreads reached at different places by
-// threads of one block, warp collectives whose lanes disagree or name exited lanes, deadlocks,
-// misaligned ldmatrix/cp.async addresses, shared memory read before it is written (it starts
-// filled with 0xff bytes, a NaN in f32 and bf16), cp.async data read before its wait (copies
-// land only at the wait), and, in the AddressSanitizer build, any out-of-bounds access to
-// device or shared memory (both are exact-size host allocations).
-// What it does not model: timing, memory fences, races between threads that the program does
-// not order (the schedule is deterministic: threads in order, each up to its next barrier or
-// collective; CLIPFORGE_EMU_SCHEDULE=reverse runs them last to first, so a result that changes
-// between the two orders shows a missing barrier), and any difference in floating-point
-// rounding of the GPU's math functions.
+// Every thread of a block is a fiber; blocks run one after another on the calling thread, and
+// a thread runs until its next barrier or warp collective (the points where CUDA threads may
+// rely on each other's writes), then the next thread runs.
+//
+// Checked, as a GPU would refuse them: block and grid limits, zero dimensions, a block larger
+// than the kernel's __launch_bounds__, dynamic shared memory over 48 KB without the opt-in or
+// over the device's maximum.
+// Checked, as only tools would on a GPU: a __syncthreads reached at different places in one
+// block; warp collectives whose lanes disagree on the mask or name exited lanes; deadlocks;
+// misaligned ldmatrix and cp.async addresses; shared memory or a new tensor read before it is
+// written (both start as 0xff bytes, a NaN in f32 and bf16); cp.async data read before its
+// wait (copies land only at the wait); and, in the AddressSanitizer build, any access past a
+// tensor or a shared-memory array (each is its own host allocation, the allocator's rounding
+// poisoned).
+// Not modelled: timing, memory fences, the rounding of the GPU's math functions, and races
+// the schedule hides. The schedule is deterministic; CLIPFORGE_EMU_SCHEDULE=reverse runs a
+// block's threads last to first, so a result that changes between the two orders shows a
+// missing barrier.
 #pragma once
 
 #include <cfloat>
@@ -158,8 +160,10 @@ void launch(const char* name, const void* fn, Body&& body, dim3 grid, dim3 block
 }
 
 // The caching allocator's blocks: the first `usable` of `total` bytes belong to a live
-// tensor. Under AddressSanitizer the rest is poisoned, so a kernel that reads past a tensor,
-// or a freed one, is reported even though the block itself is still allocated.
+// tensor. They are filled with 0xff bytes (NaN), as device memory holds whatever was there
+// before, so an output element no kernel writes shows. Under AddressSanitizer the rest is
+// poisoned, so a kernel that reads past a tensor, or a freed one, is reported even though the
+// block itself is still allocated.
 void device_bytes_usable(void* block, size_t usable, size_t total);
 
 // Shared memory of the running block: one allocation per declaration site, filled with 0xff.

@@ -568,8 +568,9 @@ void device_bytes_usable(void* block, size_t usable, size_t total) {
   ASAN_UNPOISON_MEMORY_REGION(block, usable);
   ASAN_POISON_MEMORY_REGION(static_cast<char*>(block) + usable, total - usable);
 #else
-  (void)block, (void)usable, (void)total;
+  (void)total;
 #endif
+  std::memset(block, 0xff, usable);
 }
 
 cudaError_t set_function_attribute(const void* fn, cudaFuncAttribute attr, int value) {

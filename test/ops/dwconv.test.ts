@@ -218,6 +218,21 @@ test('only the gradients asked for are computed: bias alone, weight alone', () =
   }
 });
 
+test('an empty batch gives an empty output and zero weight and bias gradients', () => {
+  for (const device of devices()) {
+    cf.scope(() => {
+      const x = cf.zeros([0, 6, 5, 4], { device, requiresGrad: true });
+      const w = cf.ones([4, 3, 3], { device, requiresGrad: true });
+      const b = cf.ones([4], { device, requiresGrad: true });
+      const y = cf.depthwiseConv2d(x, w, b);
+      assert.equal([...y.shape], [0, 6, 5, 4]);
+      y.backward(cf.zeros([0, 6, 5, 4], { device }));
+      assert.equal(Array.from(w.grad!.toArray()), new Array(36).fill(0), `dw on ${device}`);
+      assert.equal(Array.from(b.grad!.toArray()), [0, 0, 0, 0], `db on ${device}`);
+    });
+  }
+});
+
 test('bf16 storage with f32 accumulation stays within 1e-2 of the reference', () => {
   const round = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
   for (const device of devices()) {

@@ -78,6 +78,7 @@ test('the tiled and run-copy paths: partial tiles, odd sizes, attention layouts,
     [[5, 2], [1, 0]],
     [[2, 40], [1, 0]],
     [[2, 3, 2, 3, 2, 3, 2, 3], [7, 0, 6, 1, 5, 2, 4, 3]],
+    [[3, 4, 5], [1, 0, 2]], // runs of 5 elements: 2-byte units for bf16
   ];
   for (const device of devices()) {
     for (const dtype of ['f32', 'bf16', 'i32'] as const) for (const [shape, perm] of cases) check(device, dtype, shape, perm);

@@ -80,6 +80,33 @@ for (const op of ['sum', 'mean', 'max'] as const) {
   });
 }
 
+test('max backward sends the gradient to the first maximum on every backend, f32 and bf16', () => {
+  // Ties (rounded values) so that "the first maximum" matters; each axis of a 3-D tensor.
+  const shape = [4, 6, 5];
+  const x = Float32Array.from(rng.array(120), (v) => Math.round(v * 3));
+  const dy = rng.array(120);
+  for (const device of devices()) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      for (const axis of [0, 1, 2]) {
+        const got = cf.scope(() => {
+          const t = cf.fromArray(x, shape, { device, dtype, requiresGrad: true });
+          const y = cf.max(t, axis);
+          y.backward(cf.fromArray(dy.subarray(0, y.size), [...y.shape], { device, dtype }));
+          return t.grad!.toArray();
+        });
+        const { indices } = reduceRef('max', x, shape, axis);
+        const n = shape[axis]!, inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+        const want = new Float32Array(120);
+        indices.forEach((k, r) => {
+          const o = Math.floor(r / inner), i = r % inner;
+          want[(o * n + k) * inner + i] = cf.scope(() => cf.fromArray([dy[r]!], [1], { dtype }).toArray()[0]!);
+        });
+        assert.equal(Array.from(got), Array.from(want), `${device} ${dtype} axis ${axis}`);
+      }
+    }
+  }
+});
+
 test('long axes take the many-threads path and stay accurate', () => {
   for (const device of devices()) {
     const x = rng.array(3 * 5000);

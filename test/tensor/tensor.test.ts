@@ -437,6 +437,19 @@ test('random bf16 is the f32 draw rounded; i32 is refused', () => {
   });
 });
 
+test('full and arange give the same values on every backend, for each dtype', () => {
+  cf.scope(() => {
+    for (const device of devices()) {
+      for (const dtype of cf.DTYPES) {
+        assert.equal(arr(cf.full([3, 2], -7, { dtype, device })), new Array(6).fill(-7), `full ${dtype} ${device}`);
+        assert.equal(arr(cf.arange(-2, 9, 3, { dtype, device })), [-2, 1, 4, 7], `arange ${dtype} ${device}`);
+      }
+      // i32 clamps to its range like the CPU.
+      assert.equal(arr(cf.arange(2147483645, 2147483648, 1, { dtype: 'i32', device })), [2147483645, 2147483646, 2147483647]);
+    }
+  });
+});
+
 test('CPU and CUDA give the same random numbers', () => {
   const devs = devices();
   if (devs.length < 2) return; // devices() has printed that the CUDA half did not run
