@@ -48,6 +48,12 @@ export interface TrainerOptions extends EvalTasks {
   stop: AbortSignal;
   /** A checkpoint to resume from. */
   resumeFrom: string | null;
+  /**
+   * How long finished steps' losses may wait on the device before they are read (and
+   * reported, and checked for NaN): every step when 0. Default 0 for a model on the CPU, where
+   * reading costs nothing, and 500 ms on a GPU (see PendingLosses).
+   */
+  lossReadIntervalMs?: number;
 }
 
 export interface TrainOutcome {
@@ -177,6 +183,59 @@ export function accumulatedBackward(model: CLIP, batches: Batch[], siglip: boole
   }
 }
 
+const GPU_LOSS_READ_INTERVAL_MS = 500;
+
+interface PendingLoss {
+  loss: Tensor;
+  /** The step as the NaN guard names it (0-based, before the update). */
+  step: number;
+  info: StepInfo;
+}
+
+/**
+ * The losses of finished steps, kept on the device until read together. Reading a GPU loss
+ * makes the host wait until the GPU has finished that step, which would stop the host from
+ * queueing the next one while the GPU works; so the loop reads them at logged steps, at the
+ * end of an epoch (before any checkpoint or evaluation), and at most `intervalMs` apart for
+ * the progress line. The NaN guard still names the exact step, and no checkpoint is written
+ * after a non-finite loss (the steps queued after it ran on NaN gradients, but the run stops).
+ */
+class PendingLosses {
+  private items: PendingLoss[] = [];
+  private lastRead = performance.now();
+
+  constructor(private readonly intervalMs: number) {}
+
+  add(item: PendingLoss): void {
+    this.items.push(item);
+  }
+
+  due(): boolean {
+    return performance.now() - this.lastRead >= this.intervalMs;
+  }
+
+  /** Reads every pending loss in step order; logitScale goes with the newest step. */
+  read(reporter: TrainReporter, outcome: TrainOutcome, logitScale?: number): void {
+    const items = this.items;
+    this.items = [];
+    this.lastRead = performance.now();
+    try {
+      items.forEach((p, i) => {
+        const loss = checkFiniteLoss(p.loss, p.step);
+        outcome.losses.push({ step: p.info.step, loss });
+        reporter.step({ ...p.info, loss, ...(i === items.length - 1 && logitScale !== undefined ? { logitScale } : {}) });
+      });
+    } finally {
+      for (const p of items) p.loss.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.items) p.loss.dispose();
+    this.items = [];
+  }
+}
+
 /** Runs the training loop to the end (or until `stop` is aborted) and returns what happened. */
 export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
   const { args, model, reporter } = opts;
@@ -185,6 +244,9 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
     throw new Error(`clipforge train: an epoch of ${opts.samplesPerEpoch} samples holds no step of --batch-size ${args.batchSize} × --accum-freq ${args.accumFreq}`);
   }
   const totalSteps = stepsPerEpoch * args.epochs;
+  if (opts.lossReadIntervalMs !== undefined && !(opts.lossReadIntervalMs >= 0)) {
+    throw new Error(`runTraining: expected a number >= 0 (or Infinity) for opts.lossReadIntervalMs, got ${String(opts.lossReadIntervalMs)}`);
+  }
   const named = trainableParameters(model, args);
   if (named.length === 0) throw new Error('clipforge train: every parameter is locked (--lock-image and --lock-text); nothing to train');
   const optimizer = new AdamW(paramGroups(named, args.wd), { lr: args.lr, betas: [args.beta1, args.beta2], eps: args.eps, weightDecay: args.wd });
@@ -221,62 +283,62 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
 
   model.train();
   reporter.begin(totalSteps);
-  for (let epoch = position.epoch; epoch < args.epochs; epoch++) {
-    const skipBatches = position.batchInEpoch * args.accumFreq;
-    let batchIndex = 0;
-    let pending: Batch[] = [];
-    for await (const batch of opts.train.epoch(epoch)) {
-      if (batchIndex++ < skipBatches) continue;
-      pending.push(batch);
-      if (pending.length < args.accumFreq) continue;
-      const step = position.step;
-      const lr = lrAt(step);
-      optimizer.setLr(lr);
-      const loss = accumulatedBackward(model, pending, args.siglip, computeDtype(args.precision));
-      const samples = pending.reduce((n, b) => n + b.count, 0);
-      pending = [];
-      if (args.gradClipNorm !== null) clipGradNorm(params, args.gradClipNorm).dispose();
-      let lossValue: number;
-      try {
-        lossValue = checkFiniteLoss(loss, step);
-      } finally {
-        loss.dispose();
+  const losses = new PendingLosses(opts.lossReadIntervalMs ?? (model.device === 'cpu' ? 0 : GPU_LOSS_READ_INTERVAL_MS));
+  try {
+    for (let epoch = position.epoch; epoch < args.epochs; epoch++) {
+      const skipBatches = position.batchInEpoch * args.accumFreq;
+      let batchIndex = 0;
+      let pending: Batch[] = [];
+      for await (const batch of opts.train.epoch(epoch)) {
+        if (batchIndex++ < skipBatches) continue;
+        pending.push(batch);
+        if (pending.length < args.accumFreq) continue;
+        const step = position.step;
+        const lr = lrAt(step);
+        optimizer.setLr(lr);
+        const loss = accumulatedBackward(model, pending, args.siglip, computeDtype(args.precision));
+        const samples = pending.reduce((n, b) => n + b.count, 0);
+        pending = [];
+        losses.add({ loss, step, info: { epoch, step: step + 1, samples, lr } });
+        if (args.gradClipNorm !== null) clipGradNorm(params, args.gradClipNorm).dispose();
+        optimizer.step();
+        optimizer.zeroGrad();
+        noGrad(() => clampLogitScale(model.logitScale));
+        position = { ...position, step: step + 1, batchInEpoch: position.batchInEpoch + 1 };
+        outcome.steps = position.step;
+        const logged = position.step % args.logEveryNSteps === 0 || position.step === totalSteps;
+        const epochDone = position.batchInEpoch >= stepsPerEpoch;
+        if (logged || epochDone || opts.stop.aborted || losses.due()) losses.read(reporter, outcome, logged ? Math.exp(model.logitScale.item()) : undefined);
+        if (opts.stop.aborted || epochDone) break;
       }
-      optimizer.step();
-      optimizer.zeroGrad();
-      noGrad(() => clampLogitScale(model.logitScale));
-      position = { ...position, step: step + 1, batchInEpoch: position.batchInEpoch + 1 };
-      outcome.steps = position.step;
-      outcome.losses.push({ step: position.step, loss: lossValue });
-      // The loss is read every step (the NaN guard needs it); the logit scale only when logged.
-      const logged = position.step % args.logEveryNSteps === 0 || position.step === totalSteps;
-      reporter.step({ epoch, step: position.step, samples, lr, loss: lossValue, ...(logged ? { logitScale: Math.exp(model.logitScale.item()) } : {}) });
-      if (opts.stop.aborted || position.batchInEpoch >= stepsPerEpoch) break;
+      losses.read(reporter, outcome);
+      if (opts.stop.aborted && position.batchInEpoch < stepsPerEpoch) {
+        save(LATEST_CHECKPOINT_NAME);
+        outcome.interrupted = true;
+        reporter.message(`interrupted at step ${position.step}; saved ${outcome.lastCheckpoint} (resume with --resume latest)`);
+        return outcome;
+      }
+      position = { ...position, epoch: epoch + 1, batchInEpoch: 0 };
+      outcome.epochs = position.epoch;
+      const completed = epoch + 1;
+      if (args.saveFrequency > 0 && (completed % args.saveFrequency === 0 || completed === args.epochs)) {
+        const previous = outcome.lastCheckpoint;
+        save(epochCheckpointName(completed));
+        if (args.deletePreviousCheckpoint && previous && previous !== outcome.lastCheckpoint) rmSync(previous, { force: true });
+      }
+      if (args.saveMostRecent) {
+        const epochFile = outcome.lastCheckpoint;
+        save(LATEST_CHECKPOINT_NAME);
+        if (epochFile) outcome.lastCheckpoint = epochFile;
+      }
+      await evaluate(completed);
+      if (opts.stop.aborted) {
+        outcome.interrupted = completed < args.epochs;
+        break;
+      }
     }
-    if (opts.stop.aborted && position.batchInEpoch < stepsPerEpoch) {
-      save(LATEST_CHECKPOINT_NAME);
-      outcome.interrupted = true;
-      reporter.message(`interrupted at step ${position.step}; saved ${outcome.lastCheckpoint} (resume with --resume latest)`);
-      return outcome;
-    }
-    position = { ...position, epoch: epoch + 1, batchInEpoch: 0 };
-    outcome.epochs = position.epoch;
-    const completed = epoch + 1;
-    if (args.saveFrequency > 0 && (completed % args.saveFrequency === 0 || completed === args.epochs)) {
-      const previous = outcome.lastCheckpoint;
-      save(epochCheckpointName(completed));
-      if (args.deletePreviousCheckpoint && previous && previous !== outcome.lastCheckpoint) rmSync(previous, { force: true });
-    }
-    if (args.saveMostRecent) {
-      const epochFile = outcome.lastCheckpoint;
-      save(LATEST_CHECKPOINT_NAME);
-      if (epochFile) outcome.lastCheckpoint = epochFile;
-    }
-    await evaluate(completed);
-    if (opts.stop.aborted) {
-      outcome.interrupted = completed < args.epochs;
-      break;
-    }
+  } finally {
+    losses.dispose();
   }
   return outcome;
 }

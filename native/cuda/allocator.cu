@@ -137,7 +137,10 @@ void copy_bytes(int device, void* dst, const void* src, size_t nbytes, int kind,
   CF_CUDA_CHECK(cudaSetDevice(device));
   const cudaMemcpyKind k = kind == 0 ? cudaMemcpyHostToDevice : kind == 1 ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
   CF_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, k, as_cuda(stream)));
-  if (kind != 2) CF_CUDA_CHECK(cudaStreamSynchronize(as_cuda(stream)));
+  // From pageable host memory the runtime has read the source before cudaMemcpyAsync returns,
+  // so an upload need not wait for the stream (a wait here would drain the GPU's queue at every
+  // batch upload); a download must, before the host reads it.
+  if (kind == 1) CF_CUDA_CHECK(cudaStreamSynchronize(as_cuda(stream)));
 }
 
 }  // namespace cf::cuda

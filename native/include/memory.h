@@ -32,7 +32,9 @@ void free(int device, void* ptr, Stream stream);
 MemoryStats memory_stats(int device);
 void empty_cache(int device);
 // Copies; `kind` 0 host->device, 1 device->host, 2 device->device. Host copies are
-// synchronous with respect to the host buffer (device->host waits for the stream).
+// synchronous with respect to the host buffer: host->device returns once the (pageable)
+// source has been read, without waiting for the stream's earlier work; device->host waits
+// for the stream. The host buffer must not be pinned memory.
 void copy_bytes(int device, void* dst, const void* src, size_t nbytes, int kind, Stream stream);
 }  // namespace cuda
 

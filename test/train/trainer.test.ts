@@ -210,6 +210,55 @@ test('a NaN loss stops the run with the step, and the checkpoint of the last epo
   }
 });
 
+test('losses read in batches, as on a GPU: the same losses, every step reported once in order', async () => {
+  const flags = ['--batch-size', '16', '--epochs', '1', '--warmup', '1', '--log-every-n-steps', '100'];
+  const outcomes = [];
+  for (const lossReadIntervalMs of [0, Infinity]) {
+    const seen: number[] = [];
+    const run = setup(`read-${lossReadIntervalMs}`, flags, { reporter: quiet((r) => seen.push(r.step)), lossReadIntervalMs }, 128);
+    try {
+      outcomes.push(await runTraining(run.opts));
+      assert.equal(seen, [1, 2, 3, 4, 5, 6, 7, 8]);
+    } finally {
+      await run.close();
+    }
+  }
+  assert.equal(outcomes[1]!.losses, outcomes[0]!.losses);
+});
+
+test('losses read in batches: a NaN is still named at its own step and no checkpoint follows it', async () => {
+  const seen: number[] = [];
+  const run = setup('nan-batched', ['--batch-size', '16', '--epochs', '2', '--save-frequency', '1', '--warmup', '1', '--log-every-n-steps', '100'], {
+    reporter: quiet((r) => seen.push(r.step)),
+    lossReadIntervalMs: Infinity,
+  });
+  // Poison the logit scale before the second batch of epoch 2: step 17 (0-based) is the first NaN.
+  const train = run.opts.train;
+  run.opts.train = Object.assign(Object.create(train) as DataLoader, {
+    async *epoch(epoch: number) {
+      let i = 0;
+      for await (const batch of train.epoch(epoch)) {
+        if (epoch === 1 && i++ === 1) native.fill(run.opts.model.logitScale, Number.NaN);
+        yield batch;
+      }
+    },
+  });
+  try {
+    const err = await runTraining(run.opts).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.instance(err, NonFiniteLossError);
+    assert.match((err as Error).message, /step 17/);
+    assert.equal(seen, Array.from({ length: 17 }, (_, i) => i + 1), 'steps up to the last finite loss were reported');
+    const kept = latestCheckpoint(join(tmp, 'nan-batched'));
+    assert.ok(kept?.endsWith('epoch_1.safetensors'), `the epoch-1 checkpoint is kept (got ${kept})`);
+  } finally {
+    run.opts.train = train;
+    await run.close();
+  }
+});
+
 test('--lock-image freezes the image tower (but --lock-image-unlocked-groups 1 trains its head); --lock-text the text tower', async () => {
   const run = setup('lock', ['--batch-size', '16', '--epochs', '1', '--lock-image', '--lock-image-unlocked-groups', '1', '--lock-text', '--warmup', '1'], {}, 64);
   try {
