@@ -12,8 +12,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-// The emulator's own tests (test/emu/*.emu.ts) first, then every suite that runs its kernels on CUDA.
-const suites = ['test/emu', 'test/ops', 'test/loss', 'test/optim', 'test/tensor', 'test/io', 'test/nn'];
+// The emulator's own tests (test/emu/*.emu.ts) first, then every suite that runs its kernels
+// on CUDA, and the training loop on CUDA (test/train/cuda.test.ts).
+const defaultSuites = [
+  ['test/emu', '\\.emu\\.ts$'],
+  ...['test/ops', 'test/loss', 'test/optim', 'test/tensor', 'test/io', 'test/nn'].map((d) => [d, '\\.test\\.ts$']),
+  ['test/train', '^cuda\\.test\\.ts$'],
+];
 const patternOf = (dir) => (dir.replace(/\/+$/, '') === 'test/emu' ? '\\.emu\\.ts$' : '\\.test\\.ts$');
 
 const args = process.argv.slice(2);
@@ -60,8 +65,8 @@ if (asan) {
 let passed = 0;
 let failed = 0;
 for (const order of orders) {
-  for (const dir of dirs.length ? dirs : suites) {
-    const r = spawnSync(process.execPath, [join(root, 'scripts', 'test.mjs'), dir, patternOf(dir)], {
+  for (const [dir, pattern] of dirs.length ? dirs.map((d) => [d, patternOf(d)]) : defaultSuites) {
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'test.mjs'), dir, pattern], {
       cwd: root,
       env: { ...env, CLIPFORGE_EMU_SCHEDULE: order },
       encoding: 'utf8',
