@@ -190,6 +190,18 @@ test('--precision amp_bf16 trains with bf16 products: f32 weights, close to but 
   }
 });
 
+/** Runs to the NaN that appears at step 17 (0-based, in epoch 2): the run stops naming it and keeps epoch 1's checkpoint. */
+async function expectNanStopAtStep17(run: Run): Promise<void> {
+  const err = await runTraining(run.opts).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  assert.instance(err, NonFiniteLossError);
+  assert.match((err as Error).message, /step 17/);
+  const kept = latestCheckpoint(run.opts.checkpointDir);
+  assert.ok(kept?.endsWith('epoch_1.safetensors'), `the epoch-1 checkpoint is kept (got ${kept})`);
+}
+
 test('a NaN loss stops the run with the step, and the checkpoint of the last epoch survives', async () => {
   const run = setup('nan', ['--batch-size', '16', '--epochs', '2', '--save-frequency', '1', '--warmup', '1'], {
     reporter: quiet((r) => {
@@ -197,14 +209,7 @@ test('a NaN loss stops the run with the step, and the checkpoint of the last epo
     }),
   });
   try {
-    const err = await runTraining(run.opts).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    assert.instance(err, NonFiniteLossError);
-    assert.match((err as Error).message, /step 17/);
-    const kept = latestCheckpoint(join(tmp, 'nan'));
-    assert.ok(kept?.endsWith('epoch_1.safetensors'), `the epoch-1 checkpoint is kept (got ${kept})`);
+    await expectNanStopAtStep17(run);
   } finally {
     await run.close();
   }
@@ -244,15 +249,8 @@ test('losses read in batches: a NaN is still named at its own step and no checkp
     },
   });
   try {
-    const err = await runTraining(run.opts).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    assert.instance(err, NonFiniteLossError);
-    assert.match((err as Error).message, /step 17/);
+    await expectNanStopAtStep17(run);
     assert.equal(seen, Array.from({ length: 17 }, (_, i) => i + 1), 'steps up to the last finite loss were reported');
-    const kept = latestCheckpoint(join(tmp, 'nan-batched'));
-    assert.ok(kept?.endsWith('epoch_1.safetensors'), `the epoch-1 checkpoint is kept (got ${kept})`);
   } finally {
     run.opts.train = train;
     await run.close();
