@@ -46,6 +46,18 @@ async function train(device: string, precision: string): Promise<{ outcome: Trai
   }
 }
 
+/**
+ * The weights to compare. The key bias (the middle third of in_proj_bias) has a gradient of
+ * exactly zero, since softmax ignores a shift shared by a row's scores; its computed gradient
+ * is rounding noise, which AdamW's normalization turns into steps of the learning rate's size
+ * and either sign, different on every backend and build.
+ */
+function comparable(name: string, w: Float32Array): Float32Array {
+  if (!name.endsWith('attn.in_proj_bias')) return w;
+  const third = w.length / 3;
+  return Float32Array.from([...w.subarray(0, third), ...w.subarray(2 * third)]);
+}
+
 test('training steps on CUDA follow the CPU: fp32 within 1e-4, amp_bf16 within 3e-2 of the loss', async () => {
   const gpus = devices().filter((d) => d !== 'cpu');
   if (gpus.length === 0) return;
@@ -55,7 +67,7 @@ test('training steps on CUDA follow the CPU: fp32 within 1e-4, amp_bf16 within 3
     const f32 = await train(device, 'fp32');
     assert.is(f32.outcome.steps, 2);
     assertClose(f32.outcome.losses.map((l) => l.loss), cpu.outcome.losses.map((l) => l.loss), { rtol: 1e-4, atol: 1e-5, what: `fp32 losses on ${device}` });
-    for (const [k, w] of cpu.weights) assertClose(f32.weights.get(k)!, w, { rtol: 1e-3, atol: 1e-4, what: `fp32 ${k} on ${device}` });
+    for (const [k, w] of cpu.weights) assertClose(comparable(k, f32.weights.get(k)!), comparable(k, w), { rtol: 1e-3, atol: 1e-4, what: `fp32 ${k} on ${device}` });
     assert.ok(f32.outcome.lastCheckpoint, 'a checkpoint was written from the device');
     const bf16 = await train(device, 'amp_bf16');
     assertClose(bf16.outcome.losses.map((l) => l.loss), cpu.outcome.losses.map((l) => l.loss), { rtol: 3e-2, atol: 0, what: `amp_bf16 losses on ${device}` });
