@@ -187,7 +187,7 @@ void sync_warp(const char* file, int line, unsigned mask);
 // Exchanges `bytes` (at most 64) of each lane in mask: after the call, all[l] holds lane l's
 // in. The caller reads all[] and then calls collective_done, after which all[] may change.
 const unsigned char* collective_begin(unsigned mask, const void* in, size_t bytes, const char* what);
-void collective_done(unsigned mask, const char* what);
+void collective_done(unsigned mask);
 unsigned lane_id();
 
 template <typename T>
@@ -201,7 +201,7 @@ T shfl_xor(unsigned mask, T v, int lane_mask, int width) {
     if (!(mask >> src & 1u)) fail("__shfl_xor_sync reads a lane outside its mask");
     std::memcpy(&r, all + 64 * src, sizeof(T));
   }
-  collective_done(mask, "__shfl_xor_sync");
+  collective_done(mask);
   return r;
 }
 

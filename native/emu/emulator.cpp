@@ -118,9 +118,13 @@ struct Warp {
   alignas(16) unsigned char slots[32][kSlotBytes];
 };
 
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// Exactly `bytes` long, so that AddressSanitizer sees an access past the array.
 struct SharedAlloc {
-  std::unique_ptr<unsigned char[]> raw;
-  unsigned char* p;
+  std::unique_ptr<unsigned char, FreeDeleter> p;
   size_t bytes;
 };
 
@@ -385,18 +389,17 @@ void* shared_bytes(const char* site, size_t bytes, size_t align) {
   Block& b = L().block;
   auto it = b.statics.find(site);
   if (it == b.statics.end()) {
-    SharedAlloc a;
-    a.raw.reset(new unsigned char[bytes + align]);
-    a.p = a.raw.get() + (align - reinterpret_cast<uintptr_t>(a.raw.get()) % align) % align;
-    a.bytes = bytes;
-    std::memset(a.p, 0xff, bytes);
+    void* raw = nullptr;
+    if (posix_memalign(&raw, align < sizeof(void*) ? sizeof(void*) : align, bytes ? bytes : 1) != 0) fail("out of host memory for shared memory");
+    SharedAlloc a{std::unique_ptr<unsigned char, FreeDeleter>(static_cast<unsigned char*>(raw)), bytes};
+    std::memset(a.p.get(), 0xff, bytes);
     b.static_bytes += bytes;
     if (b.static_bytes > kStaticSmemLimit) fail("static shared memory over 48 KB");
     it = b.statics.emplace(site, std::move(a)).first;
   } else if (it->second.bytes != bytes) {
     fail("one __shared__ declaration with two sizes in one block");
   }
-  return it->second.p;
+  return it->second.p.get();
 }
 
 void* dynamic_shared_bytes() { return L().block.dynamic.get(); }
@@ -476,8 +479,7 @@ const unsigned char* collective_begin(unsigned mask, const void* in, size_t byte
   return &w.slots[0][0];
 }
 
-void collective_done(unsigned mask, const char* what) {
-  (void)what;
+void collective_done(unsigned mask) {
   warp_barrier(mask, "(end of a warp collective)");
 }
 
@@ -491,7 +493,7 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
     return q;
   };
   for (int i = 0; i < 4; ++i) std::memcpy(&r[i], row(i * 8 + lane / 4) + (lane % 4) * 4, 4);
-  collective_done(0xffffffffu, "ldmatrix.x4");
+  collective_done(0xffffffffu);
 }
 
 void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
@@ -510,7 +512,7 @@ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
     const uint32_t hi = element(i * 8 + 2 * (lane % 4) + 1, lane / 4);
     r[i] = lo | hi << 16;
   }
-  collective_done(0xffffffffu, "ldmatrix.x4.trans");
+  collective_done(0xffffffffu);
 }
 
 void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -541,7 +543,7 @@ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     for (int k = 0; k < 16; ++k) acc += static_cast<double>(A(r, k)) * B(k, n);
     c[i] = static_cast<float>(acc);
   }
-  collective_done(0xffffffffu, "mma.sync.m16n8k16");
+  collective_done(0xffffffffu);
 }
 
 void cp_async16(void* dst, const void* src) {
