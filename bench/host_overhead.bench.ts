@@ -19,14 +19,13 @@
 import { loadavg } from 'node:os';
 import * as cf from '../lib/index.js';
 import { native } from '../lib/native.js';
-import type { Batch } from '../lib/data/loader.js';
 import { clampLogitScale } from '../lib/loss/clip.js';
 import { createModel, estimateFlops, getModelConfig } from '../lib/nn/factory.js';
 import type { ModelConfig } from '../lib/nn/config.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { paramGroups } from '../lib/optim/param_groups.js';
 import { accumulatedBackward } from '../lib/train/trainer.js';
-import { benchArgs, median, writeResult } from './lib.js';
+import { benchArgs, median, randomBatch, writeResult } from './lib.js';
 
 const LAUNCH_US = 3;
 const GPU_BF16_TFLOPS = 798;
@@ -42,14 +41,6 @@ function narrowTwin(name: string): ModelConfig {
   Object.assign(c.text_cfg, { width: 64, heads: 1, vocab_size: 1000 });
   c.embed_dim = 64;
   return c;
-}
-
-function randomBatch(config: ModelConfig, batch: number): Batch {
-  const size = config.vision_cfg.image_size as number;
-  const ctx = config.text_cfg.context_length ?? 77;
-  const images = new Float32Array(batch * 3 * size * size).map((_, i) => Math.sin(i));
-  const texts = new Int32Array(batch * ctx).map((_, i) => 1 + (i % 900));
-  return { epoch: 0, index: 0, count: batch, images, imageShape: [batch, 3, size, size], texts, textShape: [batch, ctx], labels: null, keys: [] };
 }
 
 interface Counts {
@@ -110,7 +101,7 @@ function main(): void {
     const config = narrowTwin(name);
     const model = createModel(config, { seed: 0 });
     const optimizer = new AdamW(paramGroups(model.namedParameters(), 0.1), { lr: 1e-4, weightDecay: 0.1 });
-    const input = randomBatch(config, 2);
+    const input = randomBatch(config, 2, new cf.Generator(0));
     const step = (): void => {
       const loss = accumulatedBackward(model, [input], false, null);
       optimizer.step();

@@ -1,11 +1,14 @@
-// Shared benchmark helpers: median timing, the machine's CPU peak FLOP rate, the PyTorch side
+// Shared benchmark helpers: median timing, random training batches, the machine's CPU peak FLOP rate, the PyTorch side
 // of a comparison, and the JSON record each run leaves in bench/results/.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backendInfo } from '../lib/index.js';
+import { backendInfo, Generator, noGrad, randn, scope } from '../lib/index.js';
+import { contextLengthOf, imageSizeOf } from '../lib/cli/common.js';
+import type { Batch } from '../lib/data/loader.js';
+import type { ModelConfig } from '../lib/nn/config.js';
 
 export const benchDir = dirname(fileURLToPath(import.meta.url));
 
@@ -167,4 +170,19 @@ export function writeResult(what: string, device: string, data: Record<string, u
   const record = { bench: what, commit: gitCommit(), device, ...(gpu ?? {}), date: now.toISOString(), node: process.version, ...data };
   writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
   return path;
+}
+
+/** A batch of random normalized images and token ids for `config`, shaped like the loader's. */
+export function randomBatch(config: ModelConfig, batch: number, rng: Generator): Batch {
+  const size = imageSizeOf(config);
+  const ctx = contextLengthOf(config);
+  const vocab = config.text_cfg.vocab_size ?? 49408;
+  const images = noGrad(() => scope(() => randn([batch, 3, size, size], { generator: rng }).toArray() as Float32Array));
+  const texts = new Int32Array(batch * ctx);
+  for (let i = 0; i < batch; i++) {
+    const len = 5 + (i % (ctx - 5));
+    for (let j = 0; j < len; j++) texts[i * ctx + j] = 1 + ((i * 131 + j * 7919) % (vocab - 2));
+    texts[i * ctx + len - 1] = vocab - 1;
+  }
+  return { epoch: 0, index: 0, count: batch, images, imageShape: [batch, 3, size, size], texts, textShape: [batch, ctx], labels: null, keys: [] };
 }

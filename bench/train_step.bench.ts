@@ -22,13 +22,12 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as cf from '../lib/index.js';
-import type { Batch } from '../lib/data/loader.js';
 import { clampLogitScale } from '../lib/loss/clip.js';
 import { countParameters, createModel, estimateFlops, getModelConfig } from '../lib/nn/factory.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { paramGroups } from '../lib/optim/param_groups.js';
 import { accumulatedBackward } from '../lib/train/trainer.js';
-import { benchArgs, benchDir, cpuPeak, runPython, writeResult } from './lib.js';
+import { benchArgs, benchDir, cpuPeak, randomBatch, runPython, writeResult } from './lib.js';
 
 const GPU_BF16_TFLOPS = 798;
 const CPU_RUNS = 'tiny-builtin:128,ViT-B-32:8,tiny-unireplknet:16';
@@ -47,22 +46,6 @@ function parseArgs() {
   return { device, threads, steps, runs, torch };
 }
 
-/** A batch of random normalized images and token ids shaped like the loader's. */
-function randomBatch(name: string, batch: number, rng: cf.Generator): Batch {
-  const config = getModelConfig(name);
-  const size = Array.isArray(config.vision_cfg.image_size) ? config.vision_cfg.image_size[0]! : (config.vision_cfg.image_size ?? 224);
-  const ctx = config.text_cfg.context_length ?? 77;
-  const vocab = config.text_cfg.vocab_size ?? 49408;
-  const images = cf.noGrad(() => cf.scope(() => cf.randn([batch, 3, size, size], { generator: rng }).toArray() as Float32Array));
-  const texts = new Int32Array(batch * ctx);
-  for (let i = 0; i < batch; i++) {
-    const len = 5 + (i % (ctx - 5));
-    for (let j = 0; j < len; j++) texts[i * ctx + j] = 1 + ((i * 131 + j * 7919) % (vocab - 2));
-    texts[i * ctx + len - 1] = vocab - 1;
-  }
-  return { epoch: 0, index: 0, count: batch, images, imageShape: [batch, 3, size, size], texts, textShape: [batch, ctx], labels: null, keys: [] };
-}
-
 // Steps run back to back and the device is waited for once at the end, as in the trainer
 // (which reads losses on a GPU in batches): the time per step includes whatever of the host's
 // work does not overlap the device's. Two untimed steps first.
@@ -70,7 +53,8 @@ function timeOurs(name: string, batch: number, device: string, precision: 'bf16'
   const model = createModel(name, { device: device === 'cpu' ? 'cpu' : 'cuda:0', seed: 0 });
   try {
     const optimizer = new AdamW(paramGroups(model.namedParameters(), 0.1), { lr: 1e-4, weightDecay: 0.1 });
-    const batches = [randomBatch(name, batch, new cf.Generator(1)), randomBatch(name, batch, new cf.Generator(2))];
+    const config = getModelConfig(name);
+    const batches = [randomBatch(config, batch, new cf.Generator(1)), randomBatch(config, batch, new cf.Generator(2))];
     const step = (i: number): cf.Tensor => {
       const loss = accumulatedBackward(model, [batches[i % 2]!], false, precision);
       optimizer.step();

@@ -14,12 +14,11 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The emulator's own tests (test/emu/*.emu.ts) first, then every suite that runs its kernels
 // on CUDA, and the training loop on CUDA (test/train/cuda.test.ts).
+const patternOf = (dir) => (dir.replace(/\/+$/, '') === 'test/emu' ? '\\.emu\\.ts$' : '\\.test\\.ts$');
 const defaultSuites = [
-  ['test/emu', '\\.emu\\.ts$'],
-  ...['test/ops', 'test/loss', 'test/optim', 'test/tensor', 'test/io', 'test/nn'].map((d) => [d, '\\.test\\.ts$']),
+  ...['test/emu', 'test/ops', 'test/loss', 'test/optim', 'test/tensor', 'test/io', 'test/nn'].map((d) => [d, patternOf(d)]),
   ['test/train', '^cuda\\.test\\.ts$'],
 ];
-const patternOf = (dir) => (dir.replace(/\/+$/, '') === 'test/emu' ? '\\.emu\\.ts$' : '\\.test\\.ts$');
 
 const args = process.argv.slice(2);
 let asan = false;

@@ -5,7 +5,6 @@
 // allowed, so loading never runs code from the file.
 import { native } from '../native.js';
 import { checkPath } from './files.js';
-import { argError } from '../tensor/check.js';
 import { checkDevice, empty, type Device, type Tensor } from '../tensor/tensor.js';
 import { aligned, decodeValues, ELEMENT_BYTES, READ_AS, READABLE } from './element_types.js';
 import { codecsEncode, PyCallable, unpickle } from './pickle.js';

@@ -51,7 +51,9 @@ export interface TrainerOptions extends EvalTasks {
   /**
    * How long finished steps' losses may wait on the device before they are read (and
    * reported, and checked for NaN): every step when 0. Default 0 for a model on the CPU, where
-   * reading costs nothing, and 500 ms on a GPU (see PendingLosses).
+   * reading costs nothing, and 500 ms on a GPU (see PendingLosses). A NaN is found after the
+   * optimizer has applied that step (and, when reads wait, the steps queued after it), so after
+   * a NonFiniteLossError the model's weights are not the last good ones: the last checkpoint is.
    */
   lossReadIntervalMs?: number;
 }
@@ -187,8 +189,7 @@ const GPU_LOSS_READ_INTERVAL_MS = 500;
 
 interface PendingLoss {
   loss: Tensor;
-  /** The step as the NaN guard names it (0-based, before the update). */
-  step: number;
+  /** What the reporter gets; info.step counts finished steps, so the NaN guard names info.step - 1. */
   info: StepInfo;
 }
 
@@ -221,7 +222,7 @@ class PendingLosses {
     this.lastRead = performance.now();
     try {
       items.forEach((p, i) => {
-        const loss = checkFiniteLoss(p.loss, p.step);
+        const loss = checkFiniteLoss(p.loss, p.info.step - 1);
         outcome.losses.push({ step: p.info.step, loss });
         reporter.step({ ...p.info, loss, ...(i === items.length - 1 && logitScale !== undefined ? { logitScale } : {}) });
       });
@@ -283,6 +284,7 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
 
   model.train();
   reporter.begin(totalSteps);
+  const precision = computeDtype(args.precision);
   const losses = new PendingLosses(opts.lossReadIntervalMs ?? (model.device === 'cpu' ? 0 : GPU_LOSS_READ_INTERVAL_MS));
   try {
     for (let epoch = position.epoch; epoch < args.epochs; epoch++) {
@@ -296,10 +298,10 @@ export async function runTraining(opts: TrainerOptions): Promise<TrainOutcome> {
         const step = position.step;
         const lr = lrAt(step);
         optimizer.setLr(lr);
-        const loss = accumulatedBackward(model, pending, args.siglip, computeDtype(args.precision));
+        const loss = accumulatedBackward(model, pending, args.siglip, precision);
         const samples = pending.reduce((n, b) => n + b.count, 0);
         pending = [];
-        losses.add({ loss, step, info: { epoch, step: step + 1, samples, lr } });
+        losses.add({ loss, info: { epoch, step: step + 1, samples, lr } });
         if (args.gradClipNorm !== null) clipGradNorm(params, args.gradClipNorm).dispose();
         optimizer.step();
         optimizer.zeroGrad();

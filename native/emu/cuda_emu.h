@@ -34,6 +34,8 @@
 #include <functional>
 #include <type_traits>
 
+#include "core.h"
+
 #define __global__
 #define __device__
 #define __host__
@@ -75,21 +77,12 @@ template <typename A, typename B, typename = std::enable_if_t<std::is_arithmetic
 std::common_type_t<A, B> max(A a, B b) {
   return a < b ? b : a;
 }
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 // cuda_bf16.h: only the packed pair and its round-to-nearest-even constructor are used.
 struct __nv_bfloat162 {
   uint16_t x, y;
 };
-namespace cf_emu {
-inline uint16_t bf16_bits_rne(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-}  // namespace cf_emu
-inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) { return {cf_emu::bf16_bits_rne(lo), cf_emu::bf16_bits_rne(hi)}; }
+inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) { return {cf::float_to_bf16(lo).bits, cf::float_to_bf16(hi).bits}; }
 
 // ---- runtime API ---------------------------------------------------------------------------
 enum cudaError_t {
@@ -181,11 +174,13 @@ T* dynamic_shared() {
 void sync_block(const char* file, int line);
 // Called by every thread of a kernel declared with __launch_bounds__(max_threads).
 void launch_bounds(long long max_threads);
-void sync_warp(const char* file, int line, unsigned mask);
+void sync_warp(unsigned mask);
 [[noreturn]] void fail(const char* what);
 
-// Exchanges `bytes` (at most 64) of each lane in mask: after the call, all[l] holds lane l's
-// in. The caller reads all[] and then calls collective_done, after which all[] may change.
+// Exchanges `bytes` (at most kSlotBytes) of each lane in mask: after the call, lane l's `in`
+// is at all + kSlotBytes * l. The caller reads it there and then calls collective_done, after
+// which it may change.
+constexpr size_t kSlotBytes = 64;
 const unsigned char* collective_begin(unsigned mask, const void* in, size_t bytes, const char* what);
 void collective_done(unsigned mask);
 unsigned lane_id();
@@ -199,7 +194,7 @@ T shfl_xor(unsigned mask, T v, int lane_mask, int width) {
   T r = v;
   if ((src ^ lane) < static_cast<unsigned>(width)) {
     if (!(mask >> src & 1u)) fail("__shfl_xor_sync reads a lane outside its mask");
-    std::memcpy(&r, all + 64 * src, sizeof(T));
+    std::memcpy(&r, all + kSlotBytes * src, sizeof(T));
   }
   collective_done(mask);
   return r;
@@ -234,7 +229,7 @@ T atomic_add(T* p, T v) {
 }  // namespace cf_emu
 
 #define __syncthreads() ::cf_emu::sync_block(__FILE__, __LINE__)
-#define __syncwarp(...) ::cf_emu::sync_warp(__FILE__, __LINE__, ::cf_emu::warp_mask(__VA_ARGS__))
+#define __syncwarp(...) ::cf_emu::sync_warp(::cf_emu::warp_mask(__VA_ARGS__))
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   return cf_emu::shfl_xor(mask, v, lane_mask, width);

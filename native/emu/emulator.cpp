@@ -87,7 +87,6 @@ constexpr int kMaxThreads = 1024;
 constexpr size_t kStaticSmemLimit = 48 * 1024;
 constexpr size_t kDynamicSmemDefault = 48 * 1024;
 constexpr size_t kSmemOptInMax = 227 * 1024;  // sm_90: 232448 bytes per block
-constexpr size_t kSlotBytes = 64;
 
 struct Copy {
   void* dst;
@@ -149,7 +148,6 @@ struct Launch {
   Context scheduler;
   std::string error;
   uint64_t progress = 0;
-  std::vector<char*> stacks;
   const char* kernel = "";
   bool reverse = false;  // run threads last to first (CLIPFORGE_EMU_SCHEDULE=reverse)
   const void* scheduler_stack = nullptr;  // for AddressSanitizer's fiber annotations
@@ -468,9 +466,10 @@ void warp_barrier(unsigned mask, const char* what) {
 }
 }  // namespace
 
-void sync_warp(const char*, int, unsigned mask) { warp_barrier(mask, "__syncwarp"); }
+void sync_warp(unsigned mask) { warp_barrier(mask, "__syncwarp"); }
 
 const unsigned char* collective_begin(unsigned mask, const void* in, size_t bytes, const char* what) {
+  if (bytes > kSlotBytes) fail("a warp collective exchanges more than kSlotBytes per lane");
   Launch& l = L();
   Fiber* f = l.current;
   Warp& w = l.block.warps[warp_of(f)];
