@@ -25,7 +25,7 @@ import type { ModelConfig } from '../lib/nn/config.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { paramGroups } from '../lib/optim/param_groups.js';
 import { accumulatedBackward } from '../lib/train/trainer.js';
-import { benchArgs, median, randomBatch, writeResult } from './lib.js';
+import { benchArgs, instrumentNative, median, randomBatch, writeResult } from './lib.js';
 
 const LAUNCH_US = 3;
 const GPU_BF16_TFLOPS = 798;
@@ -48,27 +48,12 @@ interface Counts {
   nativeMs: number;
 }
 
-/** Wraps every function of the addon object to count and time its calls; returns an undo. */
+/** Counts and times every native call; returns an undo. */
 function instrument(counts: Counts): () => void {
-  const addon = native as unknown as Record<string, unknown>;
-  const originals = new Map<string, (...a: unknown[]) => unknown>();
-  for (const [key, value] of Object.entries(addon)) {
-    if (typeof value !== 'function') continue;
-    const fn = value as (...a: unknown[]) => unknown;
-    originals.set(key, fn);
-    addon[key] = (...args: unknown[]) => {
-      counts.calls.set(key, (counts.calls.get(key) ?? 0) + 1);
-      const t0 = performance.now();
-      try {
-        return fn.apply(addon, args);
-      } finally {
-        counts.nativeMs += performance.now() - t0;
-      }
-    };
-  }
-  return () => {
-    for (const [key, fn] of originals) addon[key] = fn;
-  };
+  return instrumentNative((name, _args, ms) => {
+    counts.calls.set(name, (counts.calls.get(name) ?? 0) + 1);
+    counts.nativeMs += ms;
+  });
 }
 
 function callUs(): number {

@@ -6,6 +6,7 @@ import { cpus, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, Generator, noGrad, randn, scope } from '../lib/index.js';
+import { native } from '../lib/native.js';
 import { contextLengthOf, imageSizeOf } from '../lib/cli/common.js';
 import type { Batch } from '../lib/data/loader.js';
 import type { ModelConfig } from '../lib/nn/config.js';
@@ -185,4 +186,29 @@ export function randomBatch(config: ModelConfig, batch: number, rng: Generator):
     texts[i * ctx + len - 1] = vocab - 1;
   }
   return { epoch: 0, index: 0, count: batch, images, imageShape: [batch, 3, size, size], texts, textShape: [batch, ctx], labels: null, keys: [] };
+}
+
+/**
+ * Wraps every function of the addon so that each call reports its name, arguments and wall
+ * time (ms) to `onCall` after it returns or throws; returns an undo that puts the originals back.
+ */
+export function instrumentNative(onCall: (name: string, args: unknown[], ms: number) => void): () => void {
+  const addon = native as unknown as Record<string, unknown>;
+  const originals = new Map<string, (...a: unknown[]) => unknown>();
+  for (const [key, value] of Object.entries(addon)) {
+    if (typeof value !== 'function') continue;
+    const fn = value as (...a: unknown[]) => unknown;
+    originals.set(key, fn);
+    addon[key] = (...args: unknown[]) => {
+      const t0 = performance.now();
+      try {
+        return fn.apply(addon, args);
+      } finally {
+        onCall(key, args, performance.now() - t0);
+      }
+    };
+  }
+  return () => {
+    for (const [key, fn] of originals) addon[key] = fn;
+  };
 }

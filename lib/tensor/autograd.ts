@@ -156,11 +156,13 @@ function cloneTensor(t: Tensor): Tensor {
   return c;
 }
 
-/** Takes ownership of g for storing: it must not share memory with anything else. */
 /**
- * A gradient the caller may own and free. `gy` itself is handed over only at its last use
- * among the inputs (earlier uses get copies), so a leaf accumulating it cannot free a tensor
- * that another input still has to read (`add(x, mul(x, w))` with x a leaf that has a grad).
+ * A gradient the caller may own and free: it shares memory with nothing else. `gy` itself is
+ * handed over only at its last use among the inputs (earlier uses get copies), so a leaf
+ * accumulating it cannot free a tensor that another input still has to read
+ * (`add(x, mul(x, w))` with x a leaf that has a grad). A view of `gy` (what a reshape's
+ * gradient is) takes gy's memory over when gy has no other use, instead of being copied: a
+ * copy there would move every reshaped activation gradient once more.
  */
 function exclusive(g: Tensor, gy: Tensor, gyOwned: { taken: boolean; usesLeft: number }): Tensor {
   if (g === gy) {
@@ -170,6 +172,11 @@ function exclusive(g: Tensor, gy: Tensor, gyOwned: { taken: boolean; usesLeft: n
       return g;
     }
     return cloneTensor(g);
+  }
+  if (g.storage === gy.storage && g.storage.refs === 2 && !gyOwned.taken && gyOwned.usesLeft === 0) {
+    gyOwned.taken = true;
+    gy.dispose();
+    return g;
   }
   if (g.storage.refs > 1) {
     const c = cloneTensor(g);

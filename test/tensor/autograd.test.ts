@@ -3,6 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
+import { native } from '../../lib/native.js';
 import { assertClose, Rng } from '../support/helpers.js';
 
 const test = suite('autograd');
@@ -78,6 +79,37 @@ test('two leaves, broadcasting and reductions', () => {
   assertClose(vals(b.grad), [0, 1, 2].map((j) => (av[j]! + av[j + 3]!) / 6));
   a.dispose();
   b.dispose();
+});
+
+test('a reshape passes its gradient on without copying it; a view beside another use of the gradient is copied', () => {
+  const xData = [1, -2, 3, 0.5, 4, -1];
+  const x = cf.fromArray(xData, [2, 3], { requiresGrad: true });
+  const copies = { n: 0 };
+  const addon = native as unknown as { copy: (...a: unknown[]) => void };
+  const copy = addon.copy;
+  addon.copy = (...a: unknown[]) => {
+    copies.n++;
+    copy.apply(native, a);
+  };
+  try {
+    // d/dx sum(c * reshape(x * x)) = 2 x c, through a reshape of a non-leaf: no copy.
+    const c = [1, 2, 3, 4, 5, 6];
+    cf.scope(() => cf.sum(cf.mul(cf.reshape(cf.mul(x, x), [6]), cf.fromArray(c, [6]))).backward());
+    assert.is(copies.n, 0, 'no copy for the reshape gradient');
+    assertClose(vals(x.grad), xData.map((v, i) => 2 * v * c[i]!), 1e-6);
+    x.grad!.dispose();
+    x.grad = null;
+    // h feeds both a reshape and the add itself: the view of the add's gradient and the
+    // gradient itself go to different inputs, so one of them is copied and both are right.
+    cf.scope(() => {
+      const h = cf.mul(x, 3);
+      cf.sum(cf.mul(cf.add(cf.reshape(h, [6]), cf.reshape(x, [6])), cf.fromArray(c, [6]))).backward();
+    });
+    assertClose(vals(x.grad), c.map((v) => 4 * v), 1e-6);
+  } finally {
+    addon.copy = copy;
+    x.dispose();
+  }
 });
 
 test('noGrad records nothing and restores the mode, also after a throw', () => {
