@@ -1,11 +1,16 @@
 // Mixed precision by op, as torch.autocast does it: inside `autocast('bf16', fn)` the matrix
 // products (matmul and so linear and conv2d, attention) read bf16 copies of their f32 inputs,
-// accumulate in f32 and hand back f32, while everything else (norms, softmax statistics,
-// losses, the optimizer's master weights) stays f32. On CUDA that puts the products on the
-// tensor cores; on the CPU it only rounds their inputs (the CPU kernels widen bf16 to f32), so
-// there it is slower than f32 and useful for checking what bf16 does to a run.
+// accumulate in f32 and hand back bf16, while everything else keeps its inputs' dtype: norms,
+// softmax statistics, losses and the optimizer's master weights stay f32, and an op that meets
+// a bf16 product and an f32 tensor (the residual add) gives f32, as PyTorch's type promotion
+// does. Handing back bf16 is what keeps activations in 2 bytes between the products (an f32
+// copy of every product would move 3 more bytes per element there and back). On CUDA that puts
+// the products on the tensor cores; on the CPU it only rounds their inputs and outputs (the CPU
+// kernels widen bf16 to f32), so there it is slower than f32 and useful for checking what bf16
+// does to a run.
 import { argError } from './check.js';
-import { cast } from './ops/shape.js';
+import { onCast } from './ops/promote.js';
+import { sameDevice, sameKind } from './ops/util.js';
 import type { Tensor } from './tensor.js';
 
 export type AutocastDType = 'bf16';
@@ -35,9 +40,9 @@ export function autocast<R>(dtype: AutocastDType | null, fn: () => R): R {
 
 /**
  * The autocast form of a product op: when autocast is on and an input is f32, fn runs on bf16
- * copies of the inputs (autocast off inside, so it does not recurse) and its result comes back
- * as f32. Returns null when autocast leaves the op alone. Gradients flow through the casts to
- * the f32 inputs.
+ * copies of the inputs (autocast off inside, so it does not recurse) and its bf16 result is
+ * returned. Returns null when autocast leaves the op alone. Gradients flow through the casts
+ * to the f32 inputs.
  */
 export function autocastProduct(
   inputs: readonly (Tensor | null)[],
@@ -45,15 +50,14 @@ export function autocastProduct(
 ): Tensor | null {
   const dtype = current;
   if (dtype === null || !inputs.some((t) => t !== null && t.dtype === 'f32')) return null;
-  const lowered = inputs.map((t) => (t === null ? null : cast(t, dtype)));
-  try {
-    const low = autocast(null, () => fn(lowered));
-    const out = cast(low, 'f32');
-    if (out !== low) low.dispose();
-    return out;
-  } finally {
-    lowered.forEach((t, i) => {
-      if (t !== null && t !== inputs[i]) t.dispose();
-    });
-  }
+  return onCast(inputs, dtype, (lowered) => autocast(null, () => fn(lowered)));
+}
+
+/**
+ * The check on a product op's operands: one device, and one dtype unless autocast is on (it
+ * lowers every operand to its dtype, so a bf16 activation meets an f32 weight there).
+ */
+export function productOperands(op: string, names: string[], ...ts: Tensor[]): void {
+  if (current === null) sameKind(op, names, ...ts);
+  else sameDevice(op, names, ...ts);
 }

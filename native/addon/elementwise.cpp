@@ -133,19 +133,33 @@ void alias_ok(Napi::Env env, const char* op, const TensorArg& out, const TensorA
     fail(env, std::string(op) + ": out may alias " + name + " only when " + name + " is not broadcast");
 }
 
+// The operands' dtypes (each f32 or bf16, on out's device); `result` (out, or a backward's
+// dy) must have the promoted dtype: f32 when either operand is f32.
+BinaryDTypes binary_dtypes(Napi::Env env, const char* op, const TensorArg& a, const TensorArg& b, const TensorArg& result,
+                           const char* result_name) {
+  for (const auto& [t, name] : {std::pair<const TensorArg&, const char*>{a, "a"}, {b, "b"}}) {
+    expect_dtype(env, op, t, name, {DType::F32, DType::BF16});
+    same_device(env, op, t, name, result, result_name);
+  }
+  const BinaryDTypes dt{a.dtype, b.dtype};
+  if (result.dtype != dt.out())
+    fail(env, std::string(op) + ": expected dtype " + dtype_name(dt.out()) + " for " + result_name + " (a is " + dtype_name(a.dtype) +
+                  ", b " + dtype_name(b.dtype) + "), got " + dtype_name(result.dtype));
+  return dt;
+}
+
 // binary(op, a, b, out)
 Napi::Value binary(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "binary";
   const BinaryOp bop = parse_enum<BinaryOp>(info, 0, op, kBinaryNames);
   TensorArg a = tensor(info, 1, op, "a"), b = tensor(info, 2, op, "b"), out = tensor(info, 3, op, "out");
-  float_operand(env, op, a, "a", out);
-  float_operand(env, op, b, "b", out);
+  const BinaryDTypes dt = binary_dtypes(env, op, a, b, out, "out");
   const BroadcastPlan plan = checked_plan(env, op, a, b, out);
   alias_ok(env, op, out, a, "a");
   alias_ok(env, op, out, b, "b");
   Stream s = prepare_device(env, out.device(), op);
-  CF_BACKEND_CALL(out.device(), binary, bop, out.dtype, a.data(), b.data(), out.data(), plan, s);
+  CF_BACKEND_CALL(out.device(), binary, bop, dt, a.data(), b.data(), out.data(), plan, s);
   return env.Undefined();
 }
 
@@ -156,8 +170,7 @@ Napi::Value binary_backward(const Napi::CallbackInfo& info) {
   const BinaryOp bop = parse_enum<BinaryOp>(info, 0, op, kBinaryNames);
   const int side = static_cast<int>(integer(info, 1, op, "side", 0, 1));
   TensorArg a = tensor(info, 2, op, "a"), b = tensor(info, 3, op, "b"), dy = tensor(info, 4, op, "dy"), out = tensor(info, 5, op, "out");
-  float_operand(env, op, a, "a", out);
-  float_operand(env, op, b, "b", out);
+  const BinaryDTypes dt = binary_dtypes(env, op, a, b, dy, "dy");
   float_operand(env, op, dy, "dy", out);
   const BroadcastPlan plan = checked_plan(env, op, a, b, out);
   expect_shape(env, op, dy, "dy", out.shape);
@@ -165,7 +178,7 @@ Napi::Value binary_backward(const Napi::CallbackInfo& info) {
   no_overlap(env, op, out, b, "b");
   no_partial_overlap(env, op, out, dy, "dy");
   Stream s = prepare_device(env, out.device(), op);
-  CF_BACKEND_CALL(out.device(), binary_backward, bop, side, out.dtype, a.data(), b.data(), dy.data(), out.data(), plan, s);
+  CF_BACKEND_CALL(out.device(), binary_backward, bop, side, dt, a.data(), b.data(), dy.data(), out.data(), plan, s);
   return env.Undefined();
 }
 

@@ -153,44 +153,44 @@ void unary_backward(UnaryOp op, DType dtype, const void* xv, const void* dyv, vo
   });
 }
 
-void binary(BinaryOp op, DType dtype, const void* av, const void* bv, void* outv, const BroadcastPlan& plan, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
-    const T* a = static_cast<const T*>(av);
-    const T* b = static_cast<const T*>(bv);
-    T* out = static_cast<T*>(outv);
+void binary(BinaryOp op, BinaryDTypes dtypes, const void* av, const void* bv, void* outv, const BroadcastPlan& plan, Stream) {
+  CF_BINARY_DTYPES(dtypes, TA, TB, TO, {
+    const TA* a = static_cast<const TA*>(av);
+    const TB* b = static_cast<const TB*>(bv);
+    TO* out = static_cast<TO*>(outv);
     with_binary(op, [&](auto opc) {
       for_each_row(plan, [&](int64_t o, int64_t oa, int64_t ob, int64_t count, int64_t sa, int64_t sb) {
-        T* y = out + o;
-        const T* pa = a + oa;
-        const T* pb = b + ob;
+        TO* y = out + o;
+        const TA* pa = a + oa;
+        const TB* pb = b + ob;
         if (sa == 1 && sb == 1) {
-          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, binary_fn(opc.value, Elem<T>::load(pa, i), Elem<T>::load(pb, i)));
+          for (int64_t i = 0; i < count; ++i) Elem<TO>::store(y, i, binary_fn(opc.value, Elem<TA>::load(pa, i), Elem<TB>::load(pb, i)));
         } else if (sa == 1) {
-          const float bs = Elem<T>::load(pb, 0);
-          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, binary_fn(opc.value, Elem<T>::load(pa, i), bs));
+          const float bs = Elem<TB>::load(pb, 0);
+          for (int64_t i = 0; i < count; ++i) Elem<TO>::store(y, i, binary_fn(opc.value, Elem<TA>::load(pa, i), bs));
         } else if (sb == 1) {
-          const float as = Elem<T>::load(pa, 0);
-          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, binary_fn(opc.value, as, Elem<T>::load(pb, i)));
+          const float as = Elem<TA>::load(pa, 0);
+          for (int64_t i = 0; i < count; ++i) Elem<TO>::store(y, i, binary_fn(opc.value, as, Elem<TB>::load(pb, i)));
         } else {
-          const float v = binary_fn(opc.value, Elem<T>::load(pa, 0), Elem<T>::load(pb, 0));
-          for (int64_t i = 0; i < count; ++i) Elem<T>::store(y, i, v);
+          const float v = binary_fn(opc.value, Elem<TA>::load(pa, 0), Elem<TB>::load(pb, 0));
+          for (int64_t i = 0; i < count; ++i) Elem<TO>::store(y, i, v);
         }
       });
     });
   });
 }
 
-void binary_backward(BinaryOp op, int side, DType dtype, const void* av, const void* bv, const void* dyv, void* outv,
+void binary_backward(BinaryOp op, int side, BinaryDTypes dtypes, const void* av, const void* bv, const void* dyv, void* outv,
                      const BroadcastPlan& plan, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
-    const T* a = static_cast<const T*>(av);
-    const T* b = static_cast<const T*>(bv);
-    const T* dy = static_cast<const T*>(dyv);
-    T* out = static_cast<T*>(outv);
+  CF_BINARY_DTYPES(dtypes, TA, TB, TO, {
+    const TA* a = static_cast<const TA*>(av);
+    const TB* b = static_cast<const TB*>(bv);
+    const TO* dy = static_cast<const TO*>(dyv);
+    TO* out = static_cast<TO*>(outv);
     for_each_row(plan, [&](int64_t o, int64_t oa, int64_t ob, int64_t count, int64_t sa, int64_t sb) {
       for (int64_t i = 0; i < count; ++i)
-        Elem<T>::store(out, o + i,
-                       binary_grad(op, side, Elem<T>::load(a, oa + i * sa), Elem<T>::load(b, ob + i * sb), Elem<T>::load(dy, o + i)));
+        Elem<TO>::store(out, o + i,
+                        binary_grad(op, side, Elem<TA>::load(a, oa + i * sa), Elem<TB>::load(b, ob + i * sb), Elem<TO>::load(dy, o + i)));
     });
   });
 }

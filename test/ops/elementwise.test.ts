@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
+import { native } from '../../lib/native.js';
 import { assertClose, devices, gradCheck, Rng, numelOf } from '../support/helpers.js';
 
 const test = suite('elementwise');
@@ -147,6 +148,50 @@ for (const name of Object.keys(binaryRef)) {
   });
 }
 
+test('f32 with bf16 operands gives f32 (PyTorch promotion) with gradients in each operand\'s dtype, on every backend', () => {
+  for (const device of devices()) {
+    for (const name of Object.keys(binaryRef)) {
+      for (const bf16Side of [0, 1] as const) {
+        const [as, bs] = broadcastPair();
+        const a = rng.array(numelOf(as));
+        const b = rng.array(numelOf(bs)).map((v) => (name === 'div' ? Math.sign(v) * (Math.abs(v) + 0.5) : v));
+        const what = `${name} ${bf16Side === 0 ? 'bf16' : 'f32'}${JSON.stringify(as)} x ${bf16Side === 1 ? 'bf16' : 'f32'}${JSON.stringify(bs)} on ${device}`;
+        const rounded = (data: ArrayLike<number>, shape: number[]): number[] => cf.scope(() => Array.from(cf.fromArray(data, shape, { dtype: 'bf16' }).toArray()));
+        const aVals = bf16Side === 0 ? rounded(a, as) : Array.from(a);
+        const bVals = bf16Side === 1 ? rounded(b, bs) : Array.from(b);
+        const ref = broadcastRef(binaryRef[name]!, Float32Array.from(aVals), as, Float32Array.from(bVals), bs);
+        // The reference gradients: the same op all in f32 on the rounded values, upstream gradient 1.
+        const want = cf.scope(() => {
+          const ta = cf.fromArray(aVals, as, { requiresGrad: true });
+          const tb = cf.fromArray(bVals, bs, { requiresGrad: true });
+          cf.sum(binaryFn[name]!(ta, tb)).backward();
+          const r = [Array.from(ta.grad!.toArray()), Array.from(tb.grad!.toArray())];
+          ta.dispose();
+          tb.dispose();
+          return r;
+        });
+        const got = cf.scope(() => {
+          const ta = cf.fromArray(a, as, { device, dtype: bf16Side === 0 ? 'bf16' : 'f32', requiresGrad: true });
+          const tb = cf.fromArray(b, bs, { device, dtype: bf16Side === 1 ? 'bf16' : 'f32', requiresGrad: true });
+          const y = binaryFn[name]!(ta, tb);
+          assert.is(y.dtype, 'f32', what);
+          const values = Array.from(y.toArray());
+          cf.sum(y).backward();
+          const r = { values, grads: [ta.grad!, tb.grad!].map((g) => ({ dtype: g.dtype, values: Array.from(g.toArray()) })) };
+          ta.dispose();
+          tb.dispose();
+          return r;
+        });
+        assertClose(got.values, ref.out, { rtol: 1e-6, what });
+        got.grads.forEach((g, side) => {
+          assert.is(g.dtype, side === bf16Side ? 'bf16' : 'f32', `${what}: dtype of gradient ${side}`);
+          assertClose(g.values, side === bf16Side ? rounded(want[side]!, side === 0 ? as : bs) : want[side]!, { rtol: 1e-5, atol: 1e-6, what: `${what}: gradient ${side}` });
+        });
+      }
+    }
+  }
+});
+
 test('scalar operands and in-graph reuse of one tensor', () => {
   const data = rng.array(6).map((v) => v + 3);
   const y = cf.scope(() => [cf.add(cf.fromArray(data), 2), cf.sub(1, cf.fromArray(data)), cf.mul(cf.fromArray(data), 3), cf.div(2, cf.fromArray(data))].map((t) => t.toArray()));
@@ -162,7 +207,8 @@ test('bad operands throw errors that name the op and the shapes', () => {
   cf.scope(() => {
     const a = cf.zeros([2, 3]);
     assert.throws(() => cf.add(a, cf.zeros([4])), /add: shapes \[2, 3\] and \[4\] do not broadcast/);
-    assert.throws(() => cf.mul(a, cf.zeros([2, 3], { dtype: 'bf16' })), /same dtype/);
+    assert.throws(() => cf.mul(a, cf.zeros([2, 3], { dtype: 'i32' })), /mul: expected dtype 'f32' or 'bf16' for b/);
+    assert.throws(() => native.binary('add', a, cf.zeros([2, 3], { dtype: 'bf16' }), cf.zeros([2, 3], { dtype: 'bf16' })), /binary: expected dtype f32 for out \(a is f32, b bf16\), got bf16/);
     assert.throws(() => cf.exp(cf.zeros([2], { dtype: 'i32' })), /exp: expected dtype 'f32' or 'bf16' for x/);
     const d = cf.zeros([2, 3]);
     d.dispose();

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
 import { native } from '../../lib/native.js';
-import { devices, gradCheck, Rng, numelOf } from '../support/helpers.js';
+import { assertClose, devices, gradCheck, Rng, numelOf } from '../support/helpers.js';
 
 const test = suite('slice');
 const rng = new Rng(31);
@@ -164,7 +164,7 @@ test('bad bounds, axes and shapes throw errors naming the op and the argument', 
     assert.throws(() => cf.concat([], 0), /concat: expected a non-empty array of Tensors for tensors/);
     assert.throws(() => cf.concat([x, cf.zeros([2, 5, 4])], 1), /concat: expected a shape equal to \[2, 5, 3\] except on axis 1 for tensors\[1\], got \[2, 5, 4\]/);
     assert.throws(() => cf.concat([x, cf.zeros([2, 5])], 0), /except on axis 0 for tensors\[1\]/);
-    assert.throws(() => cf.concat([x, cf.zeros([2, 5, 3], { dtype: 'bf16' })], 0), /concat: expected tensors\[0\] and tensors\[1\] of the same dtype/);
+    assert.throws(() => cf.concat([x, cf.zeros([2, 5, 3], { dtype: 'i32' })], 0), /concat: expected tensors\[0\] and tensors\[1\] of the same dtype, got f32 and i32/);
     assert.throws(() => cf.concat([x, 3 as never]), /concat: expected a Tensor for tensors\[1\]/);
     assert.throws(() => cf.split(x, 2, 1), /split: expected a count that divides 5 \(axis 1 of \[2, 5, 3\]\) for sizes, got 2/);
     assert.throws(() => cf.split(x, [2, 2], 1), /split: expected sizes summing to 5 \(axis 1 of \[2, 5, 3\]\) for sizes, got \[2, 2\]/);
@@ -182,6 +182,25 @@ test('bad bounds, axes and shapes throw errors naming the op and the argument', 
     assert.throws(() => native.sliceCopy(x, x.view([1, 5, 3], 15), 0, 0, 0, 1), /sliceCopy: out must not share memory with src/);
     assert.throws(() => (native.sliceCopy as (...a: unknown[]) => void)(x, dst, 1, 0, 0), /sliceCopy: expected 6 arguments, got 5/);
   });
+});
+
+test('concat of f32 and bf16 gives f32 (PyTorch promotion); each input gets its gradient in its own dtype', () => {
+  for (const device of devices()) {
+    cf.scope(() => {
+      const a = cf.fromArray([1.5, -2, 3.25], [1, 3], { device, requiresGrad: true });
+      const b = cf.fromArray([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [2, 3], { device, dtype: 'bf16', requiresGrad: true });
+      const y = cf.concat([a, b], 0);
+      assert.is(y.dtype, 'f32');
+      const bRounded = Array.from(b.toArray());
+      assertClose(y.toArray(), [1.5, -2, 3.25, ...bRounded], { atol: 0, what: `values on ${device}` });
+      cf.sum(cf.mul(y, cf.fromArray([1, 2, 3, 4, 5, 6, 7, 8, 9], [3, 3], { device }))).backward();
+      assert.is(a.grad!.dtype, 'f32');
+      assert.is(b.grad!.dtype, 'bf16');
+      assertClose(a.grad!.toArray(), [1, 2, 3], { atol: 0 });
+      assertClose(b.grad!.toArray(), [4, 5, 6, 7, 8, 9], { atol: 0 });
+      for (const t of [a, b]) t.dispose();
+    });
+  }
 });
 
 test.run();

@@ -1,5 +1,6 @@
-// autocast('bf16'): matrix products read bf16 copies of f32 inputs and give f32 back, with
-// gradients reaching the f32 inputs; everything else, and code outside autocast, is unchanged.
+// autocast('bf16'): matrix products read bf16 copies of f32 inputs and give bf16 back, with
+// gradients reaching the f32 inputs in f32; an f32 tensor meeting a bf16 product gives f32;
+// everything else, and code outside autocast, is unchanged.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
@@ -27,12 +28,12 @@ function productAndGrads(a: cf.Tensor, b: cf.Tensor, w: cf.Tensor, run: () => cf
   });
 }
 
-test('matmul under autocast equals the product of bf16-rounded inputs, in f32, with f32 gradients', () => {
+test('matmul under autocast equals the product of bf16-rounded inputs, in bf16, with f32 gradients', () => {
   const a = leaf([17, 40]), b = leaf([24, 40]), bias = leaf([24]), w = cf.fromArray(rng.array(17 * 24), [17, 24]);
   const plain = productAndGrads(a, b, w, () => cf.matmul(a, b, { transB: true, bias }));
   const amp = productAndGrads(a, b, w, () => cf.autocast('bf16', () => cf.matmul(a, b, { transB: true, bias })));
-  const byHand = productAndGrads(a, b, w, () => cf.cast(cf.matmul(cf.cast(a, 'bf16'), cf.cast(b, 'bf16'), { transB: true, bias: cf.cast(bias, 'bf16') }), 'f32'));
-  assert.is(amp.dtype, 'f32');
+  const byHand = productAndGrads(a, b, w, () => cf.matmul(cf.cast(a, 'bf16'), cf.cast(b, 'bf16'), { transB: true, bias: cf.cast(bias, 'bf16') }));
+  assert.is(amp.dtype, 'bf16');
   assert.equal(Array.from(amp.y), Array.from(byHand.y), 'the same numbers as casting by hand');
   assert.equal(Array.from(amp.da), Array.from(byHand.da));
   assert.equal(Array.from(amp.db), Array.from(byHand.db));
@@ -48,7 +49,7 @@ test('linear and attentionPacked follow autocast; autocast(null) inside turns it
   const packed = (): cf.Tensor => cf.attentionPacked(cf.reshape(x, [2, 5, 3, 2, 16]), { causal: true });
   const plain = cf.scope(() => values(packed()));
   const amp = cf.scope(() => values(cf.autocast('bf16', packed)));
-  const manual = cf.scope(() => values(cf.cast(cf.attentionPacked(cf.reshape(cf.cast(x, 'bf16'), [2, 5, 3, 2, 16]), { causal: true }), 'f32')));
+  const manual = cf.scope(() => values(cf.attentionPacked(cf.reshape(cf.cast(x, 'bf16'), [2, 5, 3, 2, 16]), { causal: true })));
   assert.equal(Array.from(amp), Array.from(manual));
   assert.ok(maxAbsDiff(amp, plain) > 0 && maxAbsDiff(amp, plain) < 5e-2, `attention in bf16 is close to f32 but not equal (${maxAbsDiff(amp, plain)})`);
   const off = cf.scope(() => values(cf.autocast('bf16', () => cf.autocast(null, packed))));
@@ -57,16 +58,69 @@ test('linear and attentionPacked follow autocast; autocast(null) inside turns it
   const weight = leaf([8, 96]);
   const lin = cf.scope(() => {
     const y = cf.autocast('bf16', () => cf.linear(x, weight));
-    return { dtype: y.dtype, values: values(y), manual: values(cf.cast(cf.linear(cf.cast(x, 'bf16'), cf.cast(weight, 'bf16')), 'f32')) };
+    return { dtype: y.dtype, values: values(y), manual: values(cf.linear(cf.cast(x, 'bf16'), cf.cast(weight, 'bf16'))) };
   });
-  assert.is(lin.dtype, 'f32');
+  assert.is(lin.dtype, 'bf16');
   assert.equal(Array.from(lin.values), Array.from(lin.manual), 'linear under autocast is the product of bf16 copies');
+  // A bf16 activation meets an f32 weight in the next product: both go in as bf16.
+  const chained = cf.scope(() => {
+    const h = cf.autocast('bf16', () => cf.linear(cf.gelu(cf.linear(x, weight)), leaf([4, 8])));
+    return h.dtype;
+  });
+  assert.is(chained, 'bf16');
+  assert.throws(() => cf.scope(() => cf.linear(cf.cast(x, 'bf16'), weight)), /linear: expected x and weight of the same dtype, got bf16 and f32/, 'outside autocast the dtypes must agree');
 });
 
 test('ops outside the products stay f32 and exact under autocast', () => {
   const x = leaf([6, 32]);
   const ln = (): Float32Array => cf.scope(() => values(cf.softmax(cf.layerNorm(x, null, null))));
   assert.equal(Array.from(cf.autocast('bf16', ln)), Array.from(ln()));
+});
+
+test('a bf16 product joins an f32 residual as f32, and the gradient of each side keeps its dtype', () => {
+  const x = leaf([3, 16]), w = leaf([16, 16]);
+  const r = cf.scope(() => {
+    const y = cf.autocast('bf16', () => cf.add(x, cf.matmul(x, w)));
+    cf.sum(y).backward();
+    return y.dtype;
+  });
+  assert.is(r, 'f32');
+  assert.is(x.grad!.dtype, 'f32');
+  assert.is(w.grad!.dtype, 'f32');
+});
+
+test('norms take a bf16 input beside f32 parameters in f32; convolutions are products under autocast', () => {
+  const xData = rng.array(2 * 3 * 3 * 8);
+  const xb = cf.fromArray(xData, [2, 3, 3, 8], { dtype: 'bf16' });
+  const c8 = (): cf.Tensor => leaf([8]);
+  const gamma = c8(), beta = c8(), runMean = cf.zeros([8]), runVar = cf.ones([8]);
+  const norms: [string, (x: cf.Tensor) => cf.Tensor][] = [
+    ['layerNorm', (x) => cf.layerNorm(x, gamma, beta)],
+    ['batchNorm', (x) => cf.batchNorm(x, gamma, beta, runMean, runVar, { training: true, updateRunningStats: false })],
+    ['grn', (x) => cf.grn(x, gamma, beta)],
+  ];
+  for (const [name, norm] of norms) {
+    const got = cf.scope(() => {
+      const x = cf.fromArray(xData, [2, 3, 3, 8], { dtype: 'bf16', requiresGrad: true });
+      const y = norm(x);
+      cf.sum(cf.mul(y, y)).backward();
+      const r = { dtype: y.dtype, y: values(y), gradDtype: x.grad!.dtype };
+      x.dispose();
+      return r;
+    });
+    const want = cf.scope(() => values(norm(cf.cast(xb, 'f32'))));
+    assert.is(got.dtype, 'f32', `${name} gives f32`);
+    assert.is(got.gradDtype, 'bf16', `${name}: the bf16 input's gradient is bf16`);
+    assert.equal(Array.from(got.y), Array.from(want), `${name} normalizes the widened input`);
+  }
+  const w3 = leaf([8, 8, 3, 3]), wd = leaf([8, 1, 3, 3]);
+  const convs = cf.scope(() => cf.autocast('bf16', () => [cf.conv2d(xb, w3, null, { padding: 1 }).dtype, cf.depthwiseConv2d(xb, wd, null, { padding: 1 }).dtype]));
+  assert.equal(convs, ['bf16', 'bf16']);
+  const byHand = cf.scope(() => values(cf.conv2d(xb, cf.cast(w3, 'bf16'), null, { padding: 1 })));
+  const amp = cf.scope(() => values(cf.autocast('bf16', () => cf.conv2d(xb, w3, null, { padding: 1 }))));
+  assert.equal(Array.from(amp), Array.from(byHand), 'conv2d under autocast is the bf16 convolution');
+  assert.throws(() => cf.scope(() => cf.layerNorm(cf.zeros([2, 8]), cf.zeros([8], { dtype: 'bf16' }))), /layerNorm: expected x and weight of the same dtype, got f32 and bf16/);
+  for (const t of [xb, gamma, beta, runMean, runVar, w3, wd]) t.dispose();
 });
 
 test('a checkpointed block recomputes in the precision of its forward', () => {

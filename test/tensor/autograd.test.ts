@@ -96,7 +96,7 @@ test('a reshape passes its gradient on without copying it; a view beside another
     const c = [1, 2, 3, 4, 5, 6];
     cf.scope(() => cf.sum(cf.mul(cf.reshape(cf.mul(x, x), [6]), cf.fromArray(c, [6]))).backward());
     assert.is(copies.n, 0, 'no copy for the reshape gradient');
-    assertClose(vals(x.grad), xData.map((v, i) => 2 * v * c[i]!), 1e-6);
+    assertClose(vals(x.grad), xData.map((v, i) => 2 * v * c[i]!), { atol: 1e-6 });
     x.grad!.dispose();
     x.grad = null;
     // h feeds both a reshape and the add itself: the view of the add's gradient and the
@@ -105,7 +105,7 @@ test('a reshape passes its gradient on without copying it; a view beside another
       const h = cf.mul(x, 3);
       cf.sum(cf.mul(cf.add(cf.reshape(h, [6]), cf.reshape(x, [6])), cf.fromArray(c, [6]))).backward();
     });
-    assertClose(vals(x.grad), c.map((v) => 4 * v), 1e-6);
+    assertClose(vals(x.grad), c.map((v) => 4 * v), { atol: 1e-6 });
   } finally {
     addon.copy = copy;
     x.dispose();

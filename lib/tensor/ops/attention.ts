@@ -4,10 +4,10 @@
 // projection, so no permute copies surround the kernel.
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
-import { autocastDtype, autocastProduct } from '../autocast.js';
+import { autocastDtype, autocastProduct, productOperands } from '../autocast.js';
 import { argError, checkBoolean, checkFinite, sameShape, shapeStr } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
-import { expectShape, floatTensor, sameKind } from './util.js';
+import { expectShape, floatTensor } from './util.js';
 
 export interface AttentionOptions {
   /** Position i attends to positions j <= i only (a text tower's mask). Default false. */
@@ -51,7 +51,7 @@ export function attention(qIn: Tensor, kIn: Tensor, vIn: Tensor, opts?: Attentio
   const k = floatTensor(op, 'k', kIn);
   const v = floatTensor(op, 'v', vIn);
   if (q.rank !== 4) throw new Error(`${op}: expected a [B, H, S, D] tensor for q, got shape ${shapeStr(q.shape)}`);
-  sameKind(op, ['q', 'k', 'v'], q, k, v);
+  productOperands(op, ['q', 'k', 'v'], q, k, v);
   expectShape(op, 'k', k, q.shape);
   expectShape(op, 'v', v, q.shape);
   const [B, H, S, D] = q.shape as [number, number, number, number];

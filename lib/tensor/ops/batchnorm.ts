@@ -10,7 +10,8 @@ import { scope } from '../scope.js';
 import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { add, affine, rsqrt } from './elementwise.js';
 import { cast } from './shape.js';
-import { expectShape, floatTensor, sameKind } from './util.js';
+import { onWidenedInput } from './promote.js';
+import { expectShape, floatTensor, sameDevice, sameKind } from './util.js';
 
 export interface BatchNormOptions {
   /** Normalize with the batch's statistics and update the running ones (default false). */
@@ -32,7 +33,8 @@ export interface BatchNormOptions {
  * variance over every element of a channel; runningMean and runningVar are updated in place
  * as PyTorch does (r = (1 - momentum) r + momentum s, with the unbiased variance for
  * runningVar). Eval: the running statistics are used and not changed. Gradients flow to x,
- * weight and bias; the running statistics never carry one.
+ * weight and bias; the running statistics never carry one. A bf16 x with f32 vectors (a bf16
+ * product's output under autocast) is normalized in f32 and gives f32.
  */
 export function batchNorm(
   xIn: Tensor, weightIn: Tensor, biasIn: Tensor, runningMeanIn: Tensor, runningVarIn: Tensor, opts: BatchNormOptions = {},
@@ -45,10 +47,13 @@ export function batchNorm(
   const vectors = { weight: weightIn, bias: biasIn, runningMean: runningMeanIn, runningVar: runningVarIn };
   const [weight, bias, runningMean, runningVar] = Object.entries(vectors).map(([name, t]) => {
     const v = floatTensor(op, name, t);
-    sameKind(op, ['x', name], x, v);
+    sameDevice(op, ['x', name], x, v);
     expectShape(op, name, v, [c]);
     return v;
   }) as [Tensor, Tensor, Tensor, Tensor];
+  const widened = onWidenedInput(x, [weight, bias, runningMean, runningVar], (x32) => batchNorm(x32, weight, bias, runningMean, runningVar, opts));
+  if (widened) return widened;
+  Object.keys(vectors).forEach((name, i) => sameKind(op, ['x', name], x, [weight, bias, runningMean, runningVar][i]!));
   const training = opts.training === undefined ? false : checkBoolean(op, 'training', opts.training);
   const momentum = checkFinite(op, 'momentum', opts.momentum ?? 0.1);
   if (momentum < 0 || momentum > 1) throw argError(op, 'momentum', 'a number in [0, 1]', momentum);

@@ -8,12 +8,13 @@
 // the output pixels with channels innermost, i.e. the NHWC result without a transpose.
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
+import { autocastDtype, autocastProduct, productOperands } from '../autocast.js';
 import { argError, isInteger, shapeStr } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
 import { type ConvLayout, nchwToNhwc, nhwcToNchw } from './dwconv.js';
 import { linear } from './matmul.js';
 import { reshape } from './shape.js';
-import { expectShape, floatTensor, sameKind } from './util.js';
+import { expectShape, floatTensor } from './util.js';
 
 export const MAX_CONV_KERNEL = 31;
 export const MAX_CONV_STRIDE = 8;
@@ -78,13 +79,14 @@ function unfold(x: Tensor, g: Geometry): Tensor {
  * w[o, c, kh, kw] * x[n, oh * stride - ph + kh, ow * stride - pw + kw, c] (zero outside x),
  * as PyTorch's Conv2d(C, O, K, stride, padding). x is [N, H, W, C] (or [N, C, H, W] with
  * layout 'nchw'), w [O, C, K, K] with K in [1, 31], bias [O] or null; one float dtype and
- * device. Gradients flow to x, w and bias.
+ * device (under autocast, a product: f32 operands are lowered to bf16 and the result is bf16).
+ * Gradients flow to x, w and bias.
  */
 export function conv2d(xIn: Tensor, wIn: Tensor, biasIn: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   const op = 'conv2d';
   const x0 = floatTensor(op, 'x', xIn);
   const w = floatTensor(op, 'w', wIn);
-  sameKind(op, ['x', 'w'], x0, w);
+  productOperands(op, ['x', 'w'], x0, w);
   if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
   const layout = opts.layout ?? 'nhwc';
   if (layout !== 'nhwc' && layout !== 'nchw') throw argError(op, 'layout', "'nhwc' or 'nchw'", layout);
@@ -94,10 +96,15 @@ export function conv2d(xIn: Tensor, wIn: Tensor, biasIn: Tensor | null = null, o
   let bias: Tensor | null = null;
   if (biasIn !== null && biasIn !== undefined) {
     bias = floatTensor(op, 'bias', biasIn);
-    sameKind(op, ['x', 'bias'], x0, bias);
+    productOperands(op, ['x', 'bias'], x0, bias);
     expectShape(op, 'bias', bias, [o]);
   }
   if (x0.rank !== 4) throw new Error(`${op}: expected a rank-4 tensor ${layout === 'nhwc' ? '[N, H, W, C]' : '[N, C, H, W]'} for x, got ${shapeStr(x0.shape)}`);
+  // Lowered before the unfold, so the column matrix is built in bf16 already.
+  if (autocastDtype() !== null) {
+    const amp = autocastProduct([x0, w, bias], ([x2, w2, b2]) => conv2d(x2!, w2!, b2, opts));
+    if (amp) return amp;
+  }
   const x = layout === 'nchw' ? nchwToNhwc(x0) : x0;
   const g = geometry(op, x, k, opts);
   if (g.c !== wc) {

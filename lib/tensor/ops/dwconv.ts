@@ -8,6 +8,7 @@
 // converting on the way in and out. Weights are PyTorch's [C, 1, K, K] (or [C, K, K]).
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
+import { autocastDtype, autocastProduct, productOperands } from '../autocast.js';
 import { argError, isInteger, shapeStr } from '../check.js';
 import { empty, fromArray, type Tensor } from '../tensor.js';
 import { permute } from './permute.js';
@@ -130,14 +131,15 @@ function dwconvNhwc(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry): Ten
  * w[c, kh, kw] * x[n, oh * stride - ph + kh * dilation, ow * stride - pw + kw * dilation, c]
  * (zero outside x), as PyTorch's Conv2d(C, C, K, groups=C). x is [N, H, W, C] (or
  * [N, C, H, W] with layout 'nchw'), w [C, 1, K, K] or [C, K, K] with K odd in [1, 31], bias
- * [C] or null; all of one float dtype (f32 or bf16; f32 accumulation) and device. Gradients
- * flow to x, w and bias; only the needed ones are computed.
+ * [C] or null; all of one float dtype (f32 or bf16; f32 accumulation) and device; under
+ * autocast it is a product like conv2d (PyTorch's autocast runs every convolution in bf16).
+ * Gradients flow to x, w and bias; only the needed ones are computed.
  */
 export function depthwiseConv2d(xIn: Tensor, wIn: Tensor, biasIn: Tensor | null = null, opts: DepthwiseConv2dOptions = {}): Tensor {
   const op = 'depthwiseConv2d';
   const x = floatTensor(op, 'x', xIn);
   const w = floatTensor(op, 'w', wIn);
-  sameKind(op, ['x', 'w'], x, w);
+  productOperands(op, ['x', 'w'], x, w);
   if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
   const layout = checkLayout(op, opts.layout ?? 'nhwc');
   const k = kernelSize(op, 'w', w);
@@ -146,8 +148,12 @@ export function depthwiseConv2d(xIn: Tensor, wIn: Tensor, biasIn: Tensor | null 
   let bias: Tensor | null = null;
   if (biasIn !== null && biasIn !== undefined) {
     bias = floatTensor(op, 'bias', biasIn);
-    sameKind(op, ['x', 'bias'], x, bias);
+    productOperands(op, ['x', 'bias'], x, bias);
     expectShape(op, 'bias', bias, [g.c]);
+  }
+  if (autocastDtype() !== null) {
+    const amp = autocastProduct([x, w, bias], ([x2, w2, b2]) => depthwiseConv2d(x2!, w2!, b2, opts));
+    if (amp) return amp;
   }
   if (layout === 'nhwc') return dwconvNhwc(x, w, bias, g);
   const xn = nchwToNhwc(x);

@@ -3,9 +3,9 @@
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
 import { argError, shapeStr } from '../check.js';
-import { empty, emptyLike, Tensor } from '../tensor.js';
+import { empty, emptyLike, Tensor, type DType } from '../tensor.js';
 import { sumTo } from './reduce.js';
-import { floatTensor, sameKind } from './util.js';
+import { floatTensor, sameDevice } from './util.js';
 
 export type UnaryName =
   | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'abs' | 'square' | 'reciprocal' | 'sigmoid' | 'tanh' | 'relu'
@@ -79,19 +79,37 @@ function broadcastShape(op: string, a: readonly number[], b: readonly number[]):
   return out;
 }
 
+/** PyTorch's type promotion between float dtypes: f32 when either operand is f32. */
+function promoted(a: Tensor, b: Tensor): DType {
+  return a.dtype === 'bf16' && b.dtype === 'bf16' ? 'bf16' : 'f32';
+}
+
+/** g as `dtype`: a bf16 operand of a promoted op takes its gradient rounded to bf16. Frees g unless it is gy. */
+function gradAs(g: Tensor, dtype: DType, gy: Tensor): Tensor {
+  if (g.dtype === dtype) return g;
+  const c = emptyLike(g, g.shape, dtype);
+  native.cast(g, c);
+  if (g !== gy) g.dispose();
+  return c;
+}
+
+/**
+ * The broadcasting binary op. Operands may differ in dtype (f32 with bf16 gives f32, as in
+ * PyTorch): under autocast a bf16 product then joins an f32 residual without a cast pass.
+ */
 function binaryOp(name: BinaryName, aIn: Tensor, bIn: Tensor): Tensor {
   const a = floatTensor(name, 'a', aIn);
   const b = floatTensor(name, 'b', bIn);
-  sameKind(name, ['a', 'b'], a, b);
-  const out = empty(broadcastShape(name, a.shape, b.shape), { dtype: a.dtype, device: a.device });
+  sameDevice(name, ['a', 'b'], a, b);
+  const out = empty(broadcastShape(name, a.shape, b.shape), { dtype: promoted(a, b), device: a.device });
   native.binary(name, a, b, out);
   const linear = name === 'add' || name === 'sub';
   return attachGrad(out, name, [a, b], linear ? [] : [a, b], (gy, saved, needs) => {
-    const grad = (side: 0 | 1, shape: readonly number[]): Tensor | null => {
+    const grad = (side: 0 | 1, like: Tensor): Tensor | null => {
       if (!needs[side]) return null;
-      if (name === 'add' || (name === 'sub' && side === 0)) return sumTo(gy, shape);
+      if (name === 'add' || (name === 'sub' && side === 0)) return gradAs(sumTo(gy, like.shape), like.dtype, gy);
       if (name === 'sub') {
-        const r = sumTo(gy, shape);
+        const r = gradAs(sumTo(gy, like.shape), like.dtype, gy);
         const n = emptyLike(r);
         native.unary('neg', r, n, 0, 0);
         if (r !== gy) r.dispose();
@@ -99,11 +117,11 @@ function binaryOp(name: BinaryName, aIn: Tensor, bIn: Tensor): Tensor {
       }
       const full = emptyLike(gy);
       native.binaryBackward(name, side, saved[0]!, saved[1]!, gy, full);
-      const r = sumTo(full, shape);
+      const r = sumTo(full, like.shape);
       if (r !== full) full.dispose();
-      return r;
+      return gradAs(r, like.dtype, gy);
     };
-    return [grad(0, a.shape), grad(1, b.shape)];
+    return [grad(0, a), grad(1, b)];
   });
 }
 

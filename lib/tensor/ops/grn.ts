@@ -10,7 +10,8 @@ import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { affine, clamp, div, mul, sqrt, square, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { cast, reshape } from './shape.js';
-import { floatTensor, numel, sameKind } from './util.js';
+import { onWidenedInput } from './promote.js';
+import { floatTensor, numel, sameDevice, sameKind } from './util.js';
 
 /** Added to the channel mean of the norms before dividing (UniRepLKNet's constant). */
 export const GRN_EPS = 1e-6;
@@ -20,7 +21,7 @@ const MIN_NORM = 1e-20;
 
 function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number): Tensor {
   const v = floatTensor(op, arg, t);
-  sameKind(op, ['x', arg], x, v);
+  sameDevice(op, ['x', arg], x, v);
   if (numel(v.shape) !== c || v.shape.slice(0, -1).some((d) => d !== 1)) {
     throw new Error(`${op}: expected shape [C] or [1, 1, 1, C] with C = ${c} for ${arg}, got ${shapeStr(v.shape)}`);
   }
@@ -31,7 +32,8 @@ function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number)
  * GRN over x [N, H, W, C]: G[n, c] = ||x[n, :, :, c]||_2 (over H and W),
  * Nx = G / (mean over c of G + 1e-6), y = (gamma * Nx + 1) * x + beta. gamma and beta are
  * [C] or [1, 1, 1, C] (the checkpoint's shape); beta may be null (the deploy form, where it
- * was folded into the next linear layer). Gradients flow to x, gamma and beta.
+ * was folded into the next linear layer). Gradients flow to x, gamma and beta. A bf16 x with
+ * f32 gamma and beta (a bf16 product's output under autocast) is computed in f32 and gives f32.
  */
 export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null): Tensor {
   const op = 'grn';
@@ -41,6 +43,10 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
   const gamma = channelVector(op, 'gamma', gammaIn, x, c);
   if (betaIn !== null && betaIn !== undefined && typeof betaIn !== 'object') throw argError(op, 'beta', 'a Tensor or null', betaIn);
   const beta = betaIn ? channelVector(op, 'beta', betaIn, x, c) : null;
+  const widened = onWidenedInput(x, [gamma, beta], (x32) => grn(x32, gamma, beta));
+  if (widened) return widened;
+  sameKind(op, ['x', 'gamma'], x, gamma);
+  if (beta) sameKind(op, ['x', 'beta'], x, beta);
   const x3 = x.view([n, h * w, c]);
   const y = emptyLike(x);
   const y3 = y.view([n, h * w, c]);

@@ -3,12 +3,14 @@ import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
 import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { checkEps, lastAxis } from './rows.js';
-import { expectShape, floatTensor, sameKind } from './util.js';
+import { onWidenedInput } from './promote.js';
+import { expectShape, floatTensor, sameDevice, sameKind } from './util.js';
 
 /**
  * (x - mean) / sqrt(var + eps) * weight + bias over the last axis of x [..., D] (biased
- * variance, as PyTorch). weight and bias are [D] with x's dtype and device, or null; eps is
- * a finite number >= 0. Gradients flow to x, weight and bias; only those that are needed
+ * variance, as PyTorch). weight and bias are [D] with x's dtype and device, or null (a bf16
+ * x with f32 ones, as under autocast, is normalized in f32 and gives f32); eps is a finite
+ * number >= 0. Gradients flow to x, weight and bias; only those that are needed
  * are computed. The saved per-row mean and 1/std are f32 whatever the dtype.
  */
 export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: Tensor | null = null, eps = 1e-5): Tensor {
@@ -19,7 +21,7 @@ export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: T
   const param = (arg: string, t: Tensor | null): Tensor | null => {
     if (t === null || t === undefined) return null;
     const p = floatTensor(op, arg, t);
-    sameKind(op, ['x', arg], x, p);
+    sameDevice(op, ['x', arg], x, p);
     expectShape(op, arg, p, [d]);
     params.push(p);
     return p;
@@ -27,6 +29,10 @@ export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: T
   const weight = param('weight', weightIn);
   const bias = param('bias', biasIn);
   checkEps(op, eps);
+  const widened = onWidenedInput(x, params, (x32) => layerNorm(x32, weight, bias, eps));
+  if (widened) return widened;
+  if (weight) sameKind(op, ['x', 'weight'], x, weight);
+  if (bias) sameKind(op, ['x', 'bias'], x, bias);
   const rows = x.shape.slice(0, -1);
   const y = emptyLike(x);
   const mean = empty(rows, { dtype: 'f32', device: x.device });

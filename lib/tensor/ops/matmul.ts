@@ -3,12 +3,12 @@
 // of the native batched GEMM; the gradients only change which operands and trans flags it gets.
 import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
-import { autocastDtype, autocastProduct } from '../autocast.js';
+import { autocastDtype, autocastProduct, productOperands } from '../autocast.js';
 import { argError, checkBoolean, sameShape, shapeStr } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
 import { reshape } from './shape.js';
-import { floatTensor, numel, sameKind } from './util.js';
+import { floatTensor, numel } from './util.js';
 
 export interface MatmulOptions {
   /** Use a's last two dims transposed: a is [..., K, M] (default false). */
@@ -92,13 +92,13 @@ export function matmul(aIn: Tensor, bIn: Tensor, opts: MatmulOptions = {}): Tens
   if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
   const a = floatTensor(op, 'a', aIn);
   const b = floatTensor(op, 'b', bIn);
-  sameKind(op, ['a', 'b'], a, b);
+  productOperands(op, ['a', 'b'], a, b);
   const ta = opts.transA === undefined ? false : checkBoolean(op, 'transA', opts.transA);
   const tb = opts.transB === undefined ? false : checkBoolean(op, 'transB', opts.transB);
   const bias = opts.bias === undefined || opts.bias === null ? null : floatTensor(op, 'bias', opts.bias);
   const shape = productShape(op, a, b, ta, tb);
   if (bias) {
-    sameKind(op, ['a', 'bias'], a, bias);
+    productOperands(op, ['a', 'bias'], a, bias);
     const n = shape[shape.length - 1]!;
     if (!sameShape(bias.shape, [n])) throw new Error(`${op}: expected shape [${n}] for bias, got ${shapeStr(bias.shape)}`);
   }
@@ -147,7 +147,7 @@ export function linear(xIn: Tensor, weightIn: Tensor, biasIn: Tensor | null = nu
   const op = 'linear';
   const x = floatTensor(op, 'x', xIn);
   const weight = floatTensor(op, 'weight', weightIn);
-  sameKind(op, ['x', 'weight'], x, weight);
+  productOperands(op, ['x', 'weight'], x, weight);
   if (weight.rank !== 2) throw new Error(`${op}: expected shape [out, in] for weight, got ${shapeStr(weight.shape)}`);
   const [outF, inF] = weight.shape as [number, number];
   if (x.rank < 1 || x.shape[x.rank - 1] !== inF) {
@@ -155,7 +155,7 @@ export function linear(xIn: Tensor, weightIn: Tensor, biasIn: Tensor | null = nu
   }
   const bias = biasIn === null || biasIn === undefined ? null : floatTensor(op, 'bias', biasIn);
   if (bias) {
-    sameKind(op, ['x', 'bias'], x, bias);
+    productOperands(op, ['x', 'bias'], x, bias);
     if (!sameShape(bias.shape, [outF])) throw new Error(`${op}: expected shape [${outF}] for bias, got ${shapeStr(bias.shape)}`);
   }
   if (x.rank === 2) return matmul(x, weight, { transB: true, bias });

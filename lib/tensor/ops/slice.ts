@@ -6,7 +6,8 @@ import { native } from '../../native.js';
 import { attachGrad } from '../autograd.js';
 import { argError, checkAxis, checkInteger, isInteger, shapeStr } from '../check.js';
 import { checkTensor, empty, zeros, type Tensor } from '../tensor.js';
-import { numel, sameKind } from './util.js';
+import { mixedFloats, onCast } from './promote.js';
+import { numel, sameDevice, sameKind } from './util.js';
 
 function rankedTensor(op: string, arg: string, x: unknown): Tensor {
   const t = checkTensor(op, arg, x);
@@ -56,7 +57,14 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.length === 0) throw argError(op, 'tensors', 'a non-empty array of Tensors', tensors);
   const ts = tensors.map((t, i) => rankedTensor(op, `tensors[${i}]`, t));
   const first = ts[0]!;
-  sameKind(op, ts.map((_, i) => `tensors[${i}]`), ...ts);
+  const names = ts.map((_, i) => `tensors[${i}]`);
+  if (mixedFloats(...ts) && ts.every((t) => t.dtype !== 'i32')) {
+    // f32 beside bf16 (a bf16 product under autocast beside an f32 parameter): the bf16 ones
+    // are widened first and the result is f32, as PyTorch's cat promotes them.
+    sameDevice(op, names, ...ts);
+    return onCast(ts, 'f32', (widened) => concat(widened as Tensor[], axis));
+  }
+  sameKind(op, names, ...ts);
   const ax = checkAxis(op, 'axis', axis, first.rank);
   ts.forEach((t, i) => {
     if (t.rank !== first.rank || t.shape.some((d, k) => k !== ax && d !== first.shape[k])) {

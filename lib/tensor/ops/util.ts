@@ -9,11 +9,19 @@ export function floatTensor(op: string, arg: string, x: unknown): Tensor {
   return t;
 }
 
-/** Checks that tensors share a device and dtype with the first. */
-export function sameKind(op: string, names: string[], ...ts: Tensor[]): void {
+/** Checks that tensors share a device with the first. */
+export function sameDevice(op: string, names: string[], ...ts: Tensor[]): void {
   const first = ts[0]!;
   ts.forEach((t, i) => {
     if (t.device !== first.device) throw new Error(`${op}: expected ${names[0]} and ${names[i]} on the same device, got ${first.device} and ${t.device}`);
+  });
+}
+
+/** Checks that tensors share a device and dtype with the first. */
+export function sameKind(op: string, names: string[], ...ts: Tensor[]): void {
+  sameDevice(op, names, ...ts);
+  const first = ts[0]!;
+  ts.forEach((t, i) => {
     if (t.dtype !== first.dtype) throw new Error(`${op}: expected ${names[0]} and ${names[i]} of the same dtype, got ${first.dtype} and ${t.dtype}`);
   });
 }

@@ -1,0 +1,39 @@
+// Running an op on cast copies of its inputs: autocast's products on bf16 copies, and the ops
+// that keep f32 (norms) on f32 copies when a bf16 activation meets their f32 parameters.
+import type { DType, Tensor } from '../tensor.js';
+import { cast } from './shape.js';
+
+/** True when the float tensors given (nulls skipped) include both f32 and bf16. */
+export function mixedFloats(...ts: (Tensor | null)[]): boolean {
+  let f32 = false, bf16 = false;
+  for (const t of ts) {
+    if (t?.dtype === 'f32') f32 = true;
+    else if (t?.dtype === 'bf16') bf16 = true;
+  }
+  return f32 && bf16;
+}
+
+/**
+ * fn on the tensors cast to `dtype` (nulls and tensors already in it passed as they are); the
+ * copies are freed when fn returns. Gradients flow back through the casts in each input's dtype.
+ */
+export function onCast(ts: readonly (Tensor | null)[], dtype: DType, fn: (cast: (Tensor | null)[]) => Tensor): Tensor {
+  const copies = ts.map((t) => (t === null ? null : cast(t, dtype)));
+  try {
+    return fn(copies);
+  } finally {
+    copies.forEach((c, i) => {
+      if (c !== null && c !== ts[i]) c.dispose();
+    });
+  }
+}
+
+/**
+ * For the ops that compute in f32 (norms): a bf16 x beside f32 parameters (a bf16 product's
+ * output under autocast) runs as fn on an f32 copy of x, as PyTorch's autocast runs layer_norm
+ * in f32. Null when x is not bf16 or no parameter is f32: the op then checks the dtypes itself.
+ */
+export function onWidenedInput(x: Tensor, params: readonly (Tensor | null)[], fn: (x32: Tensor) => Tensor): Tensor | null {
+  if (x.dtype !== 'bf16' || !params.some((p) => p?.dtype === 'f32')) return null;
+  return onCast([x], 'f32', ([x32]) => fn(x32!));
+}
