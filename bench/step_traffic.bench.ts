@@ -12,8 +12,17 @@
 // once moves); FLOPs: GEMMs 2·M·N·K, attention 4·B·H·S²·D forward and 10·B·H·S²·D backward
 // (halved when causal). The floor times use PERF.md's H100 ceilings (3.0 TB/s, 798 TFLOP/s bf16).
 //
-// Run: node --import tsx bench/step_traffic.bench.ts [--models name:batch,...] [--precision amp_bf16|fp32]
+// PyTorch's side (bench/compare/train_step.py --count-traffic, unless --no-torch): the same
+// count over aten ops for OpenCLIP's formulation of the model (nn.MultiheadAttention, the
+// materialized-logits loss) under torch.autocast on the CPU, forward and backward only (its CPU
+// AdamW is not the fused one a GPU would run); the ratio compares our forward and backward
+// with it. PyTorch's CPU autocast keeps layer_norm in the input's dtype where CUDA's runs it
+// in f32; every LayerNorm input of a ViT CLIP is f32 either way, so the count is CUDA's.
+// It takes a few minutes (bf16 products on a CPU without bf16 instructions are slow).
+//
+// Run: node --import tsx bench/step_traffic.bench.ts [--models name:batch,...] [--precision amp_bf16|fp32] [--no-torch]
 // Writes bench/results/<date>-cpu-step_traffic.json.
+import { join } from 'node:path';
 import * as cf from '../lib/index.js';
 import type { NativeTensor } from '../lib/native.js';
 import { dtypeBytes, type DType } from '../lib/tensor/tensor.js';
@@ -22,7 +31,7 @@ import { AdamW } from '../lib/optim/adamw.js';
 import { paramGroups } from '../lib/optim/param_groups.js';
 import { accumulatedBackward, computeDtype } from '../lib/train/trainer.js';
 import { clampLogitScale } from '../lib/loss/clip.js';
-import { benchArgs, instrumentNative, randomBatch, writeResult } from './lib.js';
+import { benchArgs, benchDir, instrumentNative, randomBatch, runPython, writeResult } from './lib.js';
 
 const HBM_TBPS = 3.0;
 const BF16_TFLOPS = 798;
@@ -102,8 +111,47 @@ function extrapolate(small: Work, large: Work, batch: number): Work {
   return out;
 }
 
+/** PyTorch's forward + backward bytes of non-product ops and product FLOPs, or why not. */
+function torchCounts(name: string, batch: number, precision: string, threads: number): { gb: number; tflop: number; byOp: OpRow[] } | string {
+  const configPath = join(benchDir, '..', 'lib', 'nn', 'configs', `${name}.json`);
+  const r = runPython('train_step.py', ['--config', configPath, '--batch', String(batch), '--precision', precision, '--threads', String(threads), '--count-traffic'], 1_800_000);
+  if (!r.ok) return r.why;
+  const ops = (r.value as { ops: Record<string, OpWork> }).ops;
+  return summarize(new Map(Object.entries(ops)));
+}
+
+interface OpRow {
+  op: string;
+  calls: number;
+  gb: number;
+  tflop: number;
+}
+
+/** Totals (GB of non-product traffic, product TFLOP) and the ops by bytes, largest first. */
+function summarize(work: Work): { gb: number; tflop: number; byOp: OpRow[] } {
+  let flops = 0;
+  let bytes = 0;
+  const byOp: OpRow[] = [];
+  for (const [op, w] of work) {
+    if (w.flops > 0) flops += w.flops;
+    else bytes += w.bytes;
+    if (w.bytes > 0 || w.flops > 0) byOp.push({ op, calls: w.calls, gb: +(w.bytes / 1e9).toFixed(3), tflop: +(w.flops / 1e12).toFixed(3) });
+  }
+  byOp.sort((x, y) => y.gb - x.gb);
+  return { gb: bytes / 1e9, tflop: flops / 1e12, byOp };
+}
+
+function printOps(rows: readonly OpRow[]): void {
+  for (const r of rows.slice(0, 12)) console.log(`  ${r.op.padEnd(52)} ${String(r.calls).padStart(5)} calls ${r.gb.toFixed(2).padStart(8)} GB ${r.tflop > 0 ? `${r.tflop.toFixed(2)} TFLOP` : ''}`);
+}
+
+const ms = (gb: number, tflop: number): { memoryMs: number; productMs: number } => ({
+  memoryMs: +((gb / (HBM_TBPS * 1e3)) * 1e3).toFixed(2),
+  productMs: +((tflop / BF16_TFLOPS) * 1e3).toFixed(2),
+});
+
 function main(): void {
-  const { get } = benchArgs('step_traffic.bench');
+  const { get, torch, threads } = benchArgs('step_traffic.bench');
   const precision = get('--precision') ?? 'amp_bf16';
   if (precision !== 'amp_bf16' && precision !== 'fp32') throw new Error(`step_traffic.bench: expected amp_bf16 or fp32 for --precision, got '${precision}'`);
   const runs = (get('--models') ?? RUNS).split(',').map((spec) => {
@@ -131,32 +179,29 @@ function main(): void {
     };
     const work = extrapolate(measure(SMALL), measure(LARGE), batch);
     model.dispose();
-    let productFlopsTotal = 0;
-    let memoryBytes = 0;
-    const byOp = [];
-    for (const [op, w] of work) {
-      if (w.flops > 0) productFlopsTotal += w.flops;
-      else memoryBytes += w.bytes;
-      if (w.bytes > 0 || w.flops > 0) byOp.push({ op, calls: w.calls, gb: +(w.bytes / 1e9).toFixed(3), tflop: +(w.flops / 1e12).toFixed(3) });
+    const adamwWork = work.get('adamw') ?? { calls: 0, bytes: 0, flops: 0 };
+    work.delete('adamw');
+    const ours = summarize(work);
+    const optimizerGb = adamwWork.bytes / 1e9;
+    console.log(`${name} batch ${batch} ${precision}, forward + backward: products ${ours.tflop.toFixed(2)} TFLOP, other kernels ${ours.gb.toFixed(2)} GB; ` +
+      `floor on the H100 ${JSON.stringify(ms(ours.gb, ours.tflop))}; AdamW ${optimizerGb.toFixed(2)} GB more`);
+    printOps(ours.byOp);
+    const theirs = torch ? torchCounts(name, batch, precision, threads) : 'skipped (--no-torch)';
+    if (typeof theirs === 'string') console.log(`PyTorch: ${theirs}`);
+    else {
+      console.log(`PyTorch (OpenCLIP's formulation), forward + backward: products ${theirs.tflop.toFixed(2)} TFLOP, other ops ${theirs.gb.toFixed(2)} GB ` +
+        `(${JSON.stringify(ms(theirs.gb, theirs.tflop))}): ours moves ${(ours.gb / theirs.gb).toFixed(2)}x its bytes`);
+      printOps(theirs.byOp);
     }
-    byOp.sort((x, y) => y.gb - x.gb);
-    const productMs = (productFlopsTotal / (BF16_TFLOPS * 1e12)) * 1e3;
-    const memoryMs = (memoryBytes / (HBM_TBPS * 1e12)) * 1e3;
-    const row = {
+    rows.push({
       model: name,
       batch,
       precision,
-      productTflop: +(productFlopsTotal / 1e12).toFixed(3),
-      productFloorMs: +productMs.toFixed(2),
-      memoryBoundGb: +(memoryBytes / 1e9).toFixed(2),
-      memoryFloorMs: +memoryMs.toFixed(2),
-      memoryShareOfFloor: +(memoryMs / (memoryMs + productMs)).toFixed(3),
-      byOp,
-    };
-    rows.push(row);
-    console.log(`${name} batch ${batch} ${precision}: products ${row.productTflop} TFLOP (${row.productFloorMs} ms at ${BF16_TFLOPS} TFLOP/s), ` +
-      `other kernels ${row.memoryBoundGb} GB (${row.memoryFloorMs} ms at ${HBM_TBPS} TB/s): ${(row.memoryShareOfFloor * 100).toFixed(0)}% of the floor is memory traffic`);
-    for (const r of byOp.slice(0, 14)) console.log(`  ${r.op.padEnd(26)} ${String(r.calls).padStart(5)} calls ${r.gb.toFixed(2).padStart(8)} GB ${r.tflop > 0 ? `${r.tflop.toFixed(2)} TFLOP` : ''}`);
+      ours: { productTflop: +ours.tflop.toFixed(3), memoryBoundGb: +ours.gb.toFixed(2), floor: ms(ours.gb, ours.tflop), byOp: ours.byOp },
+      optimizerGb: +optimizerGb.toFixed(2),
+      torch: typeof theirs === 'string' ? { skipped: theirs } : { productTflop: +theirs.tflop.toFixed(3), memoryBoundGb: +theirs.gb.toFixed(2), floor: ms(theirs.gb, theirs.tflop), byOp: theirs.byOp },
+      bytesOursOverTorch: typeof theirs === 'string' ? null : +(ours.gb / theirs.gb).toFixed(3),
+    });
   }
   const path = writeResult('step_traffic', 'cpu', { assumed: { hbmTBps: HBM_TBPS, bf16Tflops: BF16_TFLOPS }, countedAtBatches: [SMALL, LARGE], results: rows });
   console.log(`wrote ${path}`);

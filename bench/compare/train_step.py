@@ -248,6 +248,60 @@ class Clip(nn.Module):
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
+# Ops whose work is counted in FLOPs (they run on the tensor cores on a GPU); every other
+# op that moves data counts the bytes of its tensor inputs and outputs, as
+# bench/step_traffic.bench.ts does for clipforge's native calls. Views move nothing, and
+# neither do the reshapes that aten does not mark as views.
+PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward"}
+NO_DATA_MOVED = {"_unsafe_view", "_reshape_alias", "alias"}
+
+
+def product_flops(name, args, outs):
+    if name in ("mm", "bmm"):
+        a = args[0]
+        return 2 * outs[0].numel() * a.shape[-1]
+    if name in ("addmm", "baddbmm"):
+        return 2 * outs[0].numel() * args[1].shape[-1]
+    if name == "convolution":
+        w = args[1]
+        return 2 * outs[0].numel() * w[0].numel()
+    if name == "convolution_backward":
+        w = args[2]
+        return 4 * args[0].numel() * w[0].numel()
+    if name.startswith("_scaled_dot_product"):
+        q = args[0]
+        s = q.shape[-2]
+        return (10 if name.endswith("backward") else 4) * q.numel() * s
+    return 0
+
+
+def count_traffic(step):
+    """Bytes per non-product op and product FLOPs of one call of step(), by aten op name."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    work = {}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func._overloadpacket.__name__
+            if func.is_view or name in NO_DATA_MOVED:
+                return out
+            ins = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+            outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            w = work.setdefault(name, {"calls": 0, "bytes": 0, "flops": 0})
+            w["calls"] += 1
+            w["bytes"] += sum(t.numel() * t.element_size() for t in ins + outs)
+            if name in PRODUCTS or name.startswith("_scaled_dot_product"):
+                w["flops"] += product_flops(name, ins, outs)
+            return out
+
+    with Count():
+        step()
+    return work
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True, help="a clipforge model config JSON (ViT or UniRepLKNet image tower)")
@@ -256,6 +310,9 @@ def main():
     ap.add_argument("--precision", choices=["fp32", "amp_bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--count-traffic", action="store_true",
+                    help="instead of timing: count each op's bytes and the products' FLOPs of the forward and backward "
+                         "(no optimizer) at batch 2 and 4 and print them extrapolated to --batch")
     args = ap.parse_args()
 
     with open(args.config) as f:
@@ -290,6 +347,29 @@ def main():
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
 
+    if args.count_traffic:
+        counts = {}
+        for b in (2, 4):
+            images = torch.randn(b, 3, vc["image_size"], vc["image_size"], device=dev)
+            ids = torch.randint(1, tc["vocab_size"], (b, tc["context_length"]), device=dev)
+
+            def forward_backward():
+                with torch.autocast(dev, dtype=torch.bfloat16, enabled=args.precision == "amp_bf16"):
+                    loss = model.loss(images, ids)
+                loss.backward()
+
+            forward_backward()
+            model.zero_grad(set_to_none=True)
+            counts[b] = count_traffic(forward_backward)
+            model.zero_grad(set_to_none=True)
+        t = (args.batch - 2) / 2
+        ops = {}
+        for name in set(counts[2]) | set(counts[4]):
+            a = counts[2].get(name, {"calls": 0, "bytes": 0, "flops": 0})
+            c = counts[4].get(name, {"calls": 0, "bytes": 0, "flops": 0})
+            ops[name] = {k: c[k] if k == "calls" else a[k] + t * (c[k] - a[k]) for k in a}
+        print(json.dumps({"device": dev, "precision": args.precision, "batch": args.batch, "ops": ops}))
+        return
     ms = time_cpu(lambda: step(0), args.reps) if dev == "cpu" else time_cuda(step, n_bufs, args.reps)
     params = sum(p.numel() for p in model.parameters())
     emit(dev, args.precision, [{"batch": args.batch, "ms": ms, "samples_per_s": args.batch / ms * 1e3, "parameters": params}])

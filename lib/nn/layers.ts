@@ -85,8 +85,9 @@ export class LayerNorm extends Module {
     this.registerParameter('bias', initConstant(emptyParameter([dim], opts), 0));
   }
 
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, this.param('weight'), this.param('bias'), this.eps);
+  /** outDtype: 'bf16' writes an f32 x's normalized rows in bf16, for a bf16 product next (layerNorm). */
+  forward(x: Tensor, outDtype: DType | null = null): Tensor {
+    return layerNorm(x, this.param('weight'), this.param('bias'), this.eps, outDtype);
   }
 }
 

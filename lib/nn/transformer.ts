@@ -7,6 +7,7 @@
 // is viewed as [B, S, 3, H, D] and read by attentionPacked, whose [B, S, H, D] result is
 // already the [B, S, W] input of out_proj: no permute copies around the kernel.
 import { isGradEnabled } from '../tensor/autograd.js';
+import { autocastDtype } from '../tensor/autocast.js';
 import { argError, checkBoolean, checkFinite, checkInteger, shapeStr } from '../tensor/check.js';
 import { checkpoint } from '../tensor/checkpoint.js';
 import { type Tensor } from '../tensor/tensor.js';
@@ -105,7 +106,9 @@ export class ResidualAttentionBlock extends Module {
 
   /** x + scale(branch(norm(x))), freeing each intermediate once read. */
   private residual(x: Tensor, norm: LayerNorm, branch: (t: Tensor) => Tensor, scale: LayerScale | null): Tensor {
-    const n = norm.forward(x);
+    // Both branches start with a product, which under autocast reads the normalized rows in
+    // bf16: the norm writes them so, rounded once, instead of in f32 for a cast to read.
+    const n = norm.forward(x, autocastDtype());
     let b = branch(n);
     n.dispose();
     if (scale) {

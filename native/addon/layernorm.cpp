@@ -1,6 +1,7 @@
 // layerNorm(x, weight, bias, y, mean, rstd, eps) and
 // layerNormBackward(x, weight, mean, rstd, dy, dx, dweight, dbias). x [..., D]; weight,
-// bias, dweight, dbias [D] with x's dtype, each may be null; mean and rstd f32 [...].
+// bias, dweight, dbias [D] with x's dtype, each may be null; mean and rstd f32 [...]; y and
+// dy with x's dtype, or bf16 when x is f32.
 // Backward outputs that are null are not computed.
 #include "args.h"
 #include "layernorm.h"
@@ -20,6 +21,13 @@ void expect_param(Napi::Env env, const char* op, const std::optional<TensorArg>&
 
 void* data_or_null(const std::optional<TensorArg>& t) { return t ? t->data() : nullptr; }
 
+// y (or dy) has x's dtype, or is bf16 beside an f32 x (a normalized row that feeds a bf16 product).
+void expect_output_dtype(Napi::Env env, const char* op, const TensorArg& x, const TensorArg& y, const char* arg) {
+  if (y.dtype == x.dtype || (x.dtype == DType::F32 && y.dtype == DType::BF16)) return;
+  fail(env, std::string(op) + ": expected dtype " + dtype_name(x.dtype) + (x.dtype == DType::F32 ? " or bf16" : "") + " for " + arg + " (x is " +
+                dtype_name(x.dtype) + "), got " + dtype_name(y.dtype));
+}
+
 Napi::Value layer_norm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "layerNorm";
@@ -31,7 +39,7 @@ Napi::Value layer_norm(const Napi::CallbackInfo& info) {
   const RowsView rv = rows_of(env, op, x, "x");
   expect_param(env, op, w, "weight", x);
   expect_param(env, op, b, "bias", x);
-  expect_same_dtype(env, op, x, "x", y, "y");
+  expect_output_dtype(env, op, x, y, "y");
   same_device(env, op, x, "x", y, "y");
   expect_shape(env, op, y, "y", x.shape);
   expect_row_stats(env, op, mean, "mean", x, "x");
@@ -45,7 +53,7 @@ Napi::Value layer_norm(const Napi::CallbackInfo& info) {
   no_overlap(env, op, rstd, y, "y");
   no_overlap(env, op, rstd, mean, "mean");
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), layernorm_forward, x.dtype, x.data(), data_or_null(w), data_or_null(b), y.data(), mean.as<float>(),
+  CF_BACKEND_CALL(x.device(), layernorm_forward, x.dtype, y.dtype, x.data(), data_or_null(w), data_or_null(b), y.data(), mean.as<float>(),
                   rstd.as<float>(), rv.rows, rv.n, eps, s);
   return env.Undefined();
 }
@@ -63,7 +71,7 @@ Napi::Value layer_norm_backward(const Napi::CallbackInfo& info) {
   expect_param(env, op, w, "weight", x);
   expect_row_stats(env, op, mean, "mean", x, "x");
   expect_row_stats(env, op, rstd, "rstd", x, "x");
-  expect_same_dtype(env, op, x, "x", dy, "dy");
+  expect_output_dtype(env, op, x, dy, "dy");
   same_device(env, op, x, "x", dy, "dy");
   expect_shape(env, op, dy, "dy", x.shape);
   if (dx) {
@@ -84,7 +92,7 @@ Napi::Value layer_norm_backward(const Napi::CallbackInfo& info) {
     for (size_t k = 0; k < i; ++k) no_overlap(env, op, *outputs[i], *outputs[k], "another output");
   }
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), layernorm_backward, x.dtype, x.data(), data_or_null(w), mean.as<float>(), rstd.as<float>(), dy.data(),
+  CF_BACKEND_CALL(x.device(), layernorm_backward, x.dtype, dy.dtype, x.data(), data_or_null(w), mean.as<float>(), rstd.as<float>(), dy.data(),
                   data_or_null(dx), data_or_null(dw), data_or_null(db), rv.rows, rv.n, s);
   return env.Undefined();
 }

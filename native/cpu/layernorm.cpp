@@ -4,7 +4,7 @@
 // dweight/dbias: rows are cut into chunks whose size depends only on (rows, n); each chunk
 // sums its rows into its own partial [2, n], and the partials are added in chunk order, so
 // the result does not depend on the thread count.
-// Floor: memory bound; forward 2 * rows * n * sizeof(T) bytes, backward 3 * rows * n * sizeof(T).
+// Floor: memory bound (layernorm.h).
 #include "layernorm.h"
 
 #include <algorithm>
@@ -40,18 +40,19 @@ void with_flags(bool a, bool b, F&& f) {
 
 }  // namespace
 
-void layernorm_forward(DType dtype, const void* xv, const void* weight, const void* bias, void* yv, float* mean, float* rstd,
-                       int64_t rows, int64_t n, float eps, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+void layernorm_forward(DType dtype, DType y_dtype, const void* xv, const void* weight, const void* bias, void* yv, float* mean,
+                       float* rstd, int64_t rows, int64_t n, float eps, Stream) {
+  CF_LAYERNORM_DTYPES(dtype, y_dtype, T, TY, {
     const T* x = static_cast<const T*>(xv);
-    T* y = static_cast<T*>(yv);
+    TY* y = static_cast<TY*>(yv);
     const std::vector<float> wv = param_f32<T>(weight, n), bv = param_f32<T>(bias, n);
     const float* w = wv.data();
     const float* bb = bv.data();
     const float inv_n = 1.0f / static_cast<float>(n);
     with_flags(weight != nullptr, bias != nullptr, [&](auto has_w, auto has_b) {
       parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
-        Row<T> xin(n), yout(n);
+        Row<T> xin(n);
+        Row<TY> yout(n);
         for (int64_t r = b; r < e; ++r) {
           const float* xr = xin.load(x + r * n);
           float* yr = yout.target(y + r * n);
@@ -76,11 +77,11 @@ void layernorm_forward(DType dtype, const void* xv, const void* weight, const vo
   });
 }
 
-void layernorm_backward(DType dtype, const void* xv, const void* weight, const float* mean, const float* rstd, const void* dyv,
-                        void* dxv, void* dweight, void* dbias, int64_t rows, int64_t n, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+void layernorm_backward(DType dtype, DType dy_dtype, const void* xv, const void* weight, const float* mean, const float* rstd,
+                        const void* dyv, void* dxv, void* dweight, void* dbias, int64_t rows, int64_t n, Stream) {
+  CF_LAYERNORM_DTYPES(dtype, dy_dtype, T, TY, {
     const T* x = static_cast<const T*>(xv);
-    const T* dy = static_cast<const T*>(dyv);
+    const TY* dy = static_cast<const TY*>(dyv);
     T* dx = static_cast<T*>(dxv);
     const std::vector<float> wv = param_f32<T>(weight, n);
     const float* w = wv.data();
@@ -92,7 +93,8 @@ void layernorm_backward(DType dtype, const void* xv, const void* weight, const f
     std::vector<float> partial(want_params ? chunks * 2 * n : 0, 0.0f);
     with_flags(weight != nullptr, want_params, [&](auto has_w, auto params) {
       parallel_for(chunks, 1, [&](int64_t cb, int64_t ce) {
-        Row<T> xin(n), gin(n), dout(n);
+        Row<T> xin(n), dout(n);
+        Row<TY> gin(n);
         for (int64_t c = cb; c < ce; ++c) {
           float* pw = want_params ? partial.data() + c * 2 * n : nullptr;
           float* pb = want_params ? pw + n : nullptr;

@@ -6,9 +6,8 @@
 //   1. blocks of 32 columns x 8 row-lanes own a chunk of rows and write their column sums
 //      to partials [chunks, 2, n] (reads coalesced along the columns);
 //   2. blocks of 32 columns x 32 chunk-lanes add the partials in a fixed order.
-// Floor: memory bound; forward 2 * rows * n * sizeof(T) bytes, backward 3 * rows * n * sizeof(T)
-// when fused. This backward reads x and dy twice from DRAM when both dx and dweight/dbias are
-// wanted (5 * rows * n * sizeof(T)): the dx pass needs whole rows, the parameter pass whole
+// Floor: memory bound (layernorm.h). This backward reads x and dy twice from DRAM when both
+// dx and dweight/dbias are wanted: the dx pass needs whole rows, the parameter pass whole
 // columns.
 #include <algorithm>
 
@@ -25,16 +24,16 @@ constexpr int kPartialLanes = 8;  // row lanes per block in stage 1
 constexpr int kFinalLanes = 32;   // chunk lanes per block in stage 2
 constexpr int64_t kMaxChunks = 1024;
 
-template <typename T, int G>
+template <typename T, typename TY, int G>
 __global__ void __launch_bounds__(Group<G>::kBlock)
-    layernorm_forward_kernel(const T* x, const T* w, const T* b, T* y, float* mean, float* rstd, int64_t nrows, int n, float eps) {
+    layernorm_forward_kernel(const T* x, const T* w, const T* b, TY* y, float* mean, float* rstd, int64_t nrows, int n, float eps) {
   using Gr = Group<G>;
   __shared__ typename Gr::Scratch red;
   const int t = Gr::lane();
   const float inv_n = 1.0f / static_cast<float>(n);
   for (int64_t r = Gr::first_row(); r < nrows; r += Gr::row_stride()) {
     const T* xr = x + r * n;
-    T* yr = y + r * n;
+    TY* yr = y + r * n;
     float s = 0.0f;
     for (int i = t; i < n; i += G) s += Elem<T>::load(xr, i);
     const float mu = Gr::sum(s, red) * inv_n;
@@ -52,21 +51,21 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
       float o = (Elem<T>::load(xr, i) - mu) * rs;
       if (w) o *= Elem<T>::load(w, i);
       if (b) o += Elem<T>::load(b, i);
-      Elem<T>::store(yr, i, o);
+      Elem<TY>::store(yr, i, o);
     }
   }
 }
 
-template <typename T, int G>
+template <typename T, typename TY, int G>
 __global__ void __launch_bounds__(Group<G>::kBlock)
-    layernorm_dx_kernel(const T* x, const T* w, const float* mean, const float* rstd, const T* dy, T* dx, int64_t nrows, int n) {
+    layernorm_dx_kernel(const T* x, const T* w, const float* mean, const float* rstd, const TY* dy, T* dx, int64_t nrows, int n) {
   using Gr = Group<G>;
   __shared__ typename Gr::Scratch red;
   const int t = Gr::lane();
   const float inv_n = 1.0f / static_cast<float>(n);
   for (int64_t r = Gr::first_row(); r < nrows; r += Gr::row_stride()) {
     const T* xr = x + r * n;
-    const T* gr = dy + r * n;
+    const TY* gr = dy + r * n;
     T* dr = dx + r * n;
     const float mu = mean[r], rs = rstd[r];
     float2 acc = make_float2(0.0f, 0.0f);
@@ -87,9 +86,9 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
 }
 
 // Stage 1: partial[c][0][i] = sum over rows of chunk c of dy * xhat, partial[c][1][i] = of dy.
-template <typename T>
+template <typename T, typename TY>
 __global__ void __launch_bounds__(kColTile * kPartialLanes)
-    layernorm_param_partial_kernel(const T* x, const float* mean, const float* rstd, const T* dy, float* partial, int64_t nrows,
+    layernorm_param_partial_kernel(const T* x, const float* mean, const float* rstd, const TY* dy, float* partial, int64_t nrows,
                                    int n, int64_t chunk) {
   __shared__ float sw[kPartialLanes][kColTile + 1], sb[kPartialLanes][kColTile + 1];
   const int i = blockIdx.x * kColTile + threadIdx.x;
@@ -98,7 +97,7 @@ __global__ void __launch_bounds__(kColTile * kPartialLanes)
   float aw = 0.0f, ab = 0.0f;
   if (i < n) {
     for (int64_t r = c * chunk + threadIdx.y; r < r1; r += kPartialLanes) {
-      const float g = Elem<T>::load(dy, r * n + i);
+      const float g = Elem<TY>::load(dy, r * n + i);
       aw += g * ((Elem<T>::load(x, r * n + i) - mean[r]) * rstd[r]);
       ab += g;
     }
@@ -144,23 +143,23 @@ __global__ void __launch_bounds__(kColTile * kFinalLanes)
 
 }  // namespace
 
-void layernorm_forward(DType dtype, const void* x, const void* weight, const void* bias, void* y, float* mean, float* rstd,
-                       int64_t nrows, int64_t n, float eps, Stream s) {
+void layernorm_forward(DType dtype, DType y_dtype, const void* x, const void* weight, const void* bias, void* y, float* mean,
+                       float* rstd, int64_t nrows, int64_t n, float eps, Stream s) {
   if (nrows == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, rows::for_rows(nrows, n, [&](auto g, unsigned grid, int threads) {
-                   layernorm_forward_kernel<T, decltype(g)::kThreads><<<grid, threads, 0, as_cuda(s)>>>(
-                       static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), mean,
+  CF_LAYERNORM_DTYPES(dtype, y_dtype, T, TY, rows::for_rows(nrows, n, [&](auto g, unsigned grid, int threads) {
+                   layernorm_forward_kernel<T, TY, decltype(g)::kThreads><<<grid, threads, 0, as_cuda(s)>>>(
+                       static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<TY*>(y), mean,
                        rstd, nrows, static_cast<int>(n), eps);
                  }));
 }
 
-void layernorm_backward(DType dtype, const void* x, const void* weight, const float* mean, const float* rstd, const void* dy, void* dx,
-                        void* dweight, void* dbias, int64_t nrows, int64_t n, Stream s) {
-  CF_FLOAT_DTYPE(dtype, T, {
+void layernorm_backward(DType dtype, DType dy_dtype, const void* x, const void* weight, const float* mean, const float* rstd,
+                        const void* dy, void* dx, void* dweight, void* dbias, int64_t nrows, int64_t n, Stream s) {
+  CF_LAYERNORM_DTYPES(dtype, dy_dtype, T, TY, {
     if (dx && nrows > 0)
       rows::for_rows(nrows, n, [&](auto g, unsigned grid, int threads) {
-        layernorm_dx_kernel<T, decltype(g)::kThreads><<<grid, threads, 0, as_cuda(s)>>>(
-            static_cast<const T*>(x), static_cast<const T*>(weight), mean, rstd, static_cast<const T*>(dy), static_cast<T*>(dx), nrows,
+        layernorm_dx_kernel<T, TY, decltype(g)::kThreads><<<grid, threads, 0, as_cuda(s)>>>(
+            static_cast<const T*>(x), static_cast<const T*>(weight), mean, rstd, static_cast<const TY*>(dy), static_cast<T*>(dx), nrows,
             static_cast<int>(n));
       });
     if (dweight || dbias) {
@@ -172,8 +171,8 @@ void layernorm_backward(DType dtype, const void* x, const void* weight, const fl
       CF_CUDA_CHECK(cudaGetDevice(&dev));
       float* partial = chunks ? static_cast<float*>(cuda::alloc(dev, chunks * 2 * n * sizeof(float), s)) : nullptr;
       if (chunks)
-        layernorm_param_partial_kernel<T><<<dim3(col_blocks, static_cast<unsigned>(chunks)), dim3(kColTile, kPartialLanes), 0, as_cuda(s)>>>(
-            static_cast<const T*>(x), mean, rstd, static_cast<const T*>(dy), partial, nrows, static_cast<int>(n), chunk);
+        layernorm_param_partial_kernel<T, TY><<<dim3(col_blocks, static_cast<unsigned>(chunks)), dim3(kColTile, kPartialLanes), 0, as_cuda(s)>>>(
+            static_cast<const T*>(x), mean, rstd, static_cast<const TY*>(dy), partial, nrows, static_cast<int>(n), chunk);
       layernorm_param_final_kernel<T><<<col_blocks, dim3(kColTile, kFinalLanes), 0, as_cuda(s)>>>(
           partial, static_cast<T*>(dweight), static_cast<T*>(dbias), chunks, static_cast<int>(n));
       // Stream-ordered: the block is reused only after the kernels above have run.

@@ -8,18 +8,34 @@
 //   dweight_i = sum_rows dy_i xhat_i,   dbias_i = sum_rows dy_i
 // Any of dx, dweight, dbias may be null (not computed). dweight and dbias are summed over
 // rows in a fixed order on both backends, so they are deterministic.
-// Floor: memory bound; forward moves 2 * rows * n * sizeof(T) bytes, backward
-// 3 * rows * n * sizeof(T) (x, dy read, dx written; mean, rstd and the [n] vectors are small).
+// y (and so dy) may be bf16 when x is f32 (y_dtype): the normalized rows go straight to a
+// bf16 product under autocast, rounded once, instead of being written in f32 and cast.
+// Floor: memory bound; forward moves rows * n * (sizeof(T) + sizeof(TY)) bytes, backward
+// rows * n * (2 sizeof(T) + sizeof(TY)) (x, dy read, dx written; mean, rstd and the [n]
+// vectors are small).
 #pragma once
 #include "core.h"
 
+// Runs the statements with T bound to x's storage type and TY to y's: both f32, both bf16, or
+// f32 x with bf16 y (the addon refuses the other mix).
+#define CF_LAYERNORM_DTYPES(dtype, y_dtype, T, TY, ...)                                   \
+  do {                                                                                     \
+    if ((dtype) == ::cf::DType::F32 && (y_dtype) == ::cf::DType::BF16) {                   \
+      using T = float;                                                                     \
+      using TY = ::cf::bf16;                                                               \
+      __VA_ARGS__;                                                                         \
+    } else {                                                                               \
+      CF_FLOAT_DTYPE(dtype, T, using TY = T; __VA_ARGS__);                                 \
+    }                                                                                      \
+  } while (0)
+
 #define CF_LAYERNORM_OPS(NS)                                                                                      \
   namespace cf::NS {                                                                                              \
-  void layernorm_forward(DType dtype, const void* x, const void* weight, const void* bias, void* y, float* mean,   \
-                         float* rstd, int64_t rows, int64_t n, float eps, Stream stream);                         \
-  void layernorm_backward(DType dtype, const void* x, const void* weight, const float* mean, const float* rstd,   \
-                          const void* dy, void* dx, void* dweight, void* dbias, int64_t rows, int64_t n,          \
-                          Stream stream);                                                                         \
+  void layernorm_forward(DType dtype, DType y_dtype, const void* x, const void* weight, const void* bias, void* y, \
+                         float* mean, float* rstd, int64_t rows, int64_t n, float eps, Stream stream);            \
+  void layernorm_backward(DType dtype, DType dy_dtype, const void* x, const void* weight, const float* mean,      \
+                          const float* rstd, const void* dy, void* dx, void* dweight, void* dbias, int64_t rows,  \
+                          int64_t n, Stream stream);                                                              \
   }
 
 CF_LAYERNORM_OPS(cpu)

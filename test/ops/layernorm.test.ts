@@ -146,7 +146,41 @@ test('weight and bias gradients do not depend on the thread count', () => {
   }
 });
 
+test('outDtype bf16 writes an f32 x\'s rows rounded once; its bf16 gradient gives the f32 gradients of the same numbers', () => {
+  for (const device of devices()) {
+    for (const shape of [[3, 1], [7, 33], [300, 768], [2, 3000]]) {
+      const n = shape[shape.length - 1]!;
+      const x = rng.array(numelOf(shape), 2);
+      const w = rng.array(n), b = rng.array(n);
+      const dyValues = roundBf16(rng.array(numelOf(shape)));
+      const run = (outDtype: cf.DType | null, dyDtype: cf.DType) => cf.scope(() => {
+        const xt = cf.fromArray(x, shape, { device, requiresGrad: true });
+        const wt = cf.fromArray(w, [n], { device, requiresGrad: true });
+        const bt = cf.fromArray(b, [n], { device, requiresGrad: true });
+        const y = cf.layerNorm(xt, wt, bt, 1e-5, outDtype);
+        y.backward(cf.fromArray(dyValues, shape, { device, dtype: dyDtype }));
+        const r = { dtype: y.dtype, y: y.toArray() as Float32Array, grads: [xt, wt, bt].map((t) => ({ dtype: t.grad!.dtype, v: t.grad!.toArray() as Float32Array })) };
+        for (const t of [xt, wt, bt]) t.dispose();
+        return r;
+      });
+      const low = run('bf16', 'bf16'), full = run(null, 'f32');
+      const what = `${JSON.stringify(shape)} on ${device}`;
+      assert.is(low.dtype, 'bf16', what);
+      assert.equal(Array.from(low.y), Array.from(roundBf16(full.y)), `${what}: y is the f32 result rounded once`);
+      low.grads.forEach((g, i) => {
+        assert.is(g.dtype, 'f32', `${what}: gradient ${i} is f32`);
+        assertClose(g.v, full.grads[i]!.v, { rtol: 1e-5, atol: 1e-5, what: `${what}: gradient ${i}` });
+      });
+    }
+  }
+});
+
 test('bad arguments throw errors naming the op and the argument', () => {
+  cf.scope(() => {
+    assert.throws(() => cf.layerNorm(cf.zeros([2, 4], { dtype: 'bf16' }), null, null, 1e-5, 'f32'), /layerNorm: expected null or 'bf16' for a bf16 x \(only f32 rows can be written as bf16\) for outDtype, got 'f32'/);
+    assert.throws(() => cf.layerNorm(cf.zeros([2, 4]), null, null, 1e-5, 'i32'), /layerNorm: expected 'f32', 'bf16' or null for outDtype, got 'i32'/);
+    assert.throws(() => cf.native.layerNorm(cf.zeros([2, 4], { dtype: 'bf16' }), null, null, cf.zeros([2, 4]), cf.zeros([2]), cf.zeros([2]), 1e-5), /layerNorm: expected dtype bf16 for y \(x is bf16\), got f32/);
+  });
   cf.scope(() => {
     const x = cf.zeros([3, 4]);
     assert.throws(() => cf.layerNorm(x, cf.zeros([5])), /layerNorm: expected shape \[4\] for weight, got \[5\]/);
