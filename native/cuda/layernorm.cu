@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
     const float mu = mean[r], rs = rstd[r];
     float2 acc = make_float2(0.0f, 0.0f);
     for (int i = t; i < n; i += G) {
-      float g = Elem<T>::load(gr, i);
+      float g = Elem<TY>::load(gr, i);
       if (w) g *= Elem<T>::load(w, i);
       acc.x += g;
       acc.y += g * ((Elem<T>::load(xr, i) - mu) * rs);
@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
     acc = Gr::sum2(acc, red);
     const float mg = acc.x * inv_n, mgx = acc.y * inv_n;
     for (int i = t; i < n; i += G) {
-      float g = Elem<T>::load(gr, i);
+      float g = Elem<TY>::load(gr, i);
       if (w) g *= Elem<T>::load(w, i);
       Elem<T>::store(dr, i, rs * (g - mg - (Elem<T>::load(xr, i) - mu) * rs * mgx));
     }
