@@ -59,6 +59,14 @@ function tensorBytes(x: unknown): number {
 
 const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** Per attention call: FLOPs per score element per head dim, and the index of its `causal` argument. */
+const ATTENTION_CALLS: Record<string, [number, number]> = {
+  attentionForward: [4, 5],
+  attentionBackward: [10, 9],
+  attentionPackedForward: [4, 3],
+  attentionPackedBackward: [10, 6],
+};
+
 /** Multiply-add FLOPs of a product call, 0 for any other call. */
 function productFlops(name: string, args: unknown[]): number {
   if (name === 'matmul') {
@@ -66,13 +74,7 @@ function productFlops(name: string, args: unknown[]): number {
     const k = a.shape[a.shape.length - (transA ? 2 : 1)]!;
     return 2 * numel(out.shape) * k;
   }
-  const attention: Record<string, [number, number]> = {
-    attentionForward: [4, 5],
-    attentionBackward: [10, 9],
-    attentionPackedForward: [4, 3],
-    attentionPackedBackward: [10, 6],
-  };
-  const spec = attention[name];
+  const spec = ATTENTION_CALLS[name];
   if (!spec) return 0;
   const [perScore, causalIndex] = spec;
   const out = (name.startsWith('attentionPacked') ? args[1] : args[3]) as NativeTensor;

@@ -45,14 +45,27 @@ struct BinaryDTypes {
 #define CF_BINARY_DTYPES(dt, TA, TB, TO, ...)                                                \
   do {                                                                                       \
     const ::cf::BinaryDTypes cf_dt_ = (dt);                                                  \
-    if (cf_dt_.out() == ::cf::DType::BF16) {                                                 \
+    const bool cf_a_bf16_ = cf_dt_.a == ::cf::DType::BF16, cf_b_bf16_ = cf_dt_.b == ::cf::DType::BF16; \
+    if (cf_a_bf16_ && cf_b_bf16_) {                                                          \
       using TA = ::cf::bf16;                                                                 \
       using TB = ::cf::bf16;                                                                 \
       using TO = ::cf::bf16;                                                                 \
       __VA_ARGS__;                                                                           \
-    } else {                                                                                 \
+    } else if (cf_a_bf16_) {                                                                 \
+      using TA = ::cf::bf16;                                                                 \
+      using TB = float;                                                                      \
       using TO = float;                                                                      \
-      CF_FLOAT_DTYPE(cf_dt_.a, TA, CF_FLOAT_DTYPE(cf_dt_.b, TB, __VA_ARGS__));               \
+      __VA_ARGS__;                                                                           \
+    } else if (cf_b_bf16_) {                                                                 \
+      using TA = float;                                                                      \
+      using TB = ::cf::bf16;                                                                 \
+      using TO = float;                                                                      \
+      __VA_ARGS__;                                                                           \
+    } else {                                                                                 \
+      using TA = float;                                                                      \
+      using TB = float;                                                                      \
+      using TO = float;                                                                      \
+      __VA_ARGS__;                                                                           \
     }                                                                                        \
   } while (0)
 

@@ -11,7 +11,7 @@ import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { add, affine, rsqrt } from './elementwise.js';
 import { cast } from './shape.js';
 import { onWidenedInput } from './promote.js';
-import { expectShape, floatTensor, sameDevice, sameKind } from './util.js';
+import { expectShape, floatTensor, sameDevice } from './util.js';
 
 export interface BatchNormOptions {
   /** Normalize with the batch's statistics and update the running ones (default false). */
@@ -51,9 +51,9 @@ export function batchNorm(
     expectShape(op, name, v, [c]);
     return v;
   }) as [Tensor, Tensor, Tensor, Tensor];
-  const widened = onWidenedInput(x, [weight, bias, runningMean, runningVar], (x32) => batchNorm(x32, weight, bias, runningMean, runningVar, opts));
+  const named: [string, Tensor][] = [['weight', weight], ['bias', bias], ['runningMean', runningMean], ['runningVar', runningVar]];
+  const widened = onWidenedInput(op, x, named, (x32) => batchNorm(x32, weight, bias, runningMean, runningVar, opts));
   if (widened) return widened;
-  Object.keys(vectors).forEach((name, i) => sameKind(op, ['x', name], x, [weight, bias, runningMean, runningVar][i]!));
   const training = opts.training === undefined ? false : checkBoolean(op, 'training', opts.training);
   const momentum = checkFinite(op, 'momentum', opts.momentum ?? 0.1);
   if (momentum < 0 || momentum > 1) throw argError(op, 'momentum', 'a number in [0, 1]', momentum);

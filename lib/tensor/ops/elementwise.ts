@@ -5,6 +5,7 @@ import { attachGrad } from '../autograd.js';
 import { argError, shapeStr } from '../check.js';
 import { empty, emptyLike, Tensor, type DType } from '../tensor.js';
 import { sumTo } from './reduce.js';
+import { cast } from './shape.js';
 import { floatTensor, sameDevice } from './util.js';
 
 export type UnaryName =
@@ -86,10 +87,8 @@ function promoted(a: Tensor, b: Tensor): DType {
 
 /** g as `dtype`: a bf16 operand of a promoted op takes its gradient rounded to bf16. Frees g unless it is gy. */
 function gradAs(g: Tensor, dtype: DType, gy: Tensor): Tensor {
-  if (g.dtype === dtype) return g;
-  const c = emptyLike(g, g.shape, dtype);
-  native.cast(g, c);
-  if (g !== gy) g.dispose();
+  const c = cast(g, dtype);
+  if (c !== g && g !== gy) g.dispose();
   return c;
 }
 

@@ -11,7 +11,7 @@ import { affine, clamp, div, mul, sqrt, square, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { cast, reshape } from './shape.js';
 import { onWidenedInput } from './promote.js';
-import { floatTensor, numel, sameDevice, sameKind } from './util.js';
+import { floatTensor, numel, sameDevice } from './util.js';
 
 /** Added to the channel mean of the norms before dividing (UniRepLKNet's constant). */
 export const GRN_EPS = 1e-6;
@@ -43,10 +43,8 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
   const gamma = channelVector(op, 'gamma', gammaIn, x, c);
   if (betaIn !== null && betaIn !== undefined && typeof betaIn !== 'object') throw argError(op, 'beta', 'a Tensor or null', betaIn);
   const beta = betaIn ? channelVector(op, 'beta', betaIn, x, c) : null;
-  const widened = onWidenedInput(x, [gamma, beta], (x32) => grn(x32, gamma, beta));
+  const widened = onWidenedInput(op, x, [['gamma', gamma], ['beta', beta]], (x32) => grn(x32, gamma, beta));
   if (widened) return widened;
-  sameKind(op, ['x', 'gamma'], x, gamma);
-  if (beta) sameKind(op, ['x', 'beta'], x, beta);
   const x3 = x.view([n, h * w, c]);
   const y = emptyLike(x);
   const y3 = y.view([n, h * w, c]);

@@ -5,15 +5,16 @@ import { argError } from '../check.js';
 import { empty, emptyLike, type DType, type Tensor } from '../tensor.js';
 import { checkEps, lastAxis } from './rows.js';
 import { onWidenedInput } from './promote.js';
-import { expectShape, floatTensor, sameDevice, sameKind } from './util.js';
+import { expectShape, floatTensor, sameDevice } from './util.js';
 
 /**
  * (x - mean) / sqrt(var + eps) * weight + bias over the last axis of x [..., D] (biased
  * variance, as PyTorch). weight and bias are [D] with x's dtype and device, or null (a bf16
  * x with f32 ones, as under autocast, is normalized in f32 and gives f32); eps is a finite
  * number >= 0. outDtype 'bf16' with an f32 x writes the result rounded to bf16 (for a bf16
- * product next, instead of an f32 result and a cast); null gives x's dtype. Gradients flow to x, weight and bias; only those that are needed
- * are computed. The saved per-row mean and 1/std are f32 whatever the dtype.
+ * product next, instead of an f32 result and a cast); null gives x's dtype. Gradients flow to
+ * x, weight and bias; only those that are needed are computed. The saved per-row mean and
+ * 1/std are f32 whatever the dtype.
  */
 export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: Tensor | null = null, eps = 1e-5, outDtype: DType | null = null): Tensor {
   const op = 'layerNorm';
@@ -32,10 +33,8 @@ export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: T
   const weight = param('weight', weightIn);
   const bias = param('bias', biasIn);
   checkEps(op, eps);
-  const widened = onWidenedInput(x, params, (x32) => layerNorm(x32, weight, bias, eps, outDtype));
+  const widened = onWidenedInput(op, x, [['weight', weight], ['bias', bias]], (x32) => layerNorm(x32, weight, bias, eps, outDtype));
   if (widened) return widened;
-  if (weight) sameKind(op, ['x', 'weight'], x, weight);
-  if (bias) sameKind(op, ['x', 'bias'], x, bias);
   const yDtype = outDtype ?? x.dtype;
   if (yDtype !== x.dtype && x.dtype !== 'f32') throw argError(op, 'outDtype', `null or '${x.dtype}' for a ${x.dtype} x (only f32 rows can be written as bf16)`, outDtype);
   const rows = x.shape.slice(0, -1);

@@ -2,6 +2,7 @@
 // that keep f32 (norms) on f32 copies when a bf16 activation meets their f32 parameters.
 import type { DType, Tensor } from '../tensor.js';
 import { cast } from './shape.js';
+import { sameKind } from './util.js';
 
 /** True when the float tensors given (nulls skipped) include both f32 and bf16. */
 export function mixedFloats(...ts: (Tensor | null)[]): boolean {
@@ -29,11 +30,13 @@ export function onCast(ts: readonly (Tensor | null)[], dtype: DType, fn: (cast: 
 }
 
 /**
- * For the ops that compute in f32 (norms): a bf16 x beside f32 parameters (a bf16 product's
- * output under autocast) runs as fn on an f32 copy of x, as PyTorch's autocast runs layer_norm
- * in f32. Null when x is not bf16 or no parameter is f32: the op then checks the dtypes itself.
+ * The dtype rule of the ops that compute in f32 (norms): a bf16 x beside f32 parameters (a
+ * bf16 product's output under autocast) runs as fn on an f32 copy of x, as PyTorch's autocast
+ * runs layer_norm in f32. Otherwise every parameter must have x's dtype (an error naming it
+ * if not), and null is returned for the op to go on with x as it is.
  */
-export function onWidenedInput(x: Tensor, params: readonly (Tensor | null)[], fn: (x32: Tensor) => Tensor): Tensor | null {
-  if (x.dtype !== 'bf16' || !params.some((p) => p?.dtype === 'f32')) return null;
-  return onCast([x], 'f32', ([x32]) => fn(x32!));
+export function onWidenedInput(op: string, x: Tensor, params: readonly [string, Tensor | null][], fn: (x32: Tensor) => Tensor): Tensor | null {
+  if (x.dtype === 'bf16' && params.some(([, p]) => p?.dtype === 'f32')) return onCast([x], 'f32', ([x32]) => fn(x32!));
+  for (const [name, p] of params) if (p) sameKind(op, ['x', name], x, p);
+  return null;
 }
