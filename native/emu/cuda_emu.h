@@ -4,11 +4,12 @@
 // scripts/cuda-emu.mjs rewrites each .cu file into C++ (launches `k<<<g, b, smem, s>>>(args)`
 // become cf_emu::launch calls, `__shared__` declarations become per-block allocations) and
 // this header supplies the rest: the device-language keywords, the built-in variables, the
-// intrinsics, the warp-collective instructions of mma.cuh, and the runtime API.
+// intrinsics, the warp-collective instructions of mma.cuh, the Hopper instructions of wgmma.cuh
+// (TMA tile loads, mbarriers, wgmma), and the runtime API.
 //
 // Every thread of a block is a fiber; blocks run one after another on the calling thread, and
-// a thread runs until its next barrier or warp collective (the points where CUDA threads may
-// rely on each other's writes), then the next thread runs.
+// a thread runs until its next barrier, warp collective or wait on an mbarrier or wgmma (the
+// points where CUDA threads may rely on each other's writes), then the next thread runs.
 //
 // Checked, as a GPU would refuse them: block and grid limits, zero dimensions, a block larger
 // than the kernel's __launch_bounds__, dynamic shared memory over 48 KB without the opt-in or
@@ -17,9 +18,15 @@
 // block; warp collectives whose lanes disagree on the mask or name exited lanes; deadlocks;
 // misaligned ldmatrix and cp.async addresses; shared memory or a new tensor read before it is
 // written (both start as 0xff bytes, a NaN in f32 and bf16); cp.async data read before its
-// wait (copies land only at the wait); and, in the AddressSanitizer build, any access past a
-// tensor or a shared-memory array (each is its own host allocation, the allocator's rounding
-// poisoned).
+// wait (copies land only at the wait); TMA data read before the mbarrier wait (a box lands only
+// when a thread waits on its barrier), and TMA copies no thread waits for; mbarriers used
+// before mbarrier.init, arrived at more often than their count, or completed with more bytes
+// than expect_tx announced; wgmma issued by part of a warpgroup only or with operands that
+// differ between its threads, before a wgmma.fence, with a descriptor other than wgmma.cuh's
+// 128-byte swizzle, or not waited for when the thread exits; wgmma operands changed before
+// wgmma.wait_group (the product reads shared memory at the first wait that covers it); and, in
+// the AddressSanitizer build, any access past a tensor or a shared-memory array (each is its
+// own host allocation, the allocator's rounding poisoned).
 // Not modelled: timing, memory fences, the rounding of the GPU's math functions, and races
 // the schedule hides. The schedule is deterministic; CLIPFORGE_EMU_SCHEDULE=reverse runs a
 // block's threads last to first, so a result that changes between the two orders shows a
@@ -32,6 +39,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <type_traits>
 
 #include "core.h"
@@ -41,6 +49,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __grid_constant__
 #define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
@@ -214,6 +223,64 @@ inline void cp_async_wait_all() {
 template <int N>
 void cp_async_wait() {
   cp_async_wait_group(N);
+}
+
+// wgmma.cuh's instructions (see the layouts there, and the PTX ISA's mbarrier,
+// cp.async.bulk.tensor and wgmma sections). Dynamic shared memory is allocated 1024-byte
+// aligned and a "shared address" is an offset from its base, so the 128-byte swizzle (address
+// bits 4..6 XOR bits 7..9) repeats on 1024-byte boundaries as on the GPU.
+
+// What cuTensorMapEncodeTiled would put in a CUtensorMap for a 3-D bf16 tensor with the
+// 128-byte swizzle, in CUtensorMap's size and alignment.
+struct alignas(64) TmaDesc {
+  const void* base;
+  uint64_t dims[3];     // elements; dims[0] contiguous
+  uint64_t strides[2];  // bytes between steps of dims 1 and 2
+  uint32_t box[3];      // elements
+  uint32_t encoded;     // set once encode_tma_bf16 has accepted the tensor
+  unsigned char unused[64];
+};
+static_assert(sizeof(TmaDesc) == 128, "TmaDesc has CUtensorMap's size");
+
+// Host: "" or what cuTensorMapEncodeTiled would refuse.
+std::string encode_tma_bf16(TmaDesc* desc, const void* base, const uint64_t (&dims)[3], const uint64_t (&strides)[2],
+                            const uint32_t (&box)[3]);
+void tma_load_3d(void* dst, const TmaDesc* desc, uint64_t* bar, int c0, int c1, int c2);
+
+void mbar_init(uint64_t* bar, uint32_t count);
+// The emulator's barriers live in the emulator, not in the shared-memory word, so there is
+// nothing to make visible.
+inline void fence_barrier_init() {}
+void mbar_arrive(uint64_t* bar);
+void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
+void mbar_wait(uint64_t* bar, uint32_t parity);
+
+// Register reallocation has no effect on a CPU; only the operand's range is checked.
+template <int N>
+void setmaxnreg_inc() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg takes a multiple of 8 in [24, 256]");
+}
+template <int N>
+void setmaxnreg_dec() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg takes a multiple of 8 in [24, 256]");
+}
+
+uint32_t smem_u32(const void* p);
+
+// A wgmma is queued for its warpgroup and computed, for all 128 threads at once, at the first
+// wait_group that covers it once every thread of the warpgroup has issued it.
+void wgmma_fence();
+void wgmma_commit();
+void wgmma_wait_group(int newest_pending);
+template <int N>
+void wgmma_wait() {
+  wgmma_wait_group(N);
+}
+void wgmma_issue(float* d, int n, bool trans_a, bool trans_b, uint64_t desc_a, uint64_t desc_b, bool accumulate);
+template <int N, bool TA, bool TB>
+void wgmma_bf16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 128 || N == 256, "wgmma_bf16: N is 128 or 256");
+  wgmma_issue(d, N, TA, TB, desc_a, desc_b, accumulate);
 }
 
 inline unsigned warp_mask() { return 0xffffffffu; }

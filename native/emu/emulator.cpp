@@ -1,11 +1,12 @@
-// The CUDA emulator's scheduler, shared memory, warp collectives and runtime API
-// (see cuda_emu.h for what it models and checks).
+// The CUDA emulator's scheduler, shared memory, warp collectives, Hopper instructions and
+// runtime API (see cuda_emu.h for what it models and checks).
 #include <sys/mman.h>
 #include <ucontext.h>
 
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -87,6 +88,9 @@ constexpr int kMaxThreads = 1024;
 constexpr size_t kStaticSmemLimit = 48 * 1024;
 constexpr size_t kDynamicSmemDefault = 48 * 1024;
 constexpr size_t kSmemOptInMax = 227 * 1024;  // sm_90: 232448 bytes per block
+// An mbarrier's arrival count and its transaction count (either sign) fit in 20 bits.
+constexpr int64_t kMbarrierLimit = (int64_t(1) << 20) - 1;
+constexpr unsigned kWarpgroup = 128;
 
 struct Copy {
   void* dst;
@@ -101,6 +105,43 @@ struct Fiber {
   const char* waiting = nullptr;  // what it waits at, for the deadlock report
   std::vector<Copy> open_group;
   std::vector<std::vector<Copy>> in_flight;
+  // wgmma: the thread's operations are numbered in issue order, the same numbers across its
+  // warpgroup. A committed group not waited for yet is kept as the number issued at its commit.
+  uint64_t wgmma_issued = 0;
+  uint64_t wgmma_waited = 0;  // operations covered by a completed wait_group
+  std::vector<uint64_t> wgmma_groups;
+  bool wgmma_fenced = false;
+};
+
+// A cp.async.bulk.tensor copy waiting to land. The tensor map is copied: the kernel parameter
+// it came from belongs to the issuing thread, which may have exited when the copy lands.
+struct TmaCopy {
+  unsigned char* dst;
+  TmaDesc desc;
+  int coords[3];
+};
+
+struct MBarrier {
+  uint32_t count = 0;    // arrivals per phase
+  uint32_t pending = 0;  // arrivals the current phase still waits for
+  int64_t tx = 0;        // bytes it still waits for; negative when copies complete before expect_tx
+  uint64_t phase = 0;    // phases completed
+  std::vector<TmaCopy> copies;
+};
+
+// One wgmma.mma_async of a warpgroup: the operands all its threads gave, and each thread's
+// accumulators.
+struct WgmmaOp {
+  uint64_t desc_a, desc_b;
+  int n;
+  bool trans_a, trans_b, accumulate;
+  unsigned issued;  // threads that have issued it
+  float* d[kWarpgroup];
+};
+
+struct Warpgroup {
+  std::deque<WgmmaOp> ops;  // issued by at least one thread, not executed
+  uint64_t executed = 0;    // the number of ops.front()
 };
 
 struct WarpBarrier {
@@ -137,8 +178,10 @@ struct Block {
   int barrier_line = 0;
   std::map<std::string, SharedAlloc> statics;
   size_t static_bytes = 0;
-  std::unique_ptr<unsigned char[]> dynamic;
+  std::unique_ptr<unsigned char, FreeDeleter> dynamic;
   size_t dynamic_bytes = 0;
+  std::map<const void*, MBarrier> mbarriers;  // by the address of the shared-memory word
+  std::vector<Warpgroup> warpgroups;           // empty unless the block is whole warpgroups
 };
 
 struct Launch {
@@ -179,6 +222,11 @@ void switch_to_scheduler() {
 #endif
 }
 
+std::string block_name() {
+  return std::string("kernel ") + L().kernel + ", block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ", " +
+         std::to_string(blockIdx.z) + ")";
+}
+
 void wait_until(const char* what, const uint64_t* generation, uint64_t seen) {
   Fiber* f = L().current;
   f->waiting = what;
@@ -195,6 +243,9 @@ void thread_exited() {
     cp_async_commit();
     cp_async_wait_group(0);
   }
+  // Its accumulator registers would be written after it is gone.
+  if (f->wgmma_issued != f->wgmma_waited && l.error.empty())
+    l.error = where() + ": exits with wgmma operations it has not waited for (wgmma.commit_group, then wgmma.wait_group)";
   f->done = true;
   ++l.progress;
   Block& b = l.block;
@@ -279,6 +330,9 @@ void run_block(dim3 block_dim) {
   b.statics.clear();
   b.static_bytes = 0;
   if (b.dynamic_bytes) std::memset(b.dynamic.get(), 0xff, b.dynamic_bytes);
+  b.mbarriers.clear();
+  b.warpgroups.clear();
+  if (n % kWarpgroup == 0) b.warpgroups.resize(n / kWarpgroup);
   for (;;) {
     const uint64_t before = l.progress;
     bool any = false;
@@ -289,10 +343,16 @@ void run_block(dim3 block_dim) {
       resume(f);
       if (!l.error.empty()) return;
     }
-    if (!any) return;
+    if (!any) {
+      for (const auto& bar : b.mbarriers)
+        if (!bar.second.copies.empty()) {
+          l.error = block_name() + ": a TMA copy completes on an mbarrier that no thread waited on after the copy was issued";
+          break;
+        }
+      return;
+    }
     if (l.progress == before) {
-      l.error = std::string("kernel ") + l.kernel + ", block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ", " +
-                std::to_string(blockIdx.z) + "): " + deadlock_report(b);
+      l.error = block_name() + ": " + deadlock_report(b);
       return;
     }
   }
@@ -362,7 +422,15 @@ void run_kernel(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
   }();
   l.reverse = reverse;
   l.block.dynamic_bytes = dynamic_smem;
-  if (dynamic_smem) l.block.dynamic.reset(new unsigned char[dynamic_smem]);
+  if (dynamic_smem) {
+    // Aligned as the 128-byte swizzle's 1024-byte pattern needs (shared addresses count from here).
+    void* raw = nullptr;
+    if (posix_memalign(&raw, 1024, dynamic_smem) != 0) {
+      record(cudaErrorMemoryAllocation, "out of memory");
+      return;
+    }
+    l.block.dynamic.reset(static_cast<unsigned char*>(raw));
+  }
   g_launch = &l;
   blockDim = block;
   gridDim = grid;
@@ -561,6 +629,271 @@ void cp_async_wait_group(int newest_in_flight) {
   while (f->in_flight.size() > static_cast<size_t>(newest_in_flight)) {
     for (const Copy& c : f->in_flight.front()) std::memcpy(c.dst, c.src, 16);
     f->in_flight.erase(f->in_flight.begin());
+  }
+}
+
+// ---- Hopper: TMA, mbarriers, wgmma ---------------------------------------------------------
+
+namespace {
+
+bool in_range(const void* p, size_t bytes, const void* base, size_t size) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p), lo = reinterpret_cast<uintptr_t>(base);
+  return base && a >= lo && a - lo <= size && bytes <= size - (a - lo);
+}
+
+bool in_dynamic_shared(const void* p, size_t bytes) {
+  const Block& b = L().block;
+  return in_range(p, bytes, b.dynamic.get(), b.dynamic_bytes);
+}
+
+bool in_shared(const void* p, size_t bytes) {
+  if (in_dynamic_shared(p, bytes)) return true;
+  for (const auto& s : L().block.statics)
+    if (in_range(p, bytes, s.second.p.get(), s.second.bytes)) return true;
+  return false;
+}
+
+// The 128-byte swizzle (TMA's SWIZZLE_128B, wgmma's layout type 1): 16-byte chunk bits 4..6 of
+// a shared address XOR row bits 7..9.
+size_t swizzle128(size_t a) { return a ^ (((a >> 7) & 7) << 4); }
+
+MBarrier& mbarrier_at(const uint64_t* bar, const char* what) {
+  auto& all = L().block.mbarriers;
+  auto it = all.find(bar);
+  if (it == all.end()) fail((std::string(what) + " on an address that no mbarrier.init of this block initialized").c_str());
+  return it->second;
+}
+
+void complete_phase_if_done(MBarrier& m) {
+  if (m.pending == 0 && m.tx == 0) {
+    ++m.phase;
+    m.pending = m.count;
+  }
+}
+
+// Writes the barrier's queued TMA boxes into shared memory, each followed by its complete_tx.
+void land(MBarrier& m) {
+  if (m.copies.empty()) return;
+  Launch& l = L();
+  unsigned char* smem = l.block.dynamic.get();
+  const std::vector<TmaCopy> copies = std::move(m.copies);
+  m.copies.clear();
+  for (const TmaCopy& c : copies) {
+    const TmaDesc& t = c.desc;
+    const size_t dst = static_cast<size_t>(c.dst - smem);
+    size_t o = 0;
+    for (uint32_t i2 = 0; i2 < t.box[2]; ++i2)
+      for (uint32_t i1 = 0; i1 < t.box[1]; ++i1)
+        for (uint32_t i0 = 0; i0 < t.box[0]; ++i0, o += 2) {
+          const int64_t x = int64_t(c.coords[0]) + i0, y = int64_t(c.coords[1]) + i1, z = int64_t(c.coords[2]) + i2;
+          uint16_t v = 0;  // outside the tensor: zero
+          if (x >= 0 && y >= 0 && z >= 0 && uint64_t(x) < t.dims[0] && uint64_t(y) < t.dims[1] && uint64_t(z) < t.dims[2]) {
+            const uint64_t at = uint64_t(x) * 2 + uint64_t(y) * t.strides[0] + uint64_t(z) * t.strides[1];
+            std::memcpy(&v, static_cast<const unsigned char*>(t.base) + at, 2);
+          }
+          std::memcpy(smem + swizzle128(dst + o), &v, 2);
+        }
+    m.tx -= static_cast<int64_t>(o);
+    if (m.tx < -kMbarrierLimit) fail("TMA copies complete more than 2^20 - 1 bytes on an mbarrier ahead of its expect_tx");
+    if (m.pending == 0 && m.tx < 0) fail("TMA copies complete more bytes on an mbarrier than mbarrier.expect_tx announced for the phase");
+    complete_phase_if_done(m);
+  }
+  ++l.progress;
+}
+
+void arrive(uint64_t* bar, uint32_t tx_bytes, const char* what) {
+  MBarrier& m = mbarrier_at(bar, what);
+  // A phase with all its arrivals waits only for copies, which on a GPU may have landed by now,
+  // making this an arrival on the next phase.
+  if (m.pending == 0) land(m);
+  if (m.pending == 0) fail((std::string(what) + ": more arrivals in one phase than the count mbarrier.init gave").c_str());
+  m.tx += tx_bytes;
+  if (m.tx > kMbarrierLimit) fail((std::string(what) + ": the phase's transaction count goes over 2^20 - 1 bytes").c_str());
+  --m.pending;
+  complete_phase_if_done(m);
+  ++L().progress;
+}
+
+void check_wgmma_descriptor(uint64_t desc, const char* operand) {
+  if (desc >> 62 != 1) {
+    const std::string msg = std::string("wgmma descriptor of ") + operand + " with swizzle mode " + std::to_string(desc >> 62) +
+                            ", not 1 (the 128-byte swizzle wgmma.cuh lays tiles out with)";
+    fail(msg.c_str());
+  }
+  if ((desc >> 49) & 7)
+    fail("wgmma descriptor with a matrix base offset (bits 49..51): wgmma.cuh starts every swizzle pattern on a 1024-byte boundary");
+}
+
+// Element (r, k) of a wgmma operand of `rows` rows and 16 k (see wgmma.cuh for the layouts).
+void load_wgmma_operand(float (*out)[16], uint64_t desc, bool mn_major, int rows, const char* operand) {
+  const Block& b = L().block;
+  const size_t start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < 16; ++k) {
+      const size_t a = swizzle128(mn_major ? start + (r / 64) * lbo + 2 * (r % 64) + (k / 8) * sbo + (k % 8) * 128
+                                           : start + (r / 8) * sbo + (r % 8) * 128 + 2 * k);
+      if (a + 2 > b.dynamic_bytes) {
+        const std::string msg = std::string("wgmma operand ") + operand + " element (" + std::to_string(r) + ", k " + std::to_string(k) +
+                                ") at shared address " + std::to_string(a) + ", past the " + std::to_string(b.dynamic_bytes) +
+                                " bytes of dynamic shared memory";
+        fail(msg.c_str());
+      }
+      uint16_t v;
+      std::memcpy(&v, b.dynamic.get() + a, 2);
+      out[r][k] = cf::bf16_to_float(cf::bf16{v});
+    }
+}
+
+// D (64 x N) = (accumulate ? D : 0) + A B^T for the whole warpgroup at once: on the GPU the
+// product reads shared memory once, before any of its threads passes the wait.
+void execute_wgmma(const WgmmaOp& op) {
+  float a[64][16], b[256][16];
+  load_wgmma_operand(a, op.desc_a, op.trans_a, 64, "A");
+  load_wgmma_operand(b, op.desc_b, op.trans_b, op.n, "B");
+  for (unsigned i = 0; i < kWarpgroup; ++i) {
+    float* d = op.d[i];
+    const int w = i / 32, g = (i % 32) / 4, t = i % 4;
+    for (int j = 0; j < op.n / 8; ++j)
+      for (int h = 0; h < 2; ++h)
+        for (int e = 0; e < 2; ++e) {
+          const int m = 16 * w + g + 8 * h, n = 8 * j + 2 * t + e;
+          float& out = d[4 * j + 2 * h + e];
+          double acc = op.accumulate ? out : 0.0;
+          for (int k = 0; k < 16; ++k) acc += static_cast<double>(a[m][k]) * b[n][k];
+          out = static_cast<float>(acc);
+        }
+  }
+}
+
+// Executes the warpgroup's operations numbered below `end`, each once all 128 threads have
+// issued it.
+void run_wgmma_through(uint64_t end) {
+  Launch& l = L();
+  Fiber* f = l.current;
+  if (f->wgmma_waited >= end) return;
+  Warpgroup& wg = l.block.warpgroups[f->linear / kWarpgroup];
+  while (wg.executed < end) {
+    if (wg.ops.front().issued < kWarpgroup) {
+      f->waiting = "wgmma.wait_group (for the rest of the warpgroup to issue its wgmma)";
+      switch_to_scheduler();
+      continue;
+    }
+    execute_wgmma(wg.ops.front());
+    wg.ops.pop_front();
+    ++wg.executed;
+    ++l.progress;
+  }
+  f->waiting = nullptr;
+  f->wgmma_waited = end;
+}
+
+}  // namespace
+
+std::string encode_tma_bf16(TmaDesc* desc, const void* base, const uint64_t (&dims)[3], const uint64_t (&strides)[2],
+                            const uint32_t (&box)[3]) {
+  *desc = TmaDesc{};
+  const std::string refused = "cuTensorMapEncodeTiled: ";
+  if (reinterpret_cast<uintptr_t>(base) % 16) return refused + "globalAddress not 16-byte aligned";
+  for (int i = 0; i < 3; ++i)
+    if (dims[i] == 0 || dims[i] > (uint64_t(1) << 32))
+      return refused + "globalDim[" + std::to_string(i) + "] = " + std::to_string(dims[i]) + " outside [1, 2^32]";
+  for (int i = 0; i < 2; ++i)
+    if (strides[i] % 16 || strides[i] >= (uint64_t(1) << 40))
+      return refused + "globalStrides[" + std::to_string(i) + "] = " + std::to_string(strides[i]) + " bytes, not a multiple of 16 below 2^40";
+  for (int i = 0; i < 3; ++i)
+    if (box[i] == 0 || box[i] > 256) return refused + "boxDim[" + std::to_string(i) + "] = " + std::to_string(box[i]) + " outside [1, 256]";
+  if (box[0] * 2 % 16) return refused + "boxDim[0] of " + std::to_string(box[0] * 2) + " bytes, not a multiple of 16";
+  if (box[0] * 2 > 128) return refused + "boxDim[0] of " + std::to_string(box[0] * 2) + " bytes, over the 128-byte swizzle span";
+  desc->base = base;
+  std::copy(dims, dims + 3, desc->dims);
+  std::copy(strides, strides + 2, desc->strides);
+  std::copy(box, box + 3, desc->box);
+  desc->encoded = 1;
+  return "";
+}
+
+// The copy is queued on the barrier and lands when a thread waits on it, so data read
+// without the wait is still the 0xff of unwritten shared memory.
+void tma_load_3d(void* dst, const TmaDesc* desc, uint64_t* bar, int c0, int c1, int c2) {
+  Launch& l = L();
+  if (!desc->encoded) fail("cp.async.bulk.tensor with a tensor map that encode_tma_bf16 did not accept");
+  // The swizzle moves 16-byte chunks within 128-byte rows, so the box covers whole rows.
+  const size_t bytes = size_t(desc->box[0]) * desc->box[1] * desc->box[2] * 2, span = (bytes + 127) / 128 * 128;
+  if (!in_dynamic_shared(dst, span)) fail("cp.async.bulk.tensor destination box not inside dynamic shared memory");
+  if (smem_u32(dst) % 1024) fail("cp.async.bulk.tensor destination not 1024-byte aligned (the 128-byte swizzle repeats every 1024 bytes)");
+  MBarrier& m = mbarrier_at(bar, "cp.async.bulk.tensor");
+  for (const auto& other : l.block.mbarriers)
+    if (in_range(other.first, 8, dst, span)) fail("cp.async.bulk.tensor destination box overlaps an mbarrier");
+  m.copies.push_back(TmaCopy{static_cast<unsigned char*>(dst), *desc, {c0, c1, c2}});
+  ++l.progress;
+}
+
+void mbar_init(uint64_t* bar, uint32_t count) {
+  if (reinterpret_cast<uintptr_t>(bar) % 8 || !in_shared(bar, 8))
+    fail("mbarrier.init on an address that is not an 8-byte aligned word of shared memory");
+  if (count == 0 || count > kMbarrierLimit) fail("mbarrier.init with a count outside [1, 2^20 - 1]");
+  MBarrier& m = L().block.mbarriers[bar];
+  if (!m.copies.empty()) fail("mbarrier.init on a barrier with TMA copies in flight");
+  m = MBarrier{count, count, 0, 0, {}};
+  ++L().progress;
+}
+
+void mbar_arrive(uint64_t* bar) { arrive(bar, 0, "mbarrier.arrive"); }
+
+void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) { arrive(bar, bytes, "mbarrier.arrive.expect_tx"); }
+
+// mbarrier.try_wait.parity in a loop: done once the phase of that parity has completed, i.e.
+// the current phase has the other parity. Queued copies land first, as they may have on a GPU.
+void mbar_wait(uint64_t* bar, uint32_t parity) {
+  if (parity > 1) fail("mbarrier.try_wait.parity with a parity other than 0 or 1");
+  Fiber* f = L().current;
+  MBarrier& m = mbarrier_at(bar, "mbarrier.try_wait.parity");
+  for (;;) {
+    land(m);
+    if ((m.phase & 1) != parity) break;
+    f->waiting = "mbarrier.try_wait.parity";
+    switch_to_scheduler();
+  }
+  f->waiting = nullptr;
+}
+
+uint32_t smem_u32(const void* p) {
+  if (!in_dynamic_shared(p, 1))
+    fail("shared address of a pointer outside dynamic shared memory (the emulator gives shared addresses to dynamic shared memory only)");
+  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(L().block.dynamic.get()));
+}
+
+void wgmma_fence() { L().current->wgmma_fenced = true; }
+
+// Queued for the warpgroup: the product is computed at the wait_group that covers it.
+void wgmma_issue(float* d, int n, bool trans_a, bool trans_b, uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  Launch& l = L();
+  Fiber* f = l.current;
+  if (l.block.warpgroups.empty()) fail("wgmma in a block that is not whole warpgroups (a multiple of 128 threads)");
+  if (!f->wgmma_fenced) fail("wgmma.mma_async before the thread's first wgmma.fence");
+  check_wgmma_descriptor(desc_a, "A");
+  check_wgmma_descriptor(desc_b, "B");
+  Warpgroup& wg = l.block.warpgroups[f->linear / kWarpgroup];
+  const size_t at = static_cast<size_t>(f->wgmma_issued++ - wg.executed);
+  if (at == wg.ops.size()) wg.ops.push_back(WgmmaOp{desc_a, desc_b, n, trans_a, trans_b, accumulate, 0, {}});
+  WgmmaOp& op = wg.ops[at];
+  if (op.desc_a != desc_a || op.desc_b != desc_b || op.n != n || op.trans_a != trans_a || op.trans_b != trans_b || op.accumulate != accumulate)
+    fail("threads of one warpgroup issue different wgmma operations (descriptors, N, transposes or accumulate differ)");
+  op.d[f->linear % kWarpgroup] = d;
+  ++op.issued;
+  ++l.progress;
+}
+
+void wgmma_commit() {
+  Fiber* f = L().current;
+  f->wgmma_groups.push_back(f->wgmma_issued);
+}
+
+void wgmma_wait_group(int newest_pending) {
+  Fiber* f = L().current;
+  while (f->wgmma_groups.size() > static_cast<size_t>(newest_pending)) {
+    run_wgmma_through(f->wgmma_groups.front());
+    f->wgmma_groups.erase(f->wgmma_groups.begin());
   }
 }
 
