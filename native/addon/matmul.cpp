@@ -98,11 +98,34 @@ Napi::Value gemm_kernel(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, cpu::gemm_kernel_name());
 }
 
+// cudaGemmKernel(device, which?): 'mma.sync' makes every bf16 GEMM on CUDA take the sm_80
+// kernel, 'auto' lets Hopper GPUs use TMA + wgmma; returns the kernel `device` runs now.
+Napi::Value cuda_gemm_kernel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "cudaGemmKernel";
+  const std::string name = string(info, 0, op, "device");
+  const Device d = parse_device(env, name, op, "device");
+  if (d.kind != DeviceKind::CUDA) fail_arg(env, op, "device", "a CUDA device", "'" + name + "'");
+  std::string which;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    which = string(info, 1, op, "which");
+    if (which != "auto" && which != "mma.sync") fail_arg(env, op, "which", "'auto' or 'mma.sync'", "'" + which + "'");
+  }
+  prepare_device(env, d, op);
+#ifdef CLIPFORGE_WITH_CUDA
+  if (!which.empty()) cuda::force_mma_sync_gemm(which == "mma.sync");
+  return Napi::String::New(env, cuda::gemm_kernel_name(d.index));
+#else
+  return env.Undefined();  // prepare_device has thrown: no CUDA backend
+#endif
+}
+
 }  // namespace
 
 void register_matmul(Napi::Env, Napi::Object exports) {
   CF_EXPORT(exports, "matmul", matmul);
   CF_EXPORT(exports, "gemmKernel", gemm_kernel);
+  CF_EXPORT(exports, "cudaGemmKernel", cuda_gemm_kernel);
 }
 
 }  // namespace cf::addon

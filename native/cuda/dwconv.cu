@@ -30,7 +30,7 @@
 
 #include "check.cuh"
 #include "dwconv.h"
-#include "memory.h"
+#include "workspace.cuh"
 
 namespace cf::cuda {
 namespace {
@@ -382,27 +382,6 @@ int sm_count(int dev) {
   CF_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
   return v;
 }
-
-// Workspace from the caching allocator, returned to it (stream-ordered) when it goes out of scope.
-struct Workspace {
-  int dev;
-  Stream stream;
-  void* ptr = nullptr;
-  Workspace(int d, size_t bytes, Stream s) : dev(d), stream(s) {
-    if (bytes) ptr = cf::cuda::alloc(d, bytes, s);
-  }
-  ~Workspace() {
-    // A failure to return the block cannot be reported from a destructor; a CUDA error
-    // behind it surfaces at the next synchronization.
-    if (ptr) try {
-        cf::cuda::free(dev, ptr, stream);
-      } catch (...) {
-      }
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  float* f() const { return static_cast<float*>(ptr); }
-};
 
 void check_grid(int64_t blocks, int64_t cgroups, const char* what) {
   if (blocks > 0x7fffffffLL || cgroups > 65535)

@@ -54,3 +54,12 @@ const char* gemm_kernel_name();
 // portable one, so tests can cover it on any machine). False when the CPU cannot run it.
 bool select_gemm_kernel(const std::string& which);
 }  // namespace cf::cpu
+
+namespace cf::cuda {
+// The bf16 kernel gemm() runs on `device`: the TMA + wgmma kernel on Hopper GPUs (for operands
+// TMA can read: 16-byte aligned rows), else the mma.sync one, by name.
+const char* gemm_kernel_name(int device);
+// Makes every bf16 GEMM take the mma.sync kernel (true) or lets Hopper GPUs use theirs (false,
+// the default), so tests can cover both on one GPU.
+void force_mma_sync_gemm(bool force);
+}  // namespace cf::cuda

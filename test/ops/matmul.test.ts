@@ -172,6 +172,42 @@ test('CUDA matches the CPU on a CLIP-like bf16 projection', () => {
   assertClose(on('cuda:0'), on('cpu'), { rtol: 1e-2, atol: 2e-2, what: 'bf16 linear, CUDA vs CPU' });
 });
 
+test('bf16 on CUDA: the Hopper kernel (TMA + wgmma) and the mma.sync kernel both match the reference', () => {
+  if (!hasCuda()) return;
+  const hopper = cf.backendInfo().devices[0]!.computeCapability.startsWith('9.');
+  try {
+    for (const which of ['auto', 'mma.sync'] as const) {
+      const name = cf.native.cudaGemmKernel('cuda:0', which);
+      assert.is(name, which === 'auto' && hopper ? 'wgmma + TMA (sm_90a)' : 'mma.sync (sm_80)');
+      for (const [ta, tb] of TRANS) {
+        // Rows and k multiples of 8 (TMA's 16-byte rows): tails past the 128-row and 128/256-column
+        // tiles, K past the stage ring and not a multiple of its 64, a 64 k that one stage holds.
+        for (const [m, n, k] of [[200, 264, 584], [136, 72, 64], [8, 392, 136]] as const) {
+          run({ m, n, k, ta, tb, batchA: [], batchB: [] }, 'cuda:0', 'bf16', true);
+        }
+        // More tiles than the 132 blocks of the persistent grid; each operand batched or shared.
+        run({ m: 8, n: 16, k: 24, ta, tb, batchA: [140], batchB: [140] }, 'cuda:0', 'bf16', false);
+        run({ m: 24, n: 8, k: 16, ta, tb, batchA: [3], batchB: [] }, 'cuda:0', 'bf16', true);
+        run({ m: 16, n: 24, k: 8, ta, tb, batchA: [], batchB: [2] }, 'cuda:0', 'bf16', true);
+        // One output tile and a long K: split into slices summed by a second kernel.
+        run({ m: 40, n: 48, k: 2560, ta, tb, batchA: [], batchB: [] }, 'cuda:0', 'bf16', true);
+      }
+      cf.scope(() => {
+        const [a, b, bias, c0] = [rng.array(96 * 2048), rng.array(2048 * 64), rng.array(64), rng.array(96 * 64)].map(roundBf16);
+        const t = (x: Float32Array, shape: number[]): cf.Tensor => cf.fromArray(x, shape, { device: 'cuda:0', dtype: 'bf16' });
+        const out = t(c0!, [96, 64]);
+        cf.native.matmul(t(a!, [96, 2048]), t(b!, [2048, 64]), t(bias!, [64]), out, false, false, true);
+        const ref = reference({ m: 96, n: 64, k: 2048, ta: false, tb: false, batchA: [], batchB: [] }, a!, b!, bias!).map((v, i) => v + c0![i]!);
+        assertClose(out.toArray(), ref, { rtol: 1e-2, atol: 5e-2, what: `bf16 accumulate with split K (${name})` });
+      });
+    }
+  } finally {
+    cf.native.cudaGemmKernel('cuda:0', 'auto');
+  }
+  assert.throws(() => cf.native.cudaGemmKernel('cuda:0', 'wgmma' as never), /cudaGemmKernel: expected 'auto' or 'mma.sync' for which, got 'wgmma'/);
+  assert.throws(() => cf.native.cudaGemmKernel('cpu'), /cudaGemmKernel: expected a CUDA device for device, got 'cpu'/);
+});
+
 test('linear uses the [out, in] weight layout for inputs of any rank', () => {
   for (const device of devices()) {
     for (const lead of [[], [5], [2, 3]]) {
