@@ -5,8 +5,12 @@
 //   transposed), and a weight-gradient shape (few rows, long K: the tiny model's qkv weight
 //   gradient, 64 x 2176 tokens x 192). GFLOP/s and the fraction of the machine's f32 peak (cores x FMA width x
 //   2 FMA units x 2 FLOPs x clock, from /proc/cpuinfo; see bench/lib.ts).
-// CUDA (when a GPU is present): bf16 4096^3 on tensor cores, TFLOP/s, against PyTorch
-//   (cuBLAS) and as a fraction of PERF.md's 798 TFLOP/s H100 bf16 ceiling.
+// CUDA (when a GPU is present): bf16 on tensor cores, TFLOP/s, against PyTorch (cuBLAS) and as
+//   a fraction of PERF.md's 798 TFLOP/s H100 bf16 ceiling: 4096^3, 8192^3 and the products of a
+//   ViT-B/32 training step at batch 256 (12800 tokens): the qkv, fc1 and fc2 layers forward, fc1's
+//   input gradient and its weight gradient (M and N small, K the tokens: the split-K case).
+//   Each shape is timed on every bf16 kernel the GPU has (on Hopper the TMA + wgmma kernel and
+//   the mma.sync one, cf.native.cudaGemmKernel).
 //
 // Correct before fast: every shape's output is checked on 64 sampled entries against f64 dot
 // products of the same inputs (error relative to the sum of the |products|: f32 1e-4, bf16 1e-2), and a
@@ -26,6 +30,7 @@ interface Shape {
   M: number;
   N: number;
   K: number;
+  transA?: boolean;
   transB: boolean;
   name: string;
 }
@@ -34,11 +39,20 @@ const square = (n: number): Shape => ({ M: n, N: n, K: n, transB: false, name: `
 const CPU_SHAPES: Shape[] = [256, 512, 1024, 2048].map(square);
 CPU_SHAPES.push({ M: 1600, N: 3072, K: 768, transB: true, name: 'ViT-B/32 fc1 1600x768 · [3072, 768]ᵀ' });
 CPU_SHAPES.push({ M: 64, N: 192, K: 2176, transB: true, name: 'weight grad 64x2176 · [192, 2176]ᵀ' });
-const GPU_SHAPES: Shape[] = [square(4096)];
+const TOKENS = 256 * 50;
+const GPU_SHAPES: Shape[] = [
+  square(4096),
+  square(8192),
+  { M: TOKENS, N: 2304, K: 768, transB: true, name: 'ViT-B/32 b256 qkv fwd' },
+  { M: TOKENS, N: 3072, K: 768, transB: true, name: 'ViT-B/32 b256 fc1 fwd' },
+  { M: TOKENS, N: 768, K: 3072, transB: true, name: 'ViT-B/32 b256 fc2 fwd' },
+  { M: TOKENS, N: 768, K: 3072, transB: false, name: 'ViT-B/32 b256 fc1 dX' },
+  { M: 3072, N: 768, K: TOKENS, transA: true, transB: false, name: 'ViT-B/32 b256 fc1 dW' },
+];
 const PERF_BF16_CEILING_TFLOPS = 798;
 
 const flops = (s: Shape): number => 2 * s.M * s.N * s.K;
-const pyShape = (s: Shape): string => `${s.M},${s.N},${s.K}${s.transB ? ',tb' : ''}`;
+const pyShape = (s: Shape): string => `${s.M},${s.N},${s.K}${s.transA ? ',ta' : ''}${s.transB ? ',tb' : ''}`;
 
 function parseArgs(): { threads: number; rounds: number; torch: boolean } {
   const argv = process.argv.slice(2);
@@ -63,7 +77,7 @@ function sampledError(s: Shape, a: ArrayLike<number>, b: ArrayLike<number>, c: A
     const i = next(s.M), j = next(s.N);
     let dot = 0, scale = 0;
     for (let k = 0; k < s.K; k++) {
-      const p = a[i * s.K + k]! * b[s.transB ? j * s.K + k : k * s.N + j]!;
+      const p = a[s.transA ? k * s.M + i : i * s.K + k]! * b[s.transB ? j * s.K + k : k * s.N + j]!;
       dot += p;
       scale += Math.abs(p);
     }
@@ -82,10 +96,10 @@ interface Case {
 }
 
 function prepare(s: Shape, device: string, dtype: 'f32' | 'bf16', tol: number): Case {
-  const a = cf.randn([s.M, s.K], { device, dtype });
+  const a = cf.randn(s.transA ? [s.K, s.M] : [s.M, s.K], { device, dtype });
   const b = cf.randn(s.transB ? [s.N, s.K] : [s.K, s.N], { device, dtype });
   const c = cf.empty([s.M, s.N], { device, dtype });
-  const call = (): void => cf.native.matmul(a, b, null, c, false, s.transB, false);
+  const call = (): void => cf.native.matmul(a, b, null, c, s.transA ?? false, s.transB, false);
   call();
   const error = sampledError(s, a.toArray(), b.toArray(), c.toArray());
   return { shape: s, error, ok: error < tol, call };
@@ -174,19 +188,33 @@ function main(): void {
   let gpu: Record<string, unknown> | null = null;
   if (info.devices.length > 0) {
     const dev = info.devices[0]!;
-    const rows = cf.scope(() => compare(GPU_SHAPES.map((s) => prepare(s, 'cuda:0', 'bf16', 1e-2)), 'cuda', threads, 1, torch));
     console.log(`\nGPU: ${dev.name} (sm_${dev.computeCapability.replace('.', '')}), bf16`);
-    const results = rows.map(({ c, ms, tms }) => {
-      const tflops = ms !== undefined ? flops(c.shape) / ms / 1e9 : undefined;
-      const ratio = ms !== undefined && tms !== undefined ? tms / ms : undefined;
-      if (!c.ok) console.log(`${c.shape.name}: WRONG: sampled relative error ${c.error.toExponential(2)}, no time`);
-      else
-        console.log(
-          `${c.shape.name}: ${fmt(ms, 3)} ms, ${fmt(tflops)} TFLOP/s (${fmt(tflops && (tflops / PERF_BF16_CEILING_TFLOPS) * 100)}% of ${PERF_BF16_CEILING_TFLOPS}), torch ${fmt(tms, 3)} ms -> ${ratio === undefined ? '-' : ratio.toFixed(2) + 'x'}`,
-        );
-      return { ...c.shape, dtype: 'bf16', ok: c.ok, sampledRelError: c.error, medianMs: ms, tflops, fractionOfCeiling: tflops && tflops / PERF_BF16_CEILING_TFLOPS, torchMedianMs: tms, speedupVsTorch: ratio };
+    // Every kernel the device has: 'auto' first (the TMA + wgmma kernel on Hopper), then mma.sync.
+    const kernels = [...new Set((['auto', 'mma.sync'] as const).map((w) => cf.native.cudaGemmKernel('cuda:0', w)))];
+    const byKernel = kernels.map((kernel) => {
+      cf.native.cudaGemmKernel('cuda:0', kernel.startsWith('mma.sync') ? 'mma.sync' : 'auto');
+      // PyTorch runs once, with the first kernel; its times do not depend on ours.
+      const rows = cf.scope(() => compare(GPU_SHAPES.map((s) => prepare(s, 'cuda:0', 'bf16', 1e-2)), 'cuda', threads, 1, torch && kernel === kernels[0]));
+      console.log(`\nkernel: ${kernel}`);
+      return { kernel, rows };
     });
-    gpu = { device: dev, ceilingTflops: PERF_BF16_CEILING_TFLOPS, torch: rows[0]?.meta ?? null, torchNote: rows[0]?.note, results };
+    cf.native.cudaGemmKernel('cuda:0', 'auto');
+    const torchMs = byKernel[0]!.rows.map((r) => r.tms);
+    const results = byKernel.flatMap(({ kernel, rows }) =>
+      rows.map(({ c, ms }, i) => {
+        const tms = torchMs[i];
+        const tflops = ms !== undefined ? flops(c.shape) / ms / 1e9 : undefined;
+        const ratio = ms !== undefined && tms !== undefined ? tms / ms : undefined;
+        if (!c.ok) console.log(`${kernel} ${c.shape.name}: WRONG: sampled relative error ${c.error.toExponential(2)}, no time`);
+        else
+          console.log(
+            `${kernel} ${c.shape.name}: ${fmt(ms, 3)} ms, ${fmt(tflops)} TFLOP/s (${fmt(tflops && (tflops / PERF_BF16_CEILING_TFLOPS) * 100)}% of ${PERF_BF16_CEILING_TFLOPS}), torch ${fmt(tms, 3)} ms -> ${ratio === undefined ? '-' : ratio.toFixed(2) + 'x'}`,
+          );
+        return { ...c.shape, kernel, dtype: 'bf16', ok: c.ok, sampledRelError: c.error, medianMs: ms, tflops, fractionOfCeiling: tflops && tflops / PERF_BF16_CEILING_TFLOPS, torchMedianMs: tms, speedupVsTorch: ratio };
+      }),
+    );
+    const first = byKernel[0]!.rows[0];
+    gpu = { device: dev, ceilingTflops: PERF_BF16_CEILING_TFLOPS, kernels, torch: first?.meta ?? null, torchNote: first?.note, results };
   }
 
   const path = writeResult('gemm', gpu ? `cuda-${(gpu.device as { name: string }).name}` : 'cpu', {
