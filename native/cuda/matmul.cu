@@ -563,13 +563,11 @@ bool hopper(int device) {
   return it->second;
 }
 
-// TMA reads a tensor whose base is 16-byte aligned and whose rows and batch items start
-// 16 bytes apart; K = 0 has nothing to load (the mma.sync kernel writes bias or C alone).
+// TMA reads a tensor whose base is 16-byte aligned and whose rows and batch items start a
+// multiple of 16 bytes apart (the rule of the mma.sync kernel's 16-byte loads); K = 0 has
+// nothing to load (the mma.sync kernel writes bias or C alone).
 bool sm90_fits(const GemmShape& s, const void* a, const void* b) {
-  auto ok = [](const void* base, int64_t contiguous, int64_t stride) {
-    return reinterpret_cast<uintptr_t>(base) % 16 == 0 && contiguous % 8 == 0 && stride % 8 == 0;
-  };
-  return s.k > 0 && ok(a, s.trans_a ? s.m : s.k, s.stride_a) && ok(b, s.trans_b ? s.k : s.n, s.stride_b);
+  return s.k > 0 && vec_ok(a, s.trans_a ? s.m : s.k, s.stride_a) && vec_ok(b, s.trans_b ? s.k : s.n, s.stride_b);
 }
 
 struct Sm90Plan {
