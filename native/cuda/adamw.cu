@@ -68,8 +68,7 @@ void adamw_multi(DType grad_dtype, const AdamWTensor* tensors, int64_t count, co
   if (tasks.empty()) return;
   const size_t tensor_bytes = static_cast<size_t>(count) * sizeof(AdamWTensor);
   const size_t bytes = tensor_bytes + tasks.size() * sizeof(Task);
-  int device = 0;
-  CF_CUDA_CHECK(cudaGetDevice(&device));
+  const int device = current_device();
 
   std::lock_guard<std::mutex> lk(g_mutex);
   if (static_cast<int>(g_staging.size()) <= device) g_staging.resize(device + 1);

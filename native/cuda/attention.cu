@@ -32,7 +32,7 @@
 
 #include "attention.h"
 #include "check.cuh"
-#include "memory.h"
+#include "workspace.cuh"
 #include "mma.cuh"
 
 namespace cf::cuda {
@@ -668,12 +668,6 @@ constexpr size_t mma_smem_dkdv() {
   return sizeof(bf16) * (2 * kMmaRows + 2 * kQ) * (D + 8) + sizeof(float) * 2 * kQ;
 }
 
-// Raises a kernel's dynamic shared-memory limit when it needs more than the default 48 KB.
-template <typename K>
-void allow_smem(K kernel, size_t bytes) {
-  if (bytes > 48 * 1024) CF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 template <int D>
 void mma_forward_launch(const Params<bf16>& p, const AttentionDims& d, Stream s) {
   constexpr size_t smem = mma_smem_forward<D>();
@@ -733,46 +727,38 @@ void attention_backward(DType dtype, const AttentionDims& dims, bool causal, flo
                         const void* v, AttentionLayout in, const void* out, const void* dout, AttentionLayout out_layout,
                         const float* lse, void* dq, void* dk, void* dv, Stream s) {
   if (dims.batch * dims.heads * dims.seq == 0 || dims.dim == 0) return;
-  int device = 0;
-  CF_CUDA_CHECK(cudaGetDevice(&device));
   // delta = rowsum(dO * O): written by the dq kernel, read by the dk/dv kernel after it on
   // the same stream; the caching allocator hands the block on only after both.
-  const size_t delta_bytes = sizeof(float) * static_cast<size_t>(dims.batch * dims.heads * dims.seq);
-  float* delta = static_cast<float*>(cuda::alloc(device, delta_bytes, s));
-  try {
-    auto fill = [&](auto& p, auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      p.q = static_cast<const T*>(q);
-      p.k = static_cast<const T*>(k);
-      p.v = static_cast<const T*>(v);
-      p.o = static_cast<const T*>(out);
-      p.dout = static_cast<const T*>(dout);
-      p.dq = static_cast<T*>(dq);
-      p.dk = static_cast<T*>(dk);
-      p.dv = static_cast<T*>(dv);
-      p.lse = const_cast<float*>(lse);
-      p.delta = delta;
-    };
-    if (use_mma(dtype, dims.dim, {q, k, v, out, dout, dq, dk, dv}, in, out_layout)) {
-      Params<bf16> p = make_params<bf16>(dims, causal, scale, in, out_layout, kMmaRows);
-      fill(p, static_cast<bf16*>(nullptr));
-      with_mma_dim(dims.dim, [&](auto dim) { mma_backward_launch<decltype(dim)::value>(p, dims, s); });
-    } else {
-      CF_FLOAT_DTYPE(dtype, T, {
-        Params<T> p = make_params<T>(dims, causal, scale, in, out_layout, kSimtRowsPerCta);
-        fill(p, static_cast<T*>(nullptr));
-        const size_t smem_dq = simt_smem_dq(p.dim), smem_dkdv = simt_smem_dkdv(p.dim);
-        allow_smem(simt_backward_dq<T>, smem_dq);
-        allow_smem(simt_backward_dkdv<T>, smem_dkdv);
-        simt_backward_dq<T><<<grid_of(dims, p.tiles), kSimtThreads, smem_dq, as_cuda(s)>>>(p);
-        simt_backward_dkdv<T><<<grid_of(dims, p.tiles), kSimtThreads, smem_dkdv, as_cuda(s)>>>(p);
-      });
-    }
-  } catch (...) {
-    cuda::free(device, delta, s);
-    throw;
+  const Workspace delta_ws(current_device(), sizeof(float) * static_cast<size_t>(dims.batch * dims.heads * dims.seq), s);
+  float* delta = delta_ws.as<float>();
+  auto fill = [&](auto& p, auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    p.q = static_cast<const T*>(q);
+    p.k = static_cast<const T*>(k);
+    p.v = static_cast<const T*>(v);
+    p.o = static_cast<const T*>(out);
+    p.dout = static_cast<const T*>(dout);
+    p.dq = static_cast<T*>(dq);
+    p.dk = static_cast<T*>(dk);
+    p.dv = static_cast<T*>(dv);
+    p.lse = const_cast<float*>(lse);
+    p.delta = delta;
+  };
+  if (use_mma(dtype, dims.dim, {q, k, v, out, dout, dq, dk, dv}, in, out_layout)) {
+    Params<bf16> p = make_params<bf16>(dims, causal, scale, in, out_layout, kMmaRows);
+    fill(p, static_cast<bf16*>(nullptr));
+    with_mma_dim(dims.dim, [&](auto dim) { mma_backward_launch<decltype(dim)::value>(p, dims, s); });
+  } else {
+    CF_FLOAT_DTYPE(dtype, T, {
+      Params<T> p = make_params<T>(dims, causal, scale, in, out_layout, kSimtRowsPerCta);
+      fill(p, static_cast<T*>(nullptr));
+      const size_t smem_dq = simt_smem_dq(p.dim), smem_dkdv = simt_smem_dkdv(p.dim);
+      allow_smem(simt_backward_dq<T>, smem_dq);
+      allow_smem(simt_backward_dkdv<T>, smem_dkdv);
+      simt_backward_dq<T><<<grid_of(dims, p.tiles), kSimtThreads, smem_dq, as_cuda(s)>>>(p);
+      simt_backward_dkdv<T><<<grid_of(dims, p.tiles), kSimtThreads, smem_dkdv, as_cuda(s)>>>(p);
+    });
   }
-  cuda::free(device, delta, s);
 }
 
 }  // namespace cf::cuda

@@ -17,6 +17,22 @@
 
 namespace cf::cuda {
 inline cudaStream_t as_cuda(Stream s) { return static_cast<cudaStream_t>(s); }
+inline int current_device() {
+  int dev = 0;
+  CF_CUDA_CHECK(cudaGetDevice(&dev));
+  return dev;
+}
+// The device's SM count (a cached attribute: cheap enough to ask at every launch).
+inline int sm_count(int device) {
+  int v = 0;
+  CF_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+  return v;
+}
+// Lets `kernel` launch with `bytes` of dynamic shared memory (above 48 KB it must opt in).
+template <typename K>
+void allow_smem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024) CF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
 inline unsigned grid_1d(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
   int64_t b = (n + threads - 1) / threads;
   if (b < 1) b = 1;

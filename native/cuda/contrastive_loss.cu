@@ -36,7 +36,7 @@
 
 #include "check.cuh"
 #include "contrastive_loss.h"
-#include "memory.h"
+#include "workspace.cuh"
 #include "mma.cuh"
 
 namespace cf::cuda {
@@ -525,24 +525,6 @@ __global__ void __launch_bounds__(kFinishThreads) finish(const double* x0, int64
   if (threadIdx.x == 0) *out = static_cast<float>(part[0]);
 }
 
-// Scratch of the caching allocator on the current device, released on the stream after use.
-class Scratch {
- public:
-  Scratch(size_t bytes, Stream stream) : stream_(stream) {
-    CF_CUDA_CHECK(cudaGetDevice(&device_));
-    ptr_ = alloc(device_, bytes, stream);
-  }
-  ~Scratch() { free(device_, ptr_, stream_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <typename U> U* as() const { return static_cast<U*>(ptr_); }
-
- private:
-  Stream stream_;
-  int device_ = 0;
-  void* ptr_ = nullptr;
-};
-
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
 // The mma tiles copy feature rows in 16-byte pieces and add float pairs into d_own.
@@ -582,7 +564,8 @@ RowPass base_pass(const void* own, const void* other, int64_t n_own, int64_t n_o
 
 void clip_loss_forward(DType dtype, const void* a, const void* b, DType scale_dtype, const void* log_scale, const ClipLossSpec& spec,
                        float* loss, float* lse_row, float* lse_col, Stream s) {
-  Scratch term_r(sizeof(double) * (spec.rows ? spec.na : 1), s), term_c(sizeof(double) * (spec.cols ? spec.nb : 1), s);
+  const int dev = current_device();
+  const Workspace term_r(dev, sizeof(double) * (spec.rows ? spec.na : 1), s), term_c(dev, sizeof(double) * (spec.cols ? spec.nb : 1), s);
   if (spec.rows) {
     // Row i of A: log-sum-exp over B, label at column i + row_offset.
     RowPass p = base_pass(a, b, spec.na, spec.nb, spec.d, scale_dtype, log_scale);
@@ -607,7 +590,7 @@ void clip_loss_backward(DType dtype, const void* a, const void* b, DType scale_d
                         const float* lse_row, const float* lse_col, const float* dloss, float* da, float* db, float* dlog_scale, Stream s) {
   if (da) CF_CUDA_CHECK(cudaMemsetAsync(da, 0, sizeof(float) * spec.na * spec.d, as_cuda(s)));
   if (db) CF_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * spec.nb * spec.d, as_cuda(s)));
-  Scratch dt(sizeof(double) * spec.na, s);
+  const Workspace dt(current_device(), sizeof(double) * spec.na, s);
   if (da || dlog_scale) {
     // Rows of A: own term = the row term (label j = i + row_offset), other = the column term
     // (label i = j + col_offset, i.e. j − i = −col_offset).
@@ -644,7 +627,7 @@ void siglip_loss(DType dtype, const void* a, const void* b, DType scale_dtype, c
   const bool grads = da || db || dlog_scale || dbias;
   if (da) CF_CUDA_CHECK(cudaMemsetAsync(da, 0, sizeof(float) * spec.na * spec.d, as_cuda(s)));
   if (db) CF_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * spec.nb * spec.d, as_cuda(s)));
-  Scratch rows(sizeof(double) * spec.na * 3, s);
+  const Workspace rows(current_device(), sizeof(double) * spec.na * 3, s);
   double* loss_rows = rows.as<double>();
   double* dt_rows = loss_rows + spec.na;
   double* db_rows = dt_rows + spec.na;

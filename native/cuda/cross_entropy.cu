@@ -9,8 +9,8 @@
 // Floor: memory bound; forward reads rows * C * sizeof(T) bytes, backward reads and writes
 // rows * C * sizeof(T) each (labels and lse add 8 bytes per row).
 #include "cross_entropy.h"
-#include "memory.h"
 #include "rows.cuh"
+#include "workspace.cuh"
 
 namespace cf::cuda {
 namespace {
@@ -137,12 +137,6 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
   }
 }
 
-int current_device() {
-  int d = 0;
-  CF_CUDA_CHECK(cudaGetDevice(&d));
-  return d;
-}
-
 }  // namespace
 
 void cross_entropy_forward(DType dtype, const void* logits, const int32_t* labels, void* out, float* lse, int64_t nrows,
@@ -150,8 +144,9 @@ void cross_entropy_forward(DType dtype, const void* logits, const int32_t* label
   const float keep = 1.0f - smoothing, spread = smoothing / static_cast<float>(classes);
   const bool none = reduction == CrossEntropyReduction::None;
   if (none && nrows == 0) return;
-  const int dev = current_device();
-  float* row_loss = none || nrows == 0 ? nullptr : static_cast<float*>(cuda::alloc(dev, nrows * sizeof(float), s));
+  // Stream-ordered: the block is reused only after the kernels below have run.
+  const Workspace ws(current_device(), none ? 0 : nrows * sizeof(float), s);
+  float* row_loss = ws.as<float>();
   CF_FLOAT_DTYPE(dtype, T, {
     if (nrows > 0)
       rows::for_rows(nrows, classes, [&](auto g, unsigned grid, int threads) {
@@ -163,8 +158,6 @@ void cross_entropy_forward(DType dtype, const void* logits, const int32_t* label
       ce_reduce_kernel<T><<<1, kReduceThreads, 0, as_cuda(s)>>>(row_loss, labels, static_cast<T*>(out), nrows, ignore_index,
                                                                  reduction == CrossEntropyReduction::Mean);
   });
-  // Stream-ordered: the block is reused only after the kernels above have run.
-  if (row_loss) cuda::free(dev, row_loss, s);
 }
 
 void cross_entropy_backward(DType dtype, const void* logits, const int32_t* labels, const float* lse, const void* dy, void* dlogits,
@@ -172,9 +165,9 @@ void cross_entropy_backward(DType dtype, const void* logits, const int32_t* labe
                             Stream s) {
   if (nrows == 0) return;
   const float keep = 1.0f - smoothing, spread = smoothing / static_cast<float>(classes);
-  const int dev = current_device();
   const bool mean = reduction == CrossEntropyReduction::Mean;
-  float* scale = mean ? static_cast<float*>(cuda::alloc(dev, sizeof(float), s)) : nullptr;
+  const Workspace ws(current_device(), mean ? sizeof(float) : 0, s);
+  float* scale = ws.as<float>();
   CF_FLOAT_DTYPE(dtype, T, {
     if (mean)
       ce_mean_scale_kernel<T><<<1, kReduceThreads, 0, as_cuda(s)>>>(labels, static_cast<const T*>(dy), scale, nrows, ignore_index);
@@ -184,7 +177,6 @@ void cross_entropy_backward(DType dtype, const void* logits, const int32_t* labe
           static_cast<int>(classes), reduction, ignore_index, keep, spread);
     });
   });
-  if (scale) cuda::free(dev, scale, s);
 }
 
 }  // namespace cf::cuda

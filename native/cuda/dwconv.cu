@@ -371,18 +371,6 @@ __global__ void sum_parts_kernel(const float* __restrict__ ws, int64_t parts, in
   }
 }
 
-int current_device() {
-  int dev = 0;
-  CF_CUDA_CHECK(cudaGetDevice(&dev));
-  return dev;
-}
-
-int sm_count(int dev) {
-  int v = 0;
-  CF_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-  return v;
-}
-
 void check_grid(int64_t blocks, int64_t cgroups, const char* what) {
   if (blocks > 0x7fffffffLL || cgroups > 65535)
     throw Error(std::string("dwconv: ") + what + " needs a grid of " + std::to_string(blocks) + " x " + std::to_string(cgroups) +
@@ -397,7 +385,7 @@ void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T
   const int64_t taps = static_cast<int64_t>(p.kh) * p.kw;
   Workspace wt(dev, static_cast<size_t>(taps * g.c) * sizeof(float), s);
   if (taps > 0)
-    prep_weights_kernel<T><<<grid_1d(taps * g.c, 256), 256, 0, st>>>(w, wt.f(), g.c, g.k, p.kh, p.kw, p.wh0, p.whs, p.ww0, p.wws);
+    prep_weights_kernel<T><<<grid_1d(taps * g.c, 256), 256, 0, st>>>(w, wt.as<float>(), g.c, g.k, p.kh, p.kw, p.wh0, p.whs, p.ww0, p.wws);
   PassArgs a{g.c, p.in_h, p.in_w, p.out_h, p.out_w, p.out_img, p.out_base, p.out_row, p.out_col, p.oy, p.ox,
              p.stride, p.dil, p.kh, p.kw, 0, 0};
   if (p.stride == 1) {
@@ -407,15 +395,15 @@ void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T
     check_grid(blocks, (g.c + 31) / 32, "a convolution pass");
     const size_t smem = static_cast<size_t>(kTile * (kTile + p.kw) + p.kw) * 32 * sizeof(float);  // <= 44 KB
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>((g.c + 31) / 32));
-    pass_s1_kernel<T><<<grid, kThreads, smem, st>>>(a, in, wt.f(), bias, out);
+    pass_s1_kernel<T><<<grid, kThreads, smem, st>>>(a, in, wt.as<float>(), bias, out);
   } else {
-    pass_direct_kernel<T><<<grid_1d(g.n * p.out_h * p.out_w * g.c, 256), 256, 0, st>>>(a, g.n, in, wt.f(), bias, out);
+    pass_direct_kernel<T><<<grid_1d(g.n * p.out_h * p.out_w * g.c, 256), 256, 0, st>>>(a, g.n, in, wt.as<float>(), bias, out);
   }
 }
 
 template <typename T, int S>
 void launch_wgrad(const WgradArgs& a, dim3 grid, size_t smem, cudaStream_t st, const T* x, const T* dy, float* ws) {
-  if (smem > 48 * 1024) CF_CUDA_CHECK(cudaFuncSetAttribute(wgrad_kernel<T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  allow_smem(wgrad_kernel<T, S>, smem);
   wgrad_kernel<T, S><<<grid, kThreads, smem, st>>>(a, x, dy, ws);
 }
 
@@ -466,16 +454,16 @@ void run_wgrad(const DwGeom& g, const T* x, const T* dy, T* dw, T* db, Stream s)
     const size_t smem = static_cast<size_t>(std::max<int64_t>(kWgradCols * 32 + a.group_rows * a.xw * 32, kSlots * 8 * 32)) * sizeof(float);
     const dim3 grid(static_cast<unsigned>(partials), static_cast<unsigned>(cgroups), static_cast<unsigned>(tgroups));
     if (g.stride == 1)
-      launch_wgrad<T, 1>(a, grid, smem, st, x, dy, ws.f());
+      launch_wgrad<T, 1>(a, grid, smem, st, x, dy, ws.as<float>());
     else
-      launch_wgrad<T, 2>(a, grid, smem, st, x, dy, ws.f());
-    sum_parts_kernel<T><<<grid_1d(g.c * kk, 256), 256, 0, st>>>(ws.f(), partials, g.c * kk, dw);
+      launch_wgrad<T, 2>(a, grid, smem, st, x, dy, ws.as<float>());
+    sum_parts_kernel<T><<<grid_1d(g.c * kk, 256), 256, 0, st>>>(ws.as<float>(), partials, g.c * kk, dw);
   }
   if (db) {
     const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({rows, (4 * sms + cgroups - 1) / cgroups, 65535})));
     Workspace ws(dev, static_cast<size_t>(parts * g.c) * sizeof(float), s);
-    bias_grad_kernel<T><<<dim3(parts, static_cast<unsigned>(cgroups)), kThreads, 0, st>>>(dy, rows, g.ow, g.c, parts, ws.f());
-    sum_parts_kernel<T><<<grid_1d(g.c, 256), 256, 0, st>>>(ws.f(), parts, g.c, db);
+    bias_grad_kernel<T><<<dim3(parts, static_cast<unsigned>(cgroups)), kThreads, 0, st>>>(dy, rows, g.ow, g.c, parts, ws.as<float>());
+    sum_parts_kernel<T><<<grid_1d(g.c, 256), 256, 0, st>>>(ws.as<float>(), parts, g.c, db);
   }
 }
 

@@ -10,11 +10,10 @@
 // Out-of-range ids read as a zero row and are dropped from the gradient (no host sync here
 // to report them; the CPU backend throws instead).
 #include <cstdint>
-#include <memory>
 
 #include "check.cuh"
 #include "embedding.h"
-#include "memory.h"
+#include "workspace.cuh"
 
 namespace cf::cuda {
 namespace {
@@ -59,17 +58,6 @@ void launch_gather(const void* w, const int32_t* ids, void* out, int64_t n, int6
 
 bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
 
-// A pooled f32 buffer returned to the allocator on scope exit, also when a call throws.
-struct Workspace {
-  int device;
-  Stream stream;
-  float* ptr;
-  Workspace(int d, int64_t count, Stream s) : device(d), stream(s), ptr(static_cast<float*>(alloc(d, count * sizeof(float), s))) {}
-  ~Workspace() { free(device, ptr, stream); }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-};
-
 }  // namespace
 
 void embedding_forward(DType dtype, const void* weight, const int32_t* ids, void* out, int64_t n, int64_t vocab, int64_t dim, Stream stream) {
@@ -87,13 +75,9 @@ void embedding_backward(DType dtype, const void* dy, const int32_t* ids, void* d
   const int64_t table = vocab * dim;
   if (table == 0) return;
   const cudaStream_t s = as_cuda(stream);
-  std::unique_ptr<Workspace> ws;
-  if (dtype == DType::BF16) {
-    int device = 0;
-    CF_CUDA_CHECK(cudaGetDevice(&device));
-    ws = std::make_unique<Workspace>(device, table, stream);
-  }
-  float* acc = ws ? ws->ptr : static_cast<float*>(dweight);
+  // bf16 gradients accumulate in an f32 table, rounded once at the end.
+  const Workspace ws(current_device(), dtype == DType::BF16 ? table * sizeof(float) : 0, stream);
+  float* acc = ws.ptr ? ws.as<float>() : static_cast<float*>(dweight);
   CF_CUDA_CHECK(cudaMemsetAsync(acc, 0, table * sizeof(float), s));
   const int64_t total = n * dim;
   if (total > 0) {
@@ -108,7 +92,7 @@ void embedding_backward(DType dtype, const void* dy, const int32_t* ids, void* d
   }
   // The pool hands the workspace out again only to later work on this stream, which runs
   // after this cast.
-  if (ws) f32_to_bf16<<<grid_1d(table, 256), 256, 0, s>>>(acc, static_cast<bf16*>(dweight), table);
+  if (ws.ptr) f32_to_bf16<<<grid_1d(table, 256), 256, 0, s>>>(acc, static_cast<bf16*>(dweight), table);
 }
 
 }  // namespace cf::cuda

@@ -12,7 +12,7 @@
 #include <algorithm>
 
 #include "layernorm.h"
-#include "memory.h"
+#include "workspace.cuh"
 #include "rows.cuh"
 
 namespace cf::cuda {
@@ -167,16 +167,14 @@ void layernorm_backward(DType dtype, DType dy_dtype, const void* x, const void* 
       const int64_t chunk = std::max<int64_t>(64, (nrows + kMaxChunks - 1) / kMaxChunks);
       const int64_t chunks = (nrows + chunk - 1) / chunk;
       const unsigned col_blocks = static_cast<unsigned>((n + kColTile - 1) / kColTile);
-      int dev = 0;
-      CF_CUDA_CHECK(cudaGetDevice(&dev));
-      float* partial = chunks ? static_cast<float*>(cuda::alloc(dev, chunks * 2 * n * sizeof(float), s)) : nullptr;
+      // Stream-ordered: the block is reused only after the kernels below have run.
+      const Workspace ws(current_device(), chunks * 2 * n * sizeof(float), s);
+      float* partial = ws.as<float>();
       if (chunks)
         layernorm_param_partial_kernel<T, TY><<<dim3(col_blocks, static_cast<unsigned>(chunks)), dim3(kColTile, kPartialLanes), 0, as_cuda(s)>>>(
             static_cast<const T*>(x), mean, rstd, static_cast<const TY*>(dy), partial, nrows, static_cast<int>(n), chunk);
       layernorm_param_final_kernel<T><<<col_blocks, dim3(kColTile, kFinalLanes), 0, as_cuda(s)>>>(
           partial, static_cast<T*>(dweight), static_cast<T*>(dbias), chunks, static_cast<int>(n));
-      // Stream-ordered: the block is reused only after the kernels above have run.
-      if (partial) cuda::free(dev, partial, s);
     }
   });
 }

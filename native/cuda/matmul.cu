@@ -26,8 +26,6 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
-#include <map>
-#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -38,7 +36,6 @@
 #include "check.cuh"
 #include "matmul.h"
 #include "mma.cuh"
-#include "runtime.h"
 #include "wgmma.cuh"
 #include "workspace.cuh"
 
@@ -198,6 +195,13 @@ __device__ __forceinline__ void store_tile(const Stage& s, uint16_t* smem) {
   }
 }
 
+// The bf16 epilogue of every kernel here: *c = product (+ *bias) (+ old *c), rounded once.
+__device__ __forceinline__ void store_bf16(bf16* c, float v, const bf16* bias, bool accumulate) {
+  if (bias) v += bf16_to_float(*bias);
+  if (accumulate) v += bf16_to_float(*c);
+  *c = float_to_bf16(v);
+}
+
 __device__ __forceinline__ uint32_t lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // The A fragment (16 x 16, rows m0.., k ks..) in mma.m16n8k16 order: a[0] (m g, k 2t..),
@@ -303,11 +307,7 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
         for (int e = 0; e < 2; ++e) {
           const int gn = n0 + wn + ni * 8 + 2 * t + e;
           if (gn >= p.n) continue;
-          const int64_t idx = static_cast<int64_t>(gm) * p.n + gn;
-          float v = acc[mi][ni][2 * h + e];
-          if (bias) v += bf16_to_float(bias[gn]);
-          if (p.accumulate) v += bf16_to_float(C[idx]);
-          C[idx] = float_to_bf16(v);
+          store_bf16(C + static_cast<int64_t>(gm) * p.n + gn, acc[mi][ni][2 * h + e], bias ? bias + gn : nullptr, p.accumulate);
         }
     }
 }
@@ -369,6 +369,7 @@ struct Sm90Work {
   int m0, n0, z, split, kb0, kb1;
 };
 
+template <int BN>
 __device__ __forceinline__ Sm90Work sm90_work(const Sm90Args& p, int64_t w, int kblocks) {
   Sm90Work r;
   r.split = static_cast<int>(w % p.splits);
@@ -377,7 +378,7 @@ __device__ __forceinline__ Sm90Work sm90_work(const Sm90Args& p, int64_t w, int 
   r.z = static_cast<int>(tile / per_batch);
   const int64_t in_batch = tile % per_batch;
   r.m0 = static_cast<int>(in_batch / p.tiles_n) * kSm90BM;
-  r.n0 = static_cast<int>(in_batch % p.tiles_n);  // in tiles: the kernel knows BN
+  r.n0 = static_cast<int>(in_batch % p.tiles_n) * BN;
   r.kb0 = r.split * p.kblocks_per_split;
   r.kb1 = min(kblocks, r.kb0 + p.kblocks_per_split);
   return r;
@@ -417,8 +418,8 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
     int stage = 0;
     uint32_t phase = 0;
     for (int64_t w = blockIdx.x; w < p.work; w += gridDim.x) {
-      Sm90Work t = sm90_work(p, w, kblocks);
-      const int n0 = t.n0 * BN, za = p.batched_a ? t.z : 0, zb = p.batched_b ? t.z : 0;
+      const Sm90Work t = sm90_work<BN>(p, w, kblocks);
+      const int za = p.batched_a ? t.z : 0, zb = p.batched_b ? t.z : 0;
       for (int kb = t.kb0; kb < t.kb1; ++kb) {
         mbar_wait(&empty[stage], phase ^ 1);
         unsigned char* a = smem + size_t(stage) * Cfg::kStageBytes;
@@ -431,9 +432,9 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
           tma_load_3d(a, &map_a, &full[stage], k0, t.m0, za);
         }
         if (BMN) {
-          for (int h = 0; h < BN / 64; ++h) tma_load_3d(b + h * kSm90AtomBytes, &map_b, &full[stage], n0 + 64 * h, k0, zb);
+          for (int h = 0; h < BN / 64; ++h) tma_load_3d(b + h * kSm90AtomBytes, &map_b, &full[stage], t.n0 + 64 * h, k0, zb);
         } else {
-          tma_load_3d(b, &map_b, &full[stage], k0, n0, zb);
+          tma_load_3d(b, &map_b, &full[stage], k0, t.n0, zb);
         }
         if (++stage == kStages) {
           stage = 0;
@@ -452,8 +453,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
   int stage = 0;
   uint32_t phase = 0;
   for (int64_t w = blockIdx.x; w < p.work; w += gridDim.x) {
-    const Sm90Work t = sm90_work(p, w, kblocks);
-    const int n0 = t.n0 * BN;
+    const Sm90Work t = sm90_work<BN>(p, w, kblocks);
     int prev = -1;
     for (int kb = t.kb0; kb < t.kb1; ++kb) {
       mbar_wait(&full[stage], phase);
@@ -496,7 +496,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
         for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int gn = n0 + 8 * j + 2 * t4 + e;
+            const int gn = t.n0 + 8 * j + 2 * t4 + e;
             if (gn < p.n) out[gn] = acc[4 * j + 2 * h + e];
           }
         continue;
@@ -506,12 +506,8 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
       for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int gn = n0 + 8 * j + 2 * t4 + e;
-          if (gn >= p.n) continue;
-          float v = acc[4 * j + 2 * h + e];
-          if (p.bias) v += bf16_to_float(p.bias[gn]);
-          if (p.accumulate) v += bf16_to_float(out[gn]);
-          out[gn] = float_to_bf16(v);
+          const int gn = t.n0 + 8 * j + 2 * t4 + e;
+          if (gn < p.n) store_bf16(out + gn, acc[4 * j + 2 * h + e], p.bias ? p.bias + gn : nullptr, p.accumulate);
         }
     }
   }
@@ -524,9 +520,7 @@ __global__ void gemm_split_sum_kernel(const float* partial, int splits, int64_t 
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < elems; i += int64_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
     for (int s = 0; s < splits; ++s) v += partial[s * elems + i];
-    if (bias) v += bf16_to_float(bias[i % n]);
-    if (accumulate) v += bf16_to_float(c[i]);
-    c[i] = float_to_bf16(v);
+    store_bf16(c + i, v, bias ? bias + i % n : nullptr, accumulate);
   }
 }
 
@@ -555,12 +549,9 @@ void with_trans(bool ta, bool tb, F&& f) {
 std::atomic<bool> g_force_mma_sync{false};
 
 bool hopper(int device) {
-  static std::mutex mu;
-  static std::map<int, bool> known;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = known.find(device);
-  if (it == known.end()) it = known.emplace(device, device_info(device).major == 9).first;
-  return it->second;
+  int major = 0;
+  CF_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major == 9;
 }
 
 // TMA reads a tensor whose base is 16-byte aligned and whose rows and batch items start a
@@ -609,11 +600,63 @@ Sm90Plan plan_sm90(const GemmShape& s, int sms) {
   return best;
 }
 
-#ifdef CLIPFORGE_CUDA_EMULATION
-using ::cf_emu::encode_tma_bf16;
-#else
+// The tensor map of one operand: dims (contiguous, other, batch); a shared operand is one
+// batch item. Boxes: 64 k x `rows` rows for a k-contiguous operand, 64 rows x 64 k otherwise.
+TmaDesc operand_map(const void* base, bool k_contiguous, int64_t rows, int64_t k, int64_t batch_stride, int64_t batch, int box_rows) {
+  const uint64_t contiguous = k_contiguous ? k : rows, other = k_contiguous ? rows : k;
+  const uint64_t row_bytes = contiguous * 2, matrix_bytes = (row_bytes * other + 15) / 16 * 16;
+  const uint64_t dims[3] = {contiguous, other, static_cast<uint64_t>(batch_stride ? batch : 1)};
+  const uint64_t strides[2] = {row_bytes, batch_stride ? static_cast<uint64_t>(batch_stride) * 2 : matrix_bytes};
+  const uint32_t box[3] = {64, static_cast<uint32_t>(k_contiguous ? box_rows : 64), 1};
+  TmaDesc desc;
+  const std::string why = encode_tma_bf16(&desc, base, dims, strides, box);
+  if (!why.empty()) throw Error("matmul: TMA descriptor for a " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) + " x " +
+                                std::to_string(dims[2]) + " bf16 operand: " + why);
+  return desc;
+}
+
+template <int BN>
+void launch_sm90(bool ta, bool tb, const TmaDesc& ma, const TmaDesc& mb, const Sm90Args& p, int sms, cudaStream_t stream) {
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(p.work, sms));
+  with_trans(ta, tb, [&](auto tA, auto tB) {
+    allow_smem(gemm_sm90_kernel<BN, tA.value, tB.value>, Sm90<BN>::kSmemBytes);
+    gemm_sm90_kernel<BN, tA.value, tB.value><<<grid, kSm90Threads, Sm90<BN>::kSmemBytes, stream>>>(ma, mb, p);
+  });
+}
+
+void gemm_sm90(const GemmShape& s, const void* a, const void* b, const void* bias, void* c, int device, Stream stream) {
+  const int sms = sm_count(device);
+  const Sm90Plan plan = plan_sm90(s, sms);
+  const TmaDesc ma = operand_map(a, !s.trans_a, s.m, s.k, s.stride_a, s.batch, kSm90BM);
+  const TmaDesc mb = operand_map(b, s.trans_b, s.n, s.k, s.stride_b, s.batch, plan.bn);
+  Sm90Args p;
+  p.bias = static_cast<const bf16*>(bias);
+  p.c = static_cast<bf16*>(c);
+  p.m = static_cast<int>(s.m);
+  p.n = static_cast<int>(s.n);
+  p.k = static_cast<int>(s.k);
+  p.tiles_m = static_cast<int>(plan.tiles_m);
+  p.tiles_n = static_cast<int>(plan.tiles_n);
+  p.splits = plan.splits;
+  p.kblocks_per_split = plan.kblocks_per_split;
+  p.batch = s.batch;
+  p.work = plan.work;
+  p.accumulate = s.accumulate;
+  p.batched_a = s.stride_a != 0;
+  p.batched_b = s.stride_b != 0;
+  const int64_t elems = s.batch * s.m * s.n;
+  Workspace partial(device, plan.splits > 1 ? static_cast<size_t>(plan.splits * elems) * sizeof(float) : 0, stream);
+  p.partial = partial.as<float>();
+  if (plan.bn == 256) launch_sm90<256>(s.trans_a, s.trans_b, ma, mb, p, sms, as_cuda(stream));
+  else launch_sm90<128>(s.trans_a, s.trans_b, ma, mb, p, sms, as_cuda(stream));
+  if (plan.splits > 1)
+    gemm_split_sum_kernel<<<grid_1d(elems, 256), 256, 0, as_cuda(stream)>>>(p.partial, plan.splits, elems, p.n, p.bias, p.accumulate,
+                                                                         p.c);
+}
+
 }  // namespace
 
+#ifndef CLIPFORGE_CUDA_EMULATION
 std::string encode_tma_bf16(TmaDesc* desc, const void* base, const uint64_t (&dims)[3], const uint64_t (&strides)[2],
                             const uint32_t (&box)[3]) {
   // The driver's cuTensorMapEncodeTiled, found through the runtime so the addon needs no libcuda at link time.
@@ -638,66 +681,7 @@ std::string encode_tma_bf16(TmaDesc* desc, const void* base, const uint64_t (&di
                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? "" : "cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(r));
 }
-
-namespace {
 #endif
-
-// The tensor map of one operand: dims (contiguous, other, batch); a shared operand is one
-// batch item. Boxes: 64 k x `rows` rows for a k-contiguous operand, 64 rows x 64 k otherwise.
-TmaDesc operand_map(const void* base, bool k_contiguous, int64_t rows, int64_t k, int64_t batch_stride, int64_t batch, int box_rows) {
-  const uint64_t contiguous = k_contiguous ? k : rows, other = k_contiguous ? rows : k;
-  const uint64_t row_bytes = contiguous * 2, matrix_bytes = (row_bytes * other + 15) / 16 * 16;
-  const uint64_t dims[3] = {contiguous, other, static_cast<uint64_t>(batch_stride ? batch : 1)};
-  const uint64_t strides[2] = {row_bytes, batch_stride ? static_cast<uint64_t>(batch_stride) * 2 : matrix_bytes};
-  const uint32_t box[3] = {64, static_cast<uint32_t>(k_contiguous ? box_rows : 64), 1};
-  TmaDesc desc;
-  const std::string why = encode_tma_bf16(&desc, base, dims, strides, box);
-  if (!why.empty()) throw Error("matmul: TMA descriptor for a " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) + " x " +
-                                std::to_string(dims[2]) + " bf16 operand: " + why);
-  return desc;
-}
-
-template <int BN>
-void launch_sm90(bool ta, bool tb, const TmaDesc& ma, const TmaDesc& mb, const Sm90Args& p, int sms, cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(p.work, sms));
-  with_trans(ta, tb, [&](auto tA, auto tB) {
-    auto kernel = gemm_sm90_kernel<BN, tA.value, tB.value>;
-    CF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Sm90<BN>::kSmemBytes)));
-    gemm_sm90_kernel<BN, tA.value, tB.value><<<grid, kSm90Threads, Sm90<BN>::kSmemBytes, stream>>>(ma, mb, p);
-  });
-}
-
-void gemm_sm90(const GemmShape& s, const void* a, const void* b, const void* bias, void* c, int device, Stream stream) {
-  const int sms = device_info(device).multiprocessors;
-  const Sm90Plan plan = plan_sm90(s, sms);
-  const TmaDesc ma = operand_map(a, !s.trans_a, s.m, s.k, s.stride_a, s.batch, kSm90BM);
-  const TmaDesc mb = operand_map(b, s.trans_b, s.n, s.k, s.stride_b, s.batch, plan.bn);
-  Sm90Args p;
-  p.bias = static_cast<const bf16*>(bias);
-  p.c = static_cast<bf16*>(c);
-  p.m = static_cast<int>(s.m);
-  p.n = static_cast<int>(s.n);
-  p.k = static_cast<int>(s.k);
-  p.tiles_m = static_cast<int>(plan.tiles_m);
-  p.tiles_n = static_cast<int>(plan.tiles_n);
-  p.splits = plan.splits;
-  p.kblocks_per_split = plan.kblocks_per_split;
-  p.batch = s.batch;
-  p.work = plan.work;
-  p.accumulate = s.accumulate;
-  p.batched_a = s.stride_a != 0;
-  p.batched_b = s.stride_b != 0;
-  const int64_t elems = s.batch * s.m * s.n;
-  Workspace partial(device, plan.splits > 1 ? static_cast<size_t>(plan.splits * elems) * sizeof(float) : 0, stream);
-  p.partial = partial.f();
-  if (plan.bn == 256) launch_sm90<256>(s.trans_a, s.trans_b, ma, mb, p, sms, as_cuda(stream));
-  else launch_sm90<128>(s.trans_a, s.trans_b, ma, mb, p, sms, as_cuda(stream));
-  if (plan.splits > 1)
-    gemm_split_sum_kernel<<<grid_1d(elems, 256), 256, 0, as_cuda(stream)>>>(p.partial, plan.splits, elems, p.n, p.bias, p.accumulate,
-                                                                         p.c);
-}
-
-}  // namespace
 
 void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, const GemmShape& shape, Stream stream) {
   const GemmShape s = fold_shared_batch(shape);
@@ -708,8 +692,7 @@ void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, 
   const bool is_bf16 = dtype == DType::BF16;
   if (!is_bf16 && dtype != DType::F32) throw Error(std::string("matmul: unsupported dtype ") + dtype_name(dtype));
   if (is_bf16 && !g_force_mma_sync.load(std::memory_order_relaxed) && sm90_fits(s, a, b)) {
-    int device = 0;
-    CF_CUDA_CHECK(cudaGetDevice(&device));
+    const int device = current_device();
     if (hopper(device)) {
       gemm_sm90(s, a, b, bias, c, device, stream);
       return;

@@ -1,5 +1,5 @@
 // Scratch device memory for a kernel's partial results (dwconv's weight-gradient partials, the
-// split-K GEMM's f32 slices).
+// split-K GEMM's f32 slices, the loss's per-row terms, embedding's f32 gradient table).
 #pragma once
 #include "check.cuh"
 #include "memory.h"
@@ -24,7 +24,10 @@ struct Workspace {
   }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
-  float* f() const { return static_cast<float*>(ptr); }
+  template <typename U>
+  U* as() const {
+    return static_cast<U*>(ptr);
+  }
 };
 
 }  // namespace cf::cuda

@@ -943,8 +943,16 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
 }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int device) {
   if (device != 0) return record(cudaErrorInvalidDevice, "invalid device ordinal");
-  if (attr != cudaDevAttrMultiProcessorCount) return record(cudaErrorInvalidValue, "invalid argument: device attribute");
-  *v = 132;
+  switch (attr) {
+    case cudaDevAttrMultiProcessorCount:
+      *v = 132;
+      break;
+    case cudaDevAttrComputeCapabilityMajor:
+      *v = 9;  // as cudaGetDeviceProperties reports
+      break;
+    default:
+      return record(cudaErrorInvalidValue, "invalid argument: device attribute");
+  }
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : record(cudaErrorInvalidDevice, "invalid device ordinal"); }
