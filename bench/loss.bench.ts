@@ -13,9 +13,11 @@
 //   loss.py (f32 GEMM at the same thread count on CPU, bf16 8192³ on CUDA). "of floor" is
 //   floor time / measured time (above 1 means faster than the materialized formulation could
 //   ever be). OpenCLIP's SigLIP needs only 6·N²·D (one product forward, two backward). Our
-//   kernels' work, which "GF/s" divides by the time: CLIP 8·N²·D on the CPU (one tile product
-//   forward; recompute + two products backward) and 12·N²·D on CUDA (row and column passes);
-//   SigLIP 6·N²·D on the CPU and 8·N²·D on CUDA (loss and gradients in one pass per side).
+//   kernels' work, which "GF/s" divides by the time: CLIP 8·N²·D on the CPU and on Hopper GPUs
+//   (one tile product forward; recompute + two products backward) and 12·N²·D on the mma.sync
+//   tiles (row and column passes); SigLIP 6·N²·D on the CPU and Hopper, 8·N²·D on the mma.sync
+//   tiles. On a Hopper GPU both CUDA kernel families are timed up to N 32768 (the "kernel"
+//   column; cf.native.cudaGemmKernel switches them), the wgmma one beyond.
 //
 // Correct before fast: on the first shape both sides read the same features (written to a
 // temporary folder) and the loss, Σ|dimg| and dlogitScale must agree (f32 1e-4, bf16 2e-2
@@ -194,37 +196,50 @@ function main(): void {
   if (!torch) console.log(`PyTorch side did not run: ${torchWhy}`);
   const theoretical = a.device === 'cpu' ? cpuPeak(a.threads) : null;
   const matrixFlops = torch?.matrix_flops ?? (theoretical ? theoretical.gflops * 1e9 : 798e12);
-  const workPerN2D = (kind: Kind): number => (a.device === 'cpu' ? (kind === 'clip' ? 8 : 6) : kind === 'clip' ? 12 : 8);
+  // The tile products' work of each kernel family (see the top of this file).
+  const workPerN2D = (kind: Kind, kernel: string): number => (a.device === 'cpu' || kernel.startsWith('wgmma') ? (kind === 'clip' ? 8 : 6) : kind === 'clip' ? 12 : 8);
+  const kernels = (n: number): ('auto' | 'mma.sync')[] => {
+    if (a.device === 'cpu') return ['auto'];
+    const hopper = cf.native.cudaGemmKernel('cuda:0').startsWith('wgmma');
+    return hopper && n <= 32768 ? ['auto', 'mma.sync'] : ['auto'];
+  };
+  const kernelName = (which: 'auto' | 'mma.sync'): string => (a.device === 'cpu' ? cf.native.gemmKernel() : cf.native.cudaGemmKernel('cuda:0', which));
   const tol = a.device === 'cpu' ? 1e-4 : 2e-2;
 
   console.log(`contrastive loss fwd+bwd on ${deviceName}${a.device === 'cpu' ? `, ${a.threads} threads` : ''}; matrix rate ${(matrixFlops / 1e9).toFixed(1)} GFLOP/s (${torch ? 'PyTorch GEMM, this run' : theoretical ? 'theoretical peak' : 'PERF.md'})`);
   if (theoretical) console.log(`theoretical f32 peak: ${theoretical.gflops.toFixed(1)} GFLOP/s (${theoretical.model}, ${theoretical.isa}, ${theoretical.ghz.toFixed(2)} GHz nominal)`);
-  console.log('loss    N        D     ours ms  GF/s   of floor  peak mem    | torch ms  of floor  peak mem   | speedup');
+  console.log('loss    N        D     kernel                ours ms  GF/s   of floor  peak mem    | torch ms  of floor  peak mem   | speedup');
   const rows: Record<string, unknown>[] = [];
   const skipped: string[] = [];
   let lastRate = 0;
   for (const [si, [n, d]] of a.shapes.entries()) {
-    for (const kind of KINDS) {
+    for (const [kind, which] of KINDS.flatMap((k) => kernels(n).map((w) => [k, w] as const))) {
+      const kernel = kernelName(which);
       const floorMs = ((12 * n * n * d) / matrixFlops) * 1e3;
-      const predictedS = lastRate > 0 ? (workPerN2D(kind) * n * n * d) / lastRate : 0;
+      const predictedS = lastRate > 0 ? (workPerN2D(kind, kernel) * n * n * d) / lastRate : 0;
       if (predictedS * (a.repeats + 1) > a.budgetS) {
-        skipped.push(`${kind} ${n}x${d} (predicted ${predictedS.toFixed(0)} s per call)`);
+        skipped.push(`${kind} ${n}x${d} ${kernel} (predicted ${predictedS.toFixed(0)} s per call)`);
         continue;
       }
       const t = torch?.results.find((e) => e.kind === kind && e.n === n && e.d === d);
       const x = inputs(a, n, d, si === 0 ? check : undefined);
       const repeats = n >= 131072 ? Math.min(a.repeats, 3) : a.repeats;
-      const ours = measure(a, kind, x, repeats);
+      let ours: Measured;
+      try {
+        ours = measure(a, kind, x, repeats);
+      } finally {
+        if (a.device === 'cuda') cf.native.cudaGemmKernel('cuda:0', 'auto');
+      }
       if (si === 0 && t && !t.oom) {
         const errs = [rel(ours.loss, t.loss!), rel(ours.dimgAbsSum, t.dimg_abs_sum!), rel(ours.dscale, t.dscale!)];
         if (errs.some((e) => !(e <= tol))) {
           throw new Error(`loss.bench: ${kind} ${n}x${d} disagrees with PyTorch (loss ${ours.loss} vs ${t.loss}, Σ|dimg| ${ours.dimgAbsSum} vs ${t.dimg_abs_sum}, dscale ${ours.dscale} vs ${t.dscale}); no times printed`);
         }
       }
-      lastRate = (workPerN2D(kind) * n * n * d) / (ours.ms / 1e3);
+      lastRate = (workPerN2D(kind, kernel) * n * n * d) / (ours.ms / 1e3);
       const torchMs = t && !t.oom ? t.median_s! * 1e3 : undefined;
       const row = {
-        kind, n, d, dtype: a.device === 'cuda' ? 'bf16' : 'f32',
+        kind, n, d, kernel, work_per_n2d: workPerN2D(kind, kernel), dtype: a.device === 'cuda' ? 'bf16' : 'f32',
         ours_ms: ours.ms, ours_gflops: lastRate / 1e9, ours_of_floor: floorMs / ours.ms, ours_peak_bytes: ours.peakBytes,
         torch_ms: torchMs ?? null, torch_of_floor: torchMs ? floorMs / torchMs : null, torch_peak_bytes: t?.peak_bytes ?? null, torch_oom: t?.oom ?? false,
         speedup: torchMs ? torchMs / ours.ms : null, floor_ms: floorMs, loss: ours.loss,
@@ -232,7 +247,7 @@ function main(): void {
       rows.push(row);
       const torchCols = t?.oom ? 'out of memory                   ' : torchMs ? `${torchMs.toFixed(1).padStart(8)}  ${(floorMs / torchMs).toFixed(2).padStart(8)}  ${fmtBytes(t!.peak_bytes).padStart(10)}` : '       -         -           -';
       console.log(
-        `${kind.padEnd(7)} ${String(n).padEnd(8)} ${String(d).padEnd(5)} ${ours.ms.toFixed(1).padStart(8)} ${(lastRate / 1e9).toFixed(1).padStart(6)} ${(floorMs / ours.ms).toFixed(2).padStart(8)}  ${fmtBytes(ours.peakBytes).padStart(10)} | ${torchCols} | ${torchMs ? (torchMs / ours.ms).toFixed(2) + '×' : '-'}`,
+        `${kind.padEnd(7)} ${String(n).padEnd(8)} ${String(d).padEnd(5)} ${kernel.slice(0, 20).padEnd(21)} ${ours.ms.toFixed(1).padStart(8)} ${(lastRate / 1e9).toFixed(1).padStart(6)} ${(floorMs / ours.ms).toFixed(2).padStart(8)}  ${fmtBytes(ours.peakBytes).padStart(10)} | ${torchCols} | ${torchMs ? (torchMs / ours.ms).toFixed(2) + '×' : '-'}`,
       );
     }
   }
@@ -245,7 +260,7 @@ function main(): void {
     matrix_flops_source: torch ? 'PyTorch GEMM in this run' : theoretical ? 'theoretical' : 'PERF.md',
     theoretical_peak_flops: theoretical ? theoretical.gflops * 1e9 : undefined,
     floor: '12·N²·D FLOPs (two logit products forward, four backward) / matrix_flops',
-    work: `our kernels' FLOPs on this device: CLIP ${workPerN2D('clip')}·N²·D, SigLIP ${workPerN2D('siglip')}·N²·D`,
+    work: "our kernels' FLOPs per row's work_per_n2d · N²·D (CLIP 8, SigLIP 6 on the CPU and the wgmma path; 12 and 8 on the mma.sync tiles)",
     results: rows,
     skipped,
   });

@@ -86,9 +86,11 @@ export interface NativeAddon {
   matmul(a: T, b: T, bias: T | null, out: T, transA: boolean, transB: boolean, accumulate: boolean): void;
   // the CPU GEMM micro-kernel: selects one when `which` is given; returns the name of the one in use
   gemmKernel(which?: 'auto' | 'avx2' | 'generic'): string;
-  // the bf16 GEMM kernel on a CUDA device: 'mma.sync' forces the sm_80 one everywhere, 'auto' lets
-  // Hopper GPUs run TMA + wgmma; returns the name of the one the device runs
+  // the bf16 GEMM kernel on a CUDA device: 'mma.sync' forces the sm_80 one everywhere (GEMMs and the
+  // contrastive losses' tiles), 'auto' lets Hopper GPUs run TMA + wgmma; returns the name of the one the device runs
   cudaGemmKernel(device: string, which?: 'auto' | 'mma.sync'): string;
+  // rows of `a` per chunk of the contrastive losses on Hopper GPUs (a multiple of 128; 0 chooses by size)
+  cudaLossChunkRows(device: string, rows: number): void;
   // contrastive loss: a [na, D], b [nb, D]; logScale / bias / loss / dloss / scalar grads [] or [1];
   // a CLIP term is computed when its lse (f32 [na] / [nb]) is given; gradients are f32, null when not wanted
   clipLossForward(a: T, b: T, logScale: T, rowOffset: number, colOffset: number, wRow: number, wCol: number, loss: T, lseRow: T | null, lseCol: T | null): void;

@@ -2,6 +2,7 @@
 //   clipLossForward(a, b, logScale, rowOffset, colOffset, wRow, wCol, loss, lseRow?, lseCol?)
 //   clipLossBackward(a, b, logScale, lseRow?, lseCol?, rowOffset, colOffset, wRow, wCol, dloss, da?, db?, dLogScale?)
 //   siglipLoss(a, b, logScale, bias, offset, weight, loss, da?, db?, dLogScale?, dBias?)
+//   cudaLossChunkRows(device, rows)   rows of A per chunk of the Hopper path (0: by size), for tests
 // A CLIP term is computed when its lse tensor is given (null/undefined leaves it out); a
 // gradient is computed when its output is given (SigLIP's in the same pass as the loss, for
 // dloss = 1). Scalars (logScale, bias, loss, dloss and scalar gradients) have shape [] or [1].
@@ -233,12 +234,28 @@ Napi::Value siglip_loss(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value cuda_loss_chunk_rows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "cudaLossChunkRows";
+  const std::string name = string(info, 0, op, "device");
+  const Device d = parse_device(env, name, op, "device");
+  if (d.kind != DeviceKind::CUDA) fail_arg(env, op, "device", "a CUDA device", "'" + name + "'");
+  const int64_t rows = integer(info, 1, op, "rows", 0, 1 << 20);
+  if (rows % 128 != 0) fail_arg(env, op, "rows", "a multiple of 128", std::to_string(rows));
+  prepare_device(env, d, op);
+#ifdef CLIPFORGE_WITH_CUDA
+  cuda::set_loss_chunk_rows(rows);
+#endif
+  return env.Undefined();
+}
+
 }  // namespace
 
 void register_contrastive_loss(Napi::Env, Napi::Object exports) {
   CF_EXPORT(exports, "clipLossForward", clip_loss_forward);
   CF_EXPORT(exports, "clipLossBackward", clip_loss_backward);
   CF_EXPORT(exports, "siglipLoss", siglip_loss);
+  CF_EXPORT(exports, "cudaLossChunkRows", cuda_loss_chunk_rows);
 }
 
 }  // namespace cf::addon

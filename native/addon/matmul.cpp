@@ -98,8 +98,9 @@ Napi::Value gemm_kernel(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, cpu::gemm_kernel_name());
 }
 
-// cudaGemmKernel(device, which?): 'mma.sync' makes every bf16 GEMM on CUDA take the sm_80
-// kernel, 'auto' lets Hopper GPUs use TMA + wgmma; returns the kernel `device` runs now.
+// cudaGemmKernel(device, which?): 'mma.sync' makes every bf16 GEMM on CUDA (and the contrastive
+// losses' tile products) take the sm_80 kernels, 'auto' lets Hopper GPUs use TMA + wgmma;
+// returns the kernel `device` runs now.
 Napi::Value cuda_gemm_kernel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "cudaGemmKernel";

@@ -13,6 +13,9 @@
 // is deterministic; column-side work (CLIP's column log-sum-exps, dB) is the same kernel with the
 // two sides swapped. Labels sit where (other index − own index) == delta.
 //
+// On Hopper GPUs, bf16 features with d % 8 == 0 take contrastive_loss_sm90.cu instead (the tile
+// products on the TMA + wgmma GEMM, 8·na·nb·d for CLIP); everything else comes here.
+//
 // Tile families, chosen per call by the features' dtype and layout:
 //   row_pass_tc  bf16 features with d % 8 == 0 and 16-byte aligned rows: tensor cores. 4 warps,
 //                each 16 own rows × 64 columns, mma.sync m16n8k16 (bf16 in, f32 accumulate; sm_80
@@ -34,10 +37,9 @@
 #include <cfloat>
 #include <cmath>
 
-#include "check.cuh"
-#include "contrastive_loss.h"
-#include "workspace.cuh"
+#include "contrastive_loss.cuh"
 #include "mma.cuh"
+#include "workspace.cuh"
 
 namespace cf::cuda {
 namespace {
@@ -79,10 +81,6 @@ struct RowPass {
   double* dbias_rows = nullptr;
 };
 
-__device__ __forceinline__ float read_param(DType dtype, const void* p) {
-  return dtype == DType::BF16 ? bf16_to_float(*static_cast<const bf16*>(p)) : *static_cast<const float*>(p);
-}
-
 // Reductions over the kLanes consecutive, aligned lanes that share a row (16 in the SIMT tiles,
 // a quad in the mma ones): every lane gets the same bits.
 template <int kLanes>
@@ -97,9 +95,6 @@ __device__ __forceinline__ V group_sum(V v) {
   for (int o = kLanes / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
-
-// log(1 + e^x) without overflow, accurate for large |x|.
-__device__ __forceinline__ float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
 
 // What every tile of a pass needs, read once per block.
 struct PassConsts {
@@ -543,11 +538,6 @@ void launch(DType dtype, const RowPass& p, Stream s) {
   CF_CUDA_CHECK(cudaGetLastError());
 }
 
-void run_finish(const double* x0, int64_t n0, double w0, const double* x1, int64_t n1, double w1, float* out, Stream s) {
-  finish<<<1, kFinishThreads, 0, as_cuda(s)>>>(x0, n0, w0, x1, n1, w1, out);
-  CF_CUDA_CHECK(cudaGetLastError());
-}
-
 RowPass base_pass(const void* own, const void* other, int64_t n_own, int64_t n_other, int64_t d, DType scale_dtype, const void* log_scale) {
   RowPass p;
   p.own = own;
@@ -562,8 +552,14 @@ RowPass base_pass(const void* own, const void* other, int64_t n_own, int64_t n_o
 
 }  // namespace
 
+void run_finish(const double* x0, int64_t n0, double w0, const double* x1, int64_t n1, double w1, float* out, Stream s) {
+  finish<<<1, kFinishThreads, 0, as_cuda(s)>>>(x0, n0, w0, x1, n1, w1, out);
+  CF_CUDA_CHECK(cudaGetLastError());
+}
+
 void clip_loss_forward(DType dtype, const void* a, const void* b, DType scale_dtype, const void* log_scale, const ClipLossSpec& spec,
                        float* loss, float* lse_row, float* lse_col, Stream s) {
+  if (clip_loss_forward_sm90(dtype, a, b, scale_dtype, log_scale, spec, loss, lse_row, lse_col, s)) return;
   const int dev = current_device();
   const Workspace term_r(dev, sizeof(double) * (spec.rows ? spec.na : 1), s), term_c(dev, sizeof(double) * (spec.cols ? spec.nb : 1), s);
   if (spec.rows) {
@@ -588,6 +584,7 @@ void clip_loss_forward(DType dtype, const void* a, const void* b, DType scale_dt
 
 void clip_loss_backward(DType dtype, const void* a, const void* b, DType scale_dtype, const void* log_scale, const ClipLossSpec& spec,
                         const float* lse_row, const float* lse_col, const float* dloss, float* da, float* db, float* dlog_scale, Stream s) {
+  if (clip_loss_backward_sm90(dtype, a, b, scale_dtype, log_scale, spec, lse_row, lse_col, dloss, da, db, dlog_scale, s)) return;
   if (da) CF_CUDA_CHECK(cudaMemsetAsync(da, 0, sizeof(float) * spec.na * spec.d, as_cuda(s)));
   if (db) CF_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * spec.nb * spec.d, as_cuda(s)));
   const Workspace dt(current_device(), sizeof(double) * spec.na, s);
@@ -624,6 +621,7 @@ void clip_loss_backward(DType dtype, const void* a, const void* b, DType scale_d
 
 void siglip_loss(DType dtype, const void* a, const void* b, DType scale_dtype, const void* log_scale, DType bias_dtype, const void* bias,
                  const SiglipLossSpec& spec, float* loss, float* da, float* db, float* dlog_scale, float* dbias, Stream s) {
+  if (siglip_loss_sm90(dtype, a, b, scale_dtype, log_scale, bias_dtype, bias, spec, loss, da, db, dlog_scale, dbias, s)) return;
   const bool grads = da || db || dlog_scale || dbias;
   if (da) CF_CUDA_CHECK(cudaMemsetAsync(da, 0, sizeof(float) * spec.na * spec.d, as_cuda(s)));
   if (db) CF_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * spec.nb * spec.d, as_cuda(s)));

@@ -21,6 +21,8 @@
 //    Global loads move 8 elements per thread when the contiguous dim allows (16-byte
 //    aligned), element by element with bounds checks otherwise; the next K step is loaded
 //    into registers while the current one is multiplied.
+// 3. bf16 on Hopper (compute capability 9.x, operands TMA can read): gemm_sm90.cuh's TMA +
+//    wgmma mainloop with this file's store epilogue (section 3 below).
 // Tails in M, N and K are zero-filled on load and masked on store, so any shape works.
 #include <algorithm>
 #include <atomic>
@@ -35,8 +37,8 @@
 
 #include "check.cuh"
 #include "matmul.h"
+#include "gemm_sm90.cuh"
 #include "mma.cuh"
-#include "wgmma.cuh"
 #include "workspace.cuh"
 
 namespace cf::cuda {
@@ -313,221 +315,58 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
 }
 
 // ---------------------------------------------------------------------------------------
-// 3. bf16 on Hopper (sm_90a): TMA + wgmma, warp-specialized and persistent.
-//
-// A 128 x BN tile of C (BN 128 or 256) per work item, K in blocks of 64 through a ring of
-// kStages shared-memory stages. Three warpgroups: the first issues the TMA loads of each
-// stage (one thread; the others leave after giving up their registers), the other two each
-// multiply 64 rows of the tile by the whole BN with wgmma m64nBNk16, f32 accumulators in
-// registers. Each stage has a "full" mbarrier (TMA's transaction bytes land) and an "empty"
-// one (every consumer warp is done reading it), so loads run up to kStages blocks ahead of the
-// products and across tile boundaries. The grid holds one block per SM and walks the work
-// items, so the next tile's loads overlap this tile's epilogue.
-//
-// Operand tiles keep their global orientation (TMA copies boxes, it does not transpose):
-// k-contiguous operands are K-major tiles (one box of 64 k x rows), row-contiguous ones are
-// MN-major (boxes of 64 rows x 64 k, one per 64 rows), and wgmma's transpose flags take it
-// from there. The epilogue adds bias and the old C and rounds to bf16 straight from the
-// accumulator registers.
-//
-// Split K: when the output has too few tiles to fill the SMs (a weight gradient: M and N a
-// few hundred, K the batch's tokens), each tile's K range is cut into `splits` slices whose
-// f32 partials go to a workspace, and a second kernel sums them in slice order (deterministic)
-// and applies the epilogue.
-//
-// Floor per work item: 2 * 128 * BN * 64 FLOPs per stage against (128 + BN) * 64 * 2 bytes
-// from L2: 64 (BN 128) or 85 (BN 256) FLOP/byte.
+// 3. bf16 on Hopper (sm_90a): TMA + wgmma, warp-specialized and persistent (gemm_sm90.cuh),
+// with this epilogue: bias and the old C added and rounded to bf16 (or kept in f32 for the
+// contrastive losses' gradient updates) straight from the accumulator registers. Split K
+// (a weight gradient: M and N a few hundred, K the batch's tokens) writes each slice's f32
+// partials to a workspace instead, and a second kernel sums them in slice order
+// (deterministic) and applies the same store.
+struct StoreEpilogue {
+  const bf16* bias;  // bf16 output only
+  void* c;           // bf16, or f32 when f32_out
+  float* partial;    // split K: [splits][batch][m][n] f32, else null
+  int64_t m, n, batch;
+  bool accumulate, f32_out;
 
-constexpr int kSm90BM = 128, kSm90BK = 64, kSm90Threads = 384;
-
-template <int BN>
-struct Sm90 {
-  static constexpr int kStages = BN == 256 ? 4 : 6;
-  static constexpr int kABytes = kSm90BM * kSm90BK * 2, kBBytes = BN * kSm90BK * 2;
-  static constexpr int kStageBytes = kABytes + kBBytes;
-  // The stages, 1024-byte aligned for the swizzle, then the full and empty barriers; the
-  // extra 1024 bytes let the kernel align the dynamic shared memory base itself.
-  static constexpr size_t kSmemBytes = size_t(kStages) * kStageBytes + 2 * kStages * sizeof(uint64_t) + 1024;
-};
-
-struct Sm90Args {
-  const bf16* bias;
-  bf16* c;
-  float* partial;  // split K: [splits][batch][m][n] f32, else null
-  int m, n, k;
-  int tiles_m, tiles_n, splits, kblocks_per_split;
-  int64_t batch;
-  int64_t work;  // tiles_m * tiles_n * batch * splits
-  bool accumulate;
-  bool batched_a, batched_b;  // the operand has its own matrix per batch item (else shared)
-};
-
-#if CF_SM90_DEVICE_CODE
-constexpr int kSm90AtomBytes = 64 * 128;  // an MN-major box: 64 k rows of 128 bytes
-
-struct Sm90Work {
-  int m0, n0, z, split, kb0, kb1;
-};
-
-template <int BN>
-__device__ __forceinline__ Sm90Work sm90_work(const Sm90Args& p, int64_t w, int kblocks) {
-  Sm90Work r;
-  r.split = static_cast<int>(w % p.splits);
-  const int64_t tile = w / p.splits;
-  const int64_t per_batch = int64_t(p.tiles_m) * p.tiles_n;
-  r.z = static_cast<int>(tile / per_batch);
-  const int64_t in_batch = tile % per_batch;
-  r.m0 = static_cast<int>(in_batch / p.tiles_n) * kSm90BM;
-  r.n0 = static_cast<int>(in_batch % p.tiles_n) * BN;
-  r.kb0 = r.split * p.kblocks_per_split;
-  r.kb1 = min(kblocks, r.kb0 + p.kblocks_per_split);
-  return r;
-}
-#endif
-
-template <int BN, bool TA, bool TB>
-__global__ void __launch_bounds__(kSm90Threads, 1)
-    gemm_sm90_kernel(const __grid_constant__ TmaDesc map_a, const __grid_constant__ TmaDesc map_b, Sm90Args p) {
-#if CF_SM90_DEVICE_CODE
-  using Cfg = Sm90<BN>;
-  constexpr int kStages = Cfg::kStages;
-  // op(A) is MN-major when A is stored [K, M]; op(B) when B is stored [K, N].
-  constexpr bool AMN = TA, BMN = !TB;
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + size_t(kStages) * Cfg::kStageBytes);
-  uint64_t* empty = full + kStages;
-  const int kblocks = (p.k + kSm90BK - 1) / kSm90BK;
-
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], 1);
-      // One arrival per consumer warp, each after its own wgmma.wait_group: a stage is free
-      // only when every warp has seen its products done.
-      mbar_init(&empty[s], 8);
+  __device__ __forceinline__ void store(int64_t at, float v) const {
+    if (f32_out) {
+      float* out = static_cast<float*>(c) + at;
+      *out = accumulate ? *out + v : v;
+    } else {
+      store_bf16(static_cast<bf16*>(c) + at, v, bias ? bias + at % n : nullptr, accumulate);
     }
-    fence_barrier_init();
-  }
-  __syncthreads();
-
-  const int wg = threadIdx.x / 128;
-  if (wg == 0) {
-    // Producer: a thread's worth of work, so the warpgroup keeps few registers.
-    setmaxnreg_dec<40>();
-    if (threadIdx.x != 0) return;
-    int stage = 0;
-    uint32_t phase = 0;
-    for (int64_t w = blockIdx.x; w < p.work; w += gridDim.x) {
-      const Sm90Work t = sm90_work<BN>(p, w, kblocks);
-      const int za = p.batched_a ? t.z : 0, zb = p.batched_b ? t.z : 0;
-      for (int kb = t.kb0; kb < t.kb1; ++kb) {
-        mbar_wait(&empty[stage], phase ^ 1);
-        unsigned char* a = smem + size_t(stage) * Cfg::kStageBytes;
-        unsigned char* b = a + Cfg::kABytes;
-        mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
-        const int k0 = kb * kSm90BK;
-        if (AMN) {
-          for (int h = 0; h < kSm90BM / 64; ++h) tma_load_3d(a + h * kSm90AtomBytes, &map_a, &full[stage], t.m0 + 64 * h, k0, za);
-        } else {
-          tma_load_3d(a, &map_a, &full[stage], k0, t.m0, za);
-        }
-        if (BMN) {
-          for (int h = 0; h < BN / 64; ++h) tma_load_3d(b + h * kSm90AtomBytes, &map_b, &full[stage], t.n0 + 64 * h, k0, zb);
-        } else {
-          tma_load_3d(b, &map_b, &full[stage], k0, t.n0, zb);
-        }
-        if (++stage == kStages) {
-          stage = 0;
-          phase ^= 1;
-        }
-      }
-    }
-    return;
   }
 
-  // Consumers: warpgroup c = wg - 1 owns rows [64 c, 64 c + 64) of the tile.
-  setmaxnreg_inc<232>();
-  const int c = wg - 1, lead = threadIdx.x % 32 == 0;
-  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-  float acc[BN / 2];
-  int stage = 0;
-  uint32_t phase = 0;
-  for (int64_t w = blockIdx.x; w < p.work; w += gridDim.x) {
-    const Sm90Work t = sm90_work<BN>(p, w, kblocks);
-    int prev = -1;
-    for (int kb = t.kb0; kb < t.kb1; ++kb) {
-      mbar_wait(&full[stage], phase);
-      const unsigned char* a = smem + size_t(stage) * Cfg::kStageBytes;
-      const unsigned char* b = a + Cfg::kABytes;
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kSm90BK / 16; ++kk) {
-        // K-major: 16 k are 32 bytes along a row; MN-major: 16 k rows are 2048 bytes.
-        const uint64_t da = AMN ? wgmma_desc(a + c * kSm90AtomBytes + kk * 2048, kSm90AtomBytes, 1024)
-                                : wgmma_desc(a + c * 64 * 128 + kk * 32, 16, 1024);
-        const uint64_t db = BMN ? wgmma_desc(b + kk * 2048, kSm90AtomBytes, 1024) : wgmma_desc(b + kk * 32, 16, 1024);
-        wgmma_bf16<BN, AMN, BMN>(acc, da, db, kb > t.kb0 || kk > 0);
-      }
-      wgmma_commit();
-      // The previous block's products are done once at most this one is in flight: its stage
-      // goes back to the producer.
-      wgmma_wait<1>();
-      if (prev >= 0 && lead) mbar_arrive(&empty[prev]);
-      prev = stage;
-      if (++stage == kStages) {
-        stage = 0;
-        phase ^= 1;
-      }
-    }
-    wgmma_wait<0>();
-    wgmma_fence_operands(acc);
-    if (prev >= 0 && lead) mbar_arrive(&empty[prev]);
-
-    // acc[4 j + 2 h + e] is C(row g + 8 h of this warp's 16, column 8 j + 2 t + e).
-    const int64_t mn = int64_t(p.m) * p.n;
+  // acc[4 j + 2 h + e] is C(row0 + g + 8 h, n0 + 8 j + 2 t + e).
+  template <int N>
+  __device__ __forceinline__ void operator()(const Sm90Work& t, int row0, int lane, const float (&acc)[N]) const {
+    const int g = lane / 4, t4 = lane % 4;
+    const int64_t mn = m * n;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int gm = t.m0 + 64 * c + 16 * warp + g + 8 * h;
-      if (gm >= p.m) continue;
-      const int64_t row = t.z * mn + int64_t(gm) * p.n;
-      if (p.partial) {
-        float* out = p.partial + t.split * p.batch * mn + row;
+      const int gm = row0 + g + 8 * h;
+      if (gm >= m) continue;
+      const int64_t row = t.z * mn + int64_t(gm) * n;
 #pragma unroll
-        for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int gn = t.n0 + 8 * j + 2 * t4 + e;
-            if (gn < p.n) out[gn] = acc[4 * j + 2 * h + e];
-          }
-        continue;
-      }
-      bf16* out = p.c + row;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j)
+      for (int j = 0; j < N / 4; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int gn = t.n0 + 8 * j + 2 * t4 + e;
-          if (gn < p.n) store_bf16(out + gn, acc[4 * j + 2 * h + e], p.bias ? p.bias + gn : nullptr, p.accumulate);
+          if (gn >= n) continue;
+          if (partial) partial[t.split * batch * mn + row + gn] = acc[4 * j + 2 * h + e];
+          else store(row + gn, acc[4 * j + 2 * h + e]);
         }
     }
   }
-#endif
-}
+};
 
-// Split K's second pass: C = sum of the slices in order (+ bias, + old C), rounded once.
-__global__ void gemm_split_sum_kernel(const float* partial, int splits, int64_t elems, int n, const bf16* bias, bool accumulate,
-                                      bf16* c) {
+// Split K's second pass: C = sum of the slices in order (+ bias, + old C), stored once.
+__global__ void gemm_split_sum_kernel(const float* partial, int splits, int64_t elems, StoreEpilogue out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < elems; i += int64_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
     for (int s = 0; s < splits; ++s) v += partial[s * elems + i];
-    store_bf16(c + i, v, bias ? bias + i % n : nullptr, accumulate);
+    out.store(i, v);
   }
-}
-
-// 16-byte loads of an operand are safe when its contiguous extent, its batch stride and its
-// base address all keep every 8-element chunk 16-byte aligned.
-bool vec_ok(const void* base, int64_t contiguous, int64_t stride) {
-  return reinterpret_cast<uintptr_t>(base) % 16 == 0 && contiguous % 8 == 0 && stride % 8 == 0;
 }
 
 template <typename F>
@@ -548,12 +387,6 @@ void with_trans(bool ta, bool tb, F&& f) {
 // Which bf16 kernel gemm() runs on a Hopper GPU; tests switch it to cover both.
 std::atomic<bool> g_force_mma_sync{false};
 
-bool hopper(int device) {
-  int major = 0;
-  CF_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major == 9;
-}
-
 // TMA reads a tensor whose base is 16-byte aligned and whose rows and batch items start a
 // multiple of 16 bytes apart (the rule of the mma.sync kernel's 16-byte loads); K = 0 has
 // nothing to load (the mma.sync kernel writes bias or C alone).
@@ -561,97 +394,46 @@ bool sm90_fits(const GemmShape& s, const void* a, const void* b) {
   return s.k > 0 && vec_ok(a, s.trans_a ? s.m : s.k, s.stride_a) && vec_ok(b, s.trans_b ? s.k : s.n, s.stride_b);
 }
 
-struct Sm90Plan {
-  int bn = 256, splits = 1, kblocks_per_split = 0;
-  int64_t tiles_m = 0, tiles_n = 0, work = 0;
-};
-
-// Picks the tile width and the K split by a cost model: waves of work items over the SMs,
-// each item's time proportional to its FLOPs (a 128-wide tile at 0.85 of a 256-wide one's
-// rate: it re-reads A from L2 twice as often), plus the split's f32 partials written and read
-// back (at the ratio of the H100's tensor-core rate to its memory bandwidth, ~265 FLOP per byte).
-// The constants are estimates until measured on the GPU.
-Sm90Plan plan_sm90(const GemmShape& s, int sms) {
-  const int64_t kblocks = (s.k + kSm90BK - 1) / kSm90BK;
-  Sm90Plan best;
-  double best_cost = 0;
-  for (int bn : {256, 128}) {
-    const int64_t tiles_m = (s.m + kSm90BM - 1) / kSm90BM, tiles_n = (s.n + bn - 1) / bn;
-    const int64_t tiles = tiles_m * tiles_n * s.batch;
-    for (int splits = 1; splits <= 16; ++splits) {
-      const int64_t per = (kblocks + splits - 1) / splits;
-      if (splits > 1 && (per < 4 || (splits - 1) * per >= kblocks)) break;  // each slice >= 256 k, none empty
-      const int64_t work = tiles * splits;
-      const double waves = static_cast<double>((work + sms - 1) / sms);
-      const double item = 2.0 * kSm90BM * bn * per * kSm90BK / (bn == 256 ? 1.0 : 0.85);
-      const double partial_bytes = splits > 1 ? 2.0 * 4.0 * splits * s.batch * s.m * s.n : 0.0;
-      const double cost = waves * item * sms + 265.0 * partial_bytes;
-      if (best.work == 0 || cost < best_cost) {
-        best_cost = cost;
-        best.bn = bn;
-        best.splits = splits;
-        best.kblocks_per_split = static_cast<int>(per);
-        best.tiles_m = tiles_m;
-        best.tiles_n = tiles_n;
-        best.work = work;
-      }
-    }
-  }
-  return best;
-}
-
-// The tensor map of one operand: dims (contiguous, other, batch); a shared operand is one
-// batch item. Boxes: 64 k x `rows` rows for a k-contiguous operand, 64 rows x 64 k otherwise.
-TmaDesc operand_map(const void* base, bool k_contiguous, int64_t rows, int64_t k, int64_t batch_stride, int64_t batch, int box_rows) {
-  const uint64_t contiguous = k_contiguous ? k : rows, other = k_contiguous ? rows : k;
-  const uint64_t row_bytes = contiguous * 2, matrix_bytes = (row_bytes * other + 15) / 16 * 16;
-  const uint64_t dims[3] = {contiguous, other, static_cast<uint64_t>(batch_stride ? batch : 1)};
-  const uint64_t strides[2] = {row_bytes, batch_stride ? static_cast<uint64_t>(batch_stride) * 2 : matrix_bytes};
-  const uint32_t box[3] = {64, static_cast<uint32_t>(k_contiguous ? box_rows : 64), 1};
-  TmaDesc desc;
-  const std::string why = encode_tma_bf16(&desc, base, dims, strides, box);
-  if (!why.empty()) throw Error("matmul: TMA descriptor for a " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) + " x " +
-                                std::to_string(dims[2]) + " bf16 operand: " + why);
-  return desc;
-}
-
 template <int BN>
-void launch_sm90(bool ta, bool tb, const TmaDesc& ma, const TmaDesc& mb, const Sm90Args& p, int sms, cudaStream_t stream) {
+void launch_sm90(bool ta, bool tb, const TmaDesc& ma, const TmaDesc& mb, const Sm90Args& p, const StoreEpilogue& epi, int sms,
+                 cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(p.work, sms));
   with_trans(ta, tb, [&](auto tA, auto tB) {
-    allow_smem(gemm_sm90_kernel<BN, tA.value, tB.value>, Sm90<BN>::kSmemBytes);
-    gemm_sm90_kernel<BN, tA.value, tB.value><<<grid, kSm90Threads, Sm90<BN>::kSmemBytes, stream>>>(ma, mb, p);
+    allow_smem(gemm_sm90_kernel<BN, tA.value, tB.value, StoreEpilogue>, Sm90<BN>::kSmemBytes);
+    gemm_sm90_kernel<BN, tA.value, tB.value, StoreEpilogue><<<grid, kSm90Threads, Sm90<BN>::kSmemBytes, stream>>>(ma, mb, p, epi);
   });
 }
 
-void gemm_sm90(const GemmShape& s, const void* a, const void* b, const void* bias, void* c, int device, Stream stream) {
+// C = op(A) op(B) (+ bias, + old C) on the Hopper kernel: operands `lda` / `ldb` elements per
+// row, batch items stride_a / stride_b apart (0: shared), C dense [batch][m][n].
+void gemm_sm90(const GemmShape& s, const void* a, int64_t lda, const void* b, int64_t ldb, StoreEpilogue epi, int device,
+               Stream stream) {
   const int sms = sm_count(device);
-  const Sm90Plan plan = plan_sm90(s, sms);
-  const TmaDesc ma = operand_map(a, !s.trans_a, s.m, s.k, s.stride_a, s.batch, kSm90BM);
-  const TmaDesc mb = operand_map(b, s.trans_b, s.n, s.k, s.stride_b, s.batch, plan.bn);
-  Sm90Args p;
-  p.bias = static_cast<const bf16*>(bias);
-  p.c = static_cast<bf16*>(c);
-  p.m = static_cast<int>(s.m);
-  p.n = static_cast<int>(s.n);
-  p.k = static_cast<int>(s.k);
-  p.tiles_m = static_cast<int>(plan.tiles_m);
-  p.tiles_n = static_cast<int>(plan.tiles_n);
-  p.splits = plan.splits;
-  p.kblocks_per_split = plan.kblocks_per_split;
-  p.batch = s.batch;
-  p.work = plan.work;
-  p.accumulate = s.accumulate;
-  p.batched_a = s.stride_a != 0;
-  p.batched_b = s.stride_b != 0;
+  const Sm90Plan plan = plan_sm90(s.m, s.n, s.k, s.batch, sms, {256, 128}, 16);
+  const TmaDesc ma = sm90_operand_map("matmul", a, !s.trans_a, s.m, s.k, lda, s.stride_a, s.batch, kSm90BM);
+  const TmaDesc mb = sm90_operand_map("matmul", b, s.trans_b, s.n, s.k, ldb, s.stride_b, s.batch, plan.bn);
+  const Sm90Args p = sm90_args(plan, s.m, s.n, s.k, s.batch, s.stride_a != 0, s.stride_b != 0);
   const int64_t elems = s.batch * s.m * s.n;
   Workspace partial(device, plan.splits > 1 ? static_cast<size_t>(plan.splits * elems) * sizeof(float) : 0, stream);
-  p.partial = partial.as<float>();
-  if (plan.bn == 256) launch_sm90<256>(s.trans_a, s.trans_b, ma, mb, p, sms, as_cuda(stream));
-  else launch_sm90<128>(s.trans_a, s.trans_b, ma, mb, p, sms, as_cuda(stream));
-  if (plan.splits > 1)
-    gemm_split_sum_kernel<<<grid_1d(elems, 256), 256, 0, as_cuda(stream)>>>(p.partial, plan.splits, elems, p.n, p.bias, p.accumulate,
-                                                                         p.c);
+  StoreEpilogue tile = epi;
+  tile.partial = partial.as<float>();
+  if (plan.bn == 256) launch_sm90<256>(s.trans_a, s.trans_b, ma, mb, p, tile, sms, as_cuda(stream));
+  else launch_sm90<128>(s.trans_a, s.trans_b, ma, mb, p, tile, sms, as_cuda(stream));
+  if (plan.splits > 1) gemm_split_sum_kernel<<<grid_1d(elems, 256), 256, 0, as_cuda(stream)>>>(tile.partial, plan.splits, elems, epi);
+  CF_CUDA_CHECK(cudaGetLastError());
+}
+
+StoreEpilogue store_epilogue(const GemmShape& s, void* c, const void* bias, bool f32_out) {
+  StoreEpilogue e;
+  e.bias = static_cast<const bf16*>(bias);
+  e.c = c;
+  e.partial = nullptr;
+  e.m = s.m;
+  e.n = s.n;
+  e.batch = s.batch;
+  e.accumulate = s.accumulate;
+  e.f32_out = f32_out;
+  return e;
 }
 
 }  // namespace
@@ -691,10 +473,10 @@ void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, 
                 std::to_string(s.k));
   const bool is_bf16 = dtype == DType::BF16;
   if (!is_bf16 && dtype != DType::F32) throw Error(std::string("matmul: unsupported dtype ") + dtype_name(dtype));
-  if (is_bf16 && !g_force_mma_sync.load(std::memory_order_relaxed) && sm90_fits(s, a, b)) {
+  if (is_bf16 && sm90_fits(s, a, b)) {
     const int device = current_device();
-    if (hopper(device)) {
-      gemm_sm90(s, a, b, bias, c, device, stream);
+    if (sm90_enabled(device)) {
+      gemm_sm90(s, a, s.trans_a ? s.m : s.k, b, s.trans_b ? s.k : s.n, store_epilogue(s, c, bias, false), device, stream);
       return;
     }
   }
@@ -734,8 +516,20 @@ void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, 
 
 void force_mma_sync_gemm(bool force) { g_force_mma_sync.store(force, std::memory_order_relaxed); }
 
-const char* gemm_kernel_name(int device) {
-  return !g_force_mma_sync.load(std::memory_order_relaxed) && hopper(device) ? "wgmma + TMA (sm_90a)" : "mma.sync (sm_80)";
+bool sm90_enabled(int device) { return !g_force_mma_sync.load(std::memory_order_relaxed) && hopper(device); }
+
+const char* gemm_kernel_name(int device) { return sm90_enabled(device) ? "wgmma + TMA (sm_90a)" : "mma.sync (sm_80)"; }
+
+void gemm_sm90_f32(const void* a, int64_t lda, bool trans_a, const void* b, int64_t ldb, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   float* c, bool accumulate, Stream stream) {
+  GemmShape s;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  s.trans_a = trans_a;
+  s.trans_b = trans_b;
+  s.accumulate = accumulate;
+  gemm_sm90(s, a, lda, b, ldb, store_epilogue(s, c, nullptr, true), current_device(), stream);
 }
 
 }  // namespace cf::cuda

@@ -52,6 +52,7 @@ using ::cf_emu::wgmma_bf16;
 using ::cf_emu::wgmma_commit;
 using ::cf_emu::wgmma_fence;
 using ::cf_emu::wgmma_wait;
+inline unsigned char* dynamic_smem() { return ::cf_emu::dynamic_shared<unsigned char>(); }
 #else
 using TmaDesc = CUtensorMap;
 
@@ -63,6 +64,13 @@ std::string encode_tma_bf16(TmaDesc* desc, const void* base, const uint64_t (&di
                             const uint32_t (&box)[3]);
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// The block's dynamic shared memory, for kernels defined in headers (the emulator rewrites
+// `extern __shared__` declarations in .cu files only).
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ unsigned char cf_dynamic_smem[];
+  return cf_dynamic_smem;
+}
 
 #if CF_SM90_DEVICE_CODE
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {

@@ -77,6 +77,12 @@ using std::isinf;
 using std::isnan;
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
+// A product rounded on its own, never fused into a following add (the volatile store keeps the
+// host compiler from contracting it, as __fmul_rn keeps nvcc from doing so).
+inline float __fmul_rn(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
 // CUDA's integer and float min/max overloads, as one template on the common type.
 template <typename A, typename B, typename = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
 std::common_type_t<A, B> min(A a, B b) {

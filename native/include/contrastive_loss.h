@@ -30,9 +30,10 @@
 // Floor (forward + backward). The materialized formulation (OpenCLIP) does 2·na·nb·d FLOPs per
 // logit product: two products forward and four backward for CLIP (12·na·nb·d), one forward and
 // two backward for SigLIP (6·na·nb·d). The CPU kernels do 8·na·nb·d for CLIP (one tile product
-// forward; recompute + two products backward) and 6·na·nb·d for SigLIP; the CUDA kernels do
-// 12·na·nb·d for CLIP (separate row and column passes in both directions) and 8·na·nb·d for
-// SigLIP. Transcendentals: 2 exp per logit forward and backward for CLIP; one exp, one log and
+// forward; recompute + two products backward) and 6·na·nb·d for SigLIP; so does the CUDA path
+// for Hopper GPUs (bf16, d % 8 == 0: row and column statistics from one tile product, the
+// gradient products on the GEMM); the CUDA tiles for other GPUs and dtypes do 12·na·nb·d for
+// CLIP (separate row and column passes in both directions) and 8·na·nb·d for SigLIP. Transcendentals: 2 exp per logit forward and backward for CLIP; one exp, one log and
 // one division per logit for SigLIP. Bytes are O((na + nb) · d): the loss is compute-bound.
 //
 // Outputs: loss is one f32; gradients are f32 (da [na, d], db [nb, d], dlog_scale [1],
@@ -77,3 +78,9 @@ struct SiglipLossSpec {
 CF_CONTRASTIVE_LOSS_OPS(cpu)
 CF_CONTRASTIVE_LOSS_OPS(cuda)
 #undef CF_CONTRASTIVE_LOSS_OPS
+
+namespace cf::cuda {
+// Rows of A per chunk on the Hopper path (a multiple of 128; 0, the default, chooses by size),
+// so tests can cover several chunks with small inputs.
+void set_loss_chunk_rows(int64_t rows);
+}  // namespace cf::cuda

@@ -59,7 +59,7 @@ namespace cf::cuda {
 // The bf16 kernel gemm() runs on `device`: the TMA + wgmma kernel on Hopper GPUs (for operands
 // TMA can read: 16-byte aligned rows), else the mma.sync one, by name.
 const char* gemm_kernel_name(int device);
-// Makes every bf16 GEMM take the mma.sync kernel (true) or lets Hopper GPUs use theirs (false,
-// the default), so tests can cover both on one GPU.
+// Makes every bf16 GEMM (and the contrastive losses' tile products) take the mma.sync kernels
+// (true) or lets Hopper GPUs use theirs (false, the default), so tests can cover both on one GPU.
 void force_mma_sync_gemm(bool force);
 }  // namespace cf::cuda

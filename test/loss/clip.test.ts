@@ -258,22 +258,89 @@ test('the portable (non-AVX2) kernels give the same results', () => {
   assertNear([generic.sg[2], generic.sg[3]], [fast.sg[2], fast.sg[3]], 1e-5, 'siglip dscale, dbias');
 });
 
+/**
+ * Runs `body` under each CUDA tile family: 'auto' (on Hopper GPUs the wgmma path, here in chunks
+ * of 128 rows so that small inputs cover several chunks) and 'mma.sync' (every GPU's tiles).
+ */
+function eachKernel(device: string, body: (kernel: string) => void): void {
+  for (const kernel of ['auto', 'mma.sync'] as const) {
+    cf.native.cudaGemmKernel(device, kernel);
+    cf.native.cudaLossChunkRows(device, 128);
+    try {
+      body(kernel);
+    } finally {
+      cf.native.cudaGemmKernel(device, 'auto');
+      cf.native.cudaLossChunkRows(device, 0);
+    }
+  }
+}
+
 test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
   for (const device of devices()) {
     if (device === 'cpu') continue;
-    // d 45 (not a multiple of 8) takes the SIMT tiles for bf16 too; the others the mma tiles.
+    // d 45 (not a multiple of 8) takes the SIMT tiles for bf16 too; the others the tensor-core tiles.
     for (const [n, d] of [[1, 8], [77, 40], [300, 512], [1100, 96], [130, 45]] as [number, number][]) {
       const a = rng.unitRows(n, d);
       const b = rng.unitRows(n, d);
-      for (const dtype of ['f32', 'bf16'] as const) {
-        const cpu = run(a, b, n, d, 3.1, 'cpu', dtype);
-        const gpu = run(a, b, n, d, 3.1, device, dtype);
-        const tol = dtype === 'f32' ? 1e-5 : 1e-2;
-        assertNear([gpu.loss], [cpu.loss], tol, `${device} ${dtype} loss N ${n}`);
-        assertNear(gpu.da, cpu.da, dtype === 'f32' ? 1e-4 : 2e-2, `${device} ${dtype} dimg N ${n}`);
-        assertNear(gpu.db, cpu.db, dtype === 'f32' ? 1e-4 : 2e-2, `${device} ${dtype} dtxt N ${n}`);
-        assertNear([gpu.dt], [cpu.dt], dtype === 'f32' ? 1e-4 : 1e-2, `${device} ${dtype} dscale N ${n}`);
-      }
+      const cpu = { f32: run(a, b, n, d, 3.1, 'cpu', 'f32'), bf16: run(a, b, n, d, 3.1, 'cpu', 'bf16') };
+      eachKernel(device, (kernel) => {
+        // f32 features take the SIMT tiles under either kernel choice.
+        for (const dtype of kernel === 'auto' ? (['f32', 'bf16'] as const) : (['bf16'] as const)) {
+          const gpu = run(a, b, n, d, 3.1, device, dtype);
+          const what = `${device} ${kernel} ${dtype} N ${n} D ${d}`;
+          const tol = dtype === 'f32' ? 1e-5 : 1e-2;
+          assertNear([gpu.loss], [cpu[dtype].loss], tol, `${what} loss`);
+          assertNear(gpu.da, cpu[dtype].da, dtype === 'f32' ? 1e-4 : 2e-2, `${what} dimg`);
+          assertNear(gpu.db, cpu[dtype].db, dtype === 'f32' ? 1e-4 : 2e-2, `${what} dtxt`);
+          assertNear([gpu.dt], [cpu[dtype].dt], dtype === 'f32' ? 1e-4 : 1e-2, `${what} dscale`);
+        }
+      });
+    }
+  }
+});
+
+test('CUDA local terms (rows or columns only, label offsets, na != nb) match the CPU (runs only with a GPU)', () => {
+  // The native op directly: OpenCLIP's local loss is the row term of the local rows against
+  // all gathered columns, labels offset by rank × local batch.
+  const cases = [
+    { na: 200, nb: 520, rows: true, cols: false, rowOffset: 130, colOffset: 0 },
+    { na: 520, nb: 200, rows: false, cols: true, rowOffset: 0, colOffset: 300 },
+    { na: 260, nb: 260, rows: true, cols: true, rowOffset: 0, colOffset: 0 },
+  ];
+  const d = 64;
+  const runNative = (device: string, c: (typeof cases)[number], a: Float32Array, b: Float32Array) =>
+    cf.scope(() => {
+      const n = cf.native;
+      const A = cf.fromArray(a, [c.na, d], { device, dtype: 'bf16' });
+      const B = cf.fromArray(b, [c.nb, d], { device, dtype: 'bf16' });
+      const ls = cf.fromArray([2.9], [], { device });
+      const loss = cf.empty([], { device });
+      const lseRow = c.rows ? cf.empty([c.na], { device }) : null;
+      const lseCol = c.cols ? cf.empty([c.nb], { device }) : null;
+      const wRow = 1 / (2 * c.na), wCol = 1 / (2 * c.nb);
+      n.clipLossForward(A, B, ls, c.rowOffset, c.colOffset, wRow, wCol, loss, lseRow, lseCol);
+      const da = cf.empty([c.na, d], { device });
+      const db = cf.empty([c.nb, d], { device });
+      const dls = cf.empty([], { device });
+      n.clipLossBackward(A, B, ls, lseRow, lseCol, c.rowOffset, c.colOffset, wRow, wCol, cf.fromArray([0.7], [], { device }), da, db, dls);
+      return { loss: loss.item(), lseRow: lseRow?.toArray() ?? [], lseCol: lseCol?.toArray() ?? [], da: da.toArray(), db: db.toArray(), dt: dls.item() };
+    });
+  for (const device of devices()) {
+    if (device === 'cpu') continue;
+    for (const c of cases) {
+      const a = rng.unitRows(c.na, d);
+      const b = rng.unitRows(c.nb, d);
+      const cpu = runNative('cpu', c, a, b);
+      eachKernel(device, (kernel) => {
+        const gpu = runNative(device, c, a, b);
+        const what = `${device} ${kernel} na ${c.na} nb ${c.nb} rows ${c.rows} cols ${c.cols}`;
+        assertNear([gpu.loss], [cpu.loss], 1e-2, `${what} loss`);
+        assertNear(gpu.lseRow, cpu.lseRow, 1e-3, `${what} lseRow`);
+        assertNear(gpu.lseCol, cpu.lseCol, 1e-3, `${what} lseCol`);
+        assertNear(gpu.da, cpu.da, 2e-2, `${what} da`);
+        assertNear(gpu.db, cpu.db, 2e-2, `${what} db`);
+        assertNear([gpu.dt], [cpu.dt], 1e-2, `${what} dscale`);
+      });
     }
   }
 });

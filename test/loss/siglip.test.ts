@@ -150,23 +150,75 @@ test('only the gradients asked for are computed', () => {
   });
 });
 
+/** Runs `body` under each CUDA tile family (see clip.test.ts), the Hopper path in chunks of 128 rows. */
+function eachKernel(device: string, body: (kernel: string) => void): void {
+  for (const kernel of ['auto', 'mma.sync'] as const) {
+    cf.native.cudaGemmKernel(device, kernel);
+    cf.native.cudaLossChunkRows(device, 128);
+    try {
+      body(kernel);
+    } finally {
+      cf.native.cudaGemmKernel(device, 'auto');
+      cf.native.cudaLossChunkRows(device, 0);
+    }
+  }
+}
+
 test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
   for (const device of devices()) {
     if (device === 'cpu') continue;
-    // d 45 (not a multiple of 8) takes the SIMT tiles for bf16 too; the others the mma tiles.
+    // d 45 (not a multiple of 8) takes the SIMT tiles for bf16 too; the others the tensor-core tiles.
     for (const [n, d] of [[1, 8], [77, 40], [300, 512], [1100, 96], [130, 45]] as [number, number][]) {
       const a = rng.unitRows(n, d);
       const b = rng.unitRows(n, d);
-      for (const dtype of ['f32', 'bf16'] as const) {
-        const cpu = run(a, b, n, d, 2.3, -10, 'cpu', dtype);
-        const gpu = run(a, b, n, d, 2.3, -10, device, dtype);
-        const f32 = dtype === 'f32';
-        assertNear([gpu.loss], [cpu.loss], f32 ? 1e-5 : 1e-2, `${device} ${dtype} loss N ${n}`);
-        assertNear(gpu.da, cpu.da, f32 ? 1e-4 : 2e-2, `${device} ${dtype} dimg N ${n}`);
-        assertNear(gpu.db, cpu.db, f32 ? 1e-4 : 2e-2, `${device} ${dtype} dtxt N ${n}`);
-        assertNear([gpu.dt, gpu.dbias], [cpu.dt, cpu.dbias], f32 ? 1e-4 : 1e-2, `${device} ${dtype} dscale, dbias N ${n}`);
-      }
+      const cpu = { f32: run(a, b, n, d, 2.3, -10, 'cpu', 'f32'), bf16: run(a, b, n, d, 2.3, -10, 'cpu', 'bf16') };
+      eachKernel(device, (kernel) => {
+        for (const dtype of kernel === 'auto' ? (['f32', 'bf16'] as const) : (['bf16'] as const)) {
+          const gpu = run(a, b, n, d, 2.3, -10, device, dtype);
+          const f32 = dtype === 'f32';
+          const what = `${device} ${kernel} ${dtype} N ${n} D ${d}`;
+          assertNear([gpu.loss], [cpu[dtype].loss], f32 ? 1e-5 : 1e-2, `${what} loss`);
+          assertNear(gpu.da, cpu[dtype].da, f32 ? 1e-4 : 2e-2, `${what} dimg`);
+          assertNear(gpu.db, cpu[dtype].db, f32 ? 1e-4 : 2e-2, `${what} dtxt`);
+          assertNear([gpu.dt, gpu.dbias], [cpu[dtype].dt, cpu[dtype].dbias], f32 ? 1e-4 : 1e-2, `${what} dscale, dbias`);
+        }
+      });
     }
+  }
+});
+
+test('CUDA local loss (na != nb, positives offset) and the loss alone match the CPU (runs only with a GPU)', () => {
+  const na = 200, nb = 520, d = 32, offset = 130;
+  const runNative = (device: string, a: Float32Array, b: Float32Array, grads: boolean) =>
+    cf.scope(() => {
+      const A = cf.fromArray(a, [na, d], { device, dtype: 'bf16' });
+      const B = cf.fromArray(b, [nb, d], { device, dtype: 'bf16' });
+      const ls = cf.fromArray([Math.log(10)], [], { device });
+      const bias = cf.fromArray([-4], [], { device });
+      const loss = cf.empty([], { device });
+      const da = grads ? cf.empty([na, d], { device }) : null;
+      const db = grads ? cf.empty([nb, d], { device }) : null;
+      const dls = grads ? cf.empty([], { device }) : null;
+      const dbias = grads ? cf.empty([], { device }) : null;
+      cf.native.siglipLoss(A, B, ls, bias, offset, 1 / na, loss, da, db, dls, dbias);
+      return { loss: loss.item(), da: da?.toArray() ?? [], db: db?.toArray() ?? [], dt: dls?.item() ?? 0, dbias: dbias?.item() ?? 0 };
+    });
+  for (const device of devices()) {
+    if (device === 'cpu') continue;
+    const a = rng.unitRows(na, d);
+    const b = rng.unitRows(nb, d);
+    const cpu = runNative('cpu', a, b, true);
+    eachKernel(device, (kernel) => {
+      for (const grads of [true, false]) {
+        const gpu = runNative(device, a, b, grads);
+        const what = `${device} ${kernel} grads ${grads}`;
+        assertNear([gpu.loss], [cpu.loss], 1e-2, `${what} loss`);
+        if (!grads) continue;
+        assertNear(gpu.da, cpu.da, 2e-2, `${what} da`);
+        assertNear(gpu.db, cpu.db, 2e-2, `${what} db`);
+        assertNear([gpu.dt, gpu.dbias], [cpu.dt, cpu.dbias], 1e-2, `${what} dscale, dbias`);
+      }
+    });
   }
 });
 
