@@ -2,8 +2,8 @@
 // (gemm_sm90.cuh) with epilogues of the loss's own, and the gradient products dA = exp(t) G B and
 // dB = exp(t) Gᵀ A run on the same GEMM. The math and the contract are contrastive_loss.h's.
 //
-// The rows of A are taken in chunks of `cap` rows (a multiple of 128: 4096, or fewer when B has
-// so many rows that a chunk's gradient tile would pass 1 GiB, but never under 1024). Per chunk:
+// The rows of A are taken in chunks of `cap` rows (a multiple of 128 up to 4096; chunk_cap says
+// how it is chosen). Per chunk:
 //   CLIP forward   logits = A_chunk · Bᵀ in 128 × 256 tiles. The epilogue writes, per tile,
 //                  each row's partial log-sum-exp over the tile's 256 columns and each column's
 //                  over the warp's 16 rows (a butterfly over the 8 lanes that share a column),
@@ -370,9 +370,13 @@ bool applies(DType dtype, const void* a, const void* b, int64_t na, int64_t nb, 
 // The gradient tile's row stride: B's rows rounded up to 8 (TMA reads rows 16-byte aligned).
 int64_t grad_ld(int64_t nb) { return (nb + 7) / 8 * 8; }
 
+// Rows per chunk: at most 4096, and fewer when B has so many rows that the gradient tile would
+// pass 1 GiB (but not under 1024); at most a quarter of A's rows (rounded down to 128, at least
+// 128), so the tile never holds the whole logit matrix.
 int64_t chunk_cap(int64_t na, int64_t nb) {
+  const auto round_down = [](int64_t x) { return std::max<int64_t>(kSm90BM, x / kSm90BM * kSm90BM); };
   int64_t cap = g_chunk_rows.load(std::memory_order_relaxed);
-  if (cap == 0) cap = std::clamp<int64_t>(((int64_t(1) << 29) / grad_ld(nb)) / kSm90BM * kSm90BM, kMinCap, kMaxCap);
+  if (cap == 0) cap = std::min(std::clamp<int64_t>(round_down((int64_t(1) << 29) / grad_ld(nb)), kMinCap, kMaxCap), round_down(na / 4));
   return std::min(cap, (na + kSm90BM - 1) / kSm90BM * kSm90BM);
 }
 

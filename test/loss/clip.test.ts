@@ -225,6 +225,35 @@ test('extra memory is O(N): N = 2048 uses far less than N²·4 bytes', () => {
   }
 });
 
+test('CUDA extra memory grows linearly with N: chunks of A rows, never the N × N matrix (runs only with a GPU)', () => {
+  const d = 64;
+  for (const device of devices()) {
+    if (device === 'cpu') continue;
+    // A fresh process per measurement: the allocator's peak is never reset.
+    const growth = (n: number, kind: 'clip' | 'siglip'): number =>
+      (child(`
+        const rng = new Rng(9);
+        const device = '${device}', n = ${n}, d = ${d};
+        cf.native.cudaLossChunkRows(device, 128);
+        const img = cf.fromArray(rng.unitRows(n, d), [n, d], { device, dtype: 'bf16', requiresGrad: true });
+        const txt = cf.fromArray(rng.unitRows(n, d), [n, d], { device, dtype: 'bf16', requiresGrad: true });
+        const ls = cf.fromArray([2.6], [], { device, requiresGrad: true });
+        const lb = cf.fromArray([-5], [], { device, requiresGrad: true });
+        cf.synchronize(device);
+        const before = cf.memoryStats().cuda[0]!;
+        const loss = '${kind}' === 'clip' ? cf.clipLoss(img, txt, ls) : cf.siglipLoss(img, txt, ls, lb);
+        loss.backward();
+        cf.synchronize(device);
+        console.log(JSON.stringify(cf.memoryStats().cuda[0]!.peakAllocatedBytes - before.allocatedBytes));
+      `) as number) - 2 * n * d * (4 + 2); // the gradients: f32 while accumulated, bf16 when handed back
+    for (const kind of ['clip', 'siglip'] as const) {
+      const [g1, g2] = [growth(512, kind), growth(1024, kind)];
+      assert.ok(g2 < 3 * Math.max(g1, 1), `${device} ${kind}: ${g1} bytes at N 512, ${g2} at N 1024 (linear would double)`);
+      assert.ok(g2 < (1024 * 1024 * 4) / 4, `${device} ${kind}: ${g2} bytes at N 1024 against N² · 4 = ${1024 * 1024 * 4}`);
+    }
+  }
+});
+
 test('the portable (non-AVX2) kernels give the same results', () => {
   const n = 130, d = 45;
   const body = `
