@@ -115,6 +115,17 @@ export function cpuPeak(cores: number): CpuPeak {
 }
 
 /**
+ * Milliseconds left before scripts/bench-gpu.mjs stops this benchmark (CLIPFORGE_BENCH_TIMEOUT_S,
+ * counted from the process start, with a 10% margin for writing the results); Infinity when
+ * it runs on its own. A benchmark that skips what would not finish still writes its JSON.
+ */
+export function msLeft(): number {
+  const limitS = Number(process.env.CLIPFORGE_BENCH_TIMEOUT_S);
+  if (!(limitS > 0)) return Infinity;
+  return limitS * 900 - process.uptime() * 1000;
+}
+
+/**
  * The checked-out commit, with "-dirty" when the tree has changes; CLIPFORGE_COMMIT when set
  * (a copy of the tree without .git, as on the GPU machine, names its commit that way).
  */

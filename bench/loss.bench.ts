@@ -6,7 +6,9 @@
 //   target >= 1.5× PyTorch with O(N) memory).
 // CUDA (default with a GPU): bf16 features, the issue's N ∈ {4096, 32768, 131072, 1048576} ×
 //   D ∈ {512, 768, 1024}; PyTorch's out-of-memory shapes are reported as such. Shapes whose time,
-//   predicted from the previous one, exceeds --budget-s (default 120) are skipped and listed.
+//   predicted from the previous one, exceeds --budget-s (default 120) or what is left of
+//   bench-gpu's time limit (CLIPFORGE_BENCH_TIMEOUT_S) are skipped and listed; N 1048576 is timed
+//   once after its warm-up (`npm run bench:gpu loss` with CLIPFORGE_BENCH_TIMEOUT_S=600 reaches it).
 //
 // Floor: the materialized formulation does two N×N×D products forward and four backward,
 //   12·N²·D FLOPs; the floor is that over the machine's matrix rate, measured in the same run by
@@ -33,7 +35,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as cf from '../lib/index.js';
-import { benchArgs, cpuPeak, median, runPython, writeResult } from './lib.js';
+import { benchArgs, cpuPeak, median, msLeft, runPython, writeResult } from './lib.js';
 
 type Kind = 'clip' | 'siglip';
 const KINDS: Kind[] = ['clip', 'siglip'];
@@ -216,14 +218,14 @@ function main(): void {
     for (const [kind, which] of KINDS.flatMap((k) => kernels(n).map((w) => [k, w] as const))) {
       const kernel = kernelName(which);
       const floorMs = ((12 * n * n * d) / matrixFlops) * 1e3;
+      const repeats = n >= 1048576 ? 1 : n >= 131072 ? Math.min(a.repeats, 3) : a.repeats;
       const predictedS = lastRate > 0 ? (workPerN2D(kind, kernel) * n * n * d) / lastRate : 0;
-      if (predictedS * (a.repeats + 1) > a.budgetS) {
+      if (predictedS * (repeats + 1) > Math.min(a.budgetS, msLeft() / 1000)) {
         skipped.push(`${kind} ${n}x${d} ${kernel} (predicted ${predictedS.toFixed(0)} s per call)`);
         continue;
       }
       const t = torch?.results.find((e) => e.kind === kind && e.n === n && e.d === d);
       const x = inputs(a, n, d, si === 0 ? check : undefined);
-      const repeats = n >= 131072 ? Math.min(a.repeats, 3) : a.repeats;
       let ours: Measured;
       try {
         ours = measure(a, kind, x, repeats);

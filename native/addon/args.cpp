@@ -114,6 +114,13 @@ Device parse_device(Napi::Env env, const std::string& s, const char* op, const c
   fail_arg(env, op, arg, "device 'cpu', 'cuda' or 'cuda:N'", "'" + s + "'");
 }
 
+Device cuda_device(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg) {
+  const std::string name = string(info, i, op, arg);
+  const Device d = parse_device(info.Env(), name, op, arg);
+  if (d.kind != DeviceKind::CUDA) fail_arg(info.Env(), op, arg, "a CUDA device", "'" + name + "'");
+  return d;
+}
+
 TensorArg tensor(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg) {
   return tensor_value(info.Env(), arg_at(info, i), op, arg);
 }

@@ -57,6 +57,8 @@ bool boolean(const Napi::CallbackInfo& info, size_t i, const char* op, const cha
 std::string string(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 std::vector<int64_t> int_list(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 Device parse_device(Napi::Env env, const std::string& s, const char* op, const char* arg);
+// Argument i names a CUDA device ('cuda' or 'cuda:N'); anything else, 'cpu' included, is an error.
+Device cuda_device(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 DType parse_dtype(Napi::Env env, const std::string& s, const char* op, const char* arg);
 
 // Checks shared by most ops.

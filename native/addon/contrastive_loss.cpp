@@ -237,9 +237,7 @@ Napi::Value siglip_loss(const Napi::CallbackInfo& info) {
 Napi::Value cuda_loss_chunk_rows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "cudaLossChunkRows";
-  const std::string name = string(info, 0, op, "device");
-  const Device d = parse_device(env, name, op, "device");
-  if (d.kind != DeviceKind::CUDA) fail_arg(env, op, "device", "a CUDA device", "'" + name + "'");
+  const Device d = cuda_device(info, 0, op, "device");
   const int64_t rows = integer(info, 1, op, "rows", 0, 1 << 20);
   if (rows % 128 != 0) fail_arg(env, op, "rows", "a multiple of 128", std::to_string(rows));
   prepare_device(env, d, op);

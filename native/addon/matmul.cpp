@@ -104,9 +104,7 @@ Napi::Value gemm_kernel(const Napi::CallbackInfo& info) {
 Napi::Value cuda_gemm_kernel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "cudaGemmKernel";
-  const std::string name = string(info, 0, op, "device");
-  const Device d = parse_device(env, name, op, "device");
-  if (d.kind != DeviceKind::CUDA) fail_arg(env, op, "device", "a CUDA device", "'" + name + "'");
+  const Device d = cuda_device(info, 0, op, "device");
   std::string which;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
     which = string(info, 1, op, "which");

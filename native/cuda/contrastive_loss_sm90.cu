@@ -90,10 +90,20 @@ struct LossFrag {
   static __device__ __forceinline__ int offset(int64_t col, int n0) {
     return col >= n0 && col < int64_t(n0) + kLossBN ? static_cast<int>(col - n0) : -1;
   }
-  // Two neighbouring columns (col even) of row `row` of the gradient tile, in bf16; the
-  // columns past B's rows up to ld hold zeros (the update GEMMs read whole 16-byte chunks).
-  static __device__ __forceinline__ void store_grad_pair(bf16* grad, int64_t ld, int row, int col, float g0, float g1) {
-    if (col < ld) *reinterpret_cast<uint32_t*>(grad + row * ld + col) = pack_bf16(g0, g1);
+  // Row h of this thread's slots: G = gradient(c, v) for each column c of the tile that B has
+  // (v the product; the others give 0 without a call), stored times `scale` in bf16 pairs into
+  // row `row` of the gradient tile (when grad is set) up to ld, so the columns past B's rows
+  // hold zeros (the update GEMMs read whole 16-byte chunks).
+  template <int N, class F>
+  static __device__ __forceinline__ void gradient_row(const float (&acc)[N], int h, int t4, int ncol, bf16* grad, int64_t ld, int row,
+                                                      int n0, float scale, F gradient) {
+#pragma unroll
+    for (int q = 0; q < N / 2; q += 2) {
+      float gv[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) gv[e] = col(q + e, t4) < ncol ? gradient(col(q + e, t4), acc[LossFrag::acc(q + e, h)]) : 0.0f;
+      if (grad && n0 + col(q, t4) < ld) *reinterpret_cast<uint32_t*>(grad + row * ld + n0 + col(q, t4)) = pack_bf16(gv[0] * scale, gv[1] * scale);
+    }
   }
 };
 
@@ -198,7 +208,6 @@ struct ClipGradEpilogue {
 
   template <int N>
   __device__ __forceinline__ void operator()(const Sm90Work& t, int row0, int lane, const float (&acc)[N]) const {
-    constexpr int kSlots = N / 2;
     const int g = lane / 4, t4 = lane % 4;
     const float scale = expf(read_param(k.scale_dtype, k.log_scale));
     const float c_row = static_cast<float>(w_row) * *dloss, c_col = static_cast<float>(w_col) * *dloss;
@@ -211,25 +220,17 @@ struct ClipGradEpilogue {
       const float lse_i = ok && lse_row ? lse_row[i] : 0.0f;
       const int lab_r = ok ? LossFrag::offset(i + row_offset, t.n0) : -1, lab_c = ok ? LossFrag::offset(i - col_offset, t.n0) : -1;
       float dts = 0.0f;
-#pragma unroll
-      for (int q = 0; q < kSlots; q += 2) {
-        float gv[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = LossFrag::col(q + e, t4);
-          const float v = acc[LossFrag::acc(q + e, h)];
-          gv[e] = 0.0f;
-          if (ok && c < ncol) {
-            // The logit rounded as the forward rounded it, so exp(logit − lse) is exactly 1
-            // where a row or column has one element.
-            const float L = __fmul_rn(v, scale);
-            if (lse_row) gv[e] = c_row * (exp2f((L - lse_i) * kLog2e) - (c == lab_r ? 1.0f : 0.0f));
-            if (lse_col) gv[e] += c_col * (exp2f((L - lse_col[t.n0 + c]) * kLog2e) - (c == lab_c ? 1.0f : 0.0f));
-            dts += gv[e] * L;
-          }
-        }
-        if (grad && ok) LossFrag::store_grad_pair(grad, ld, gm, t.n0 + LossFrag::col(q, t4), gv[0] * scale, gv[1] * scale);
-      }
+      if (ok)
+        LossFrag::gradient_row(acc, h, t4, ncol, grad, ld, gm, t.n0, scale, [&](int c, float v) {
+          // The logit rounded as the forward rounded it, so exp(logit − lse) is exactly 1
+          // where a row or column has one element.
+          const float L = __fmul_rn(v, scale);
+          float gv = 0.0f;
+          if (lse_row) gv = c_row * (exp2f((L - lse_i) * kLog2e) - (c == lab_r ? 1.0f : 0.0f));
+          if (lse_col) gv += c_col * (exp2f((L - lse_col[t.n0 + c]) * kLog2e) - (c == lab_c ? 1.0f : 0.0f));
+          dts += gv * L;
+          return gv;
+        });
       dts += __shfl_xor_sync(0xffffffffu, dts, 1);
       dts += __shfl_xor_sync(0xffffffffu, dts, 2);
       if (dt_part && ok && t4 == 0) dt_part[(t.n0 / kLossBN) * k.cap + gm] = dts;
@@ -254,7 +255,6 @@ struct SiglipEpilogue {
 
   template <int N>
   __device__ __forceinline__ void operator()(const Sm90Work& t, int row0, int lane, const float (&acc)[N]) const {
-    constexpr int kSlots = N / 2;
     const int g = lane / 4, t4 = lane % 4;
     const float scale = expf(read_param(k.scale_dtype, k.log_scale)), b = read_param(bias_dtype, bias);
     const float w = static_cast<float>(weight);
@@ -265,29 +265,20 @@ struct SiglipEpilogue {
       const bool ok = gm < k.rows;
       const int lab = ok ? LossFrag::offset(k.r0 + gm + offset, t.n0) : -1;
       float ls = 0.0f, dts = 0.0f, dbs = 0.0f;
-#pragma unroll
-      for (int q = 0; q < kSlots; q += 2) {
-        float gv[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = LossFrag::col(q + e, t4);
-          const float v = acc[LossFrag::acc(q + e, h)] * scale;
-          gv[e] = 0.0f;
-          if (ok && c < ncol) {
-            const bool pos = c == lab;
-            const float x = v + b;
-            // One exp for the loss and σ: with e = exp(−|x|), softplus(±x) = max(±x, 0) + log1p(e),
-            // σ(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below; σ(x) − 1 = −σ(−x) for the positive.
-            const float ex = expf(-fabsf(x)), r = 1.0f / (1.0f + ex);
-            ls += fmaxf(pos ? -x : x, 0.0f) + log1pf(ex);
-            const float sig = x >= 0.0f ? r : ex * r, sig_neg = x >= 0.0f ? ex * r : r;
-            if (grads) gv[e] = pos ? -w * sig_neg : w * sig;
-            dts += gv[e] * v;
-            dbs += gv[e];
-          }
-        }
-        if (grad && ok) LossFrag::store_grad_pair(grad, ld, gm, t.n0 + LossFrag::col(q, t4), gv[0] * scale, gv[1] * scale);
-      }
+      if (ok)
+        LossFrag::gradient_row(acc, h, t4, ncol, grad, ld, gm, t.n0, scale, [&](int c, float product) {
+          const bool pos = c == lab;
+          const float v = product * scale, x = v + b;
+          // One exp for the loss and σ: with e = exp(−|x|), softplus(±x) = max(±x, 0) + log1p(e),
+          // σ(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below; σ(x) − 1 = −σ(−x) for the positive.
+          const float ex = expf(-fabsf(x)), r = 1.0f / (1.0f + ex);
+          ls += fmaxf(pos ? -x : x, 0.0f) + log1pf(ex);
+          const float sig = x >= 0.0f ? r : ex * r, sig_neg = x >= 0.0f ? ex * r : r;
+          const float gv = grads ? (pos ? -w * sig_neg : w * sig) : 0.0f;
+          dts += gv * v;
+          dbs += gv;
+          return gv;
+        });
 #pragma unroll
       for (int o = 1; o <= 2; o *= 2) {
         ls += __shfl_xor_sync(0xffffffffu, ls, o);

@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { devices, gradCheck, Rng } from '../support/helpers.js';
+import { devices, eachLossKernel, gradCheck, Rng } from '../support/helpers.js';
 
 const test = suite('clipLoss');
 const rng = new Rng(2024);
@@ -287,23 +287,6 @@ test('the portable (non-AVX2) kernels give the same results', () => {
   assertNear([generic.sg[2], generic.sg[3]], [fast.sg[2], fast.sg[3]], 1e-5, 'siglip dscale, dbias');
 });
 
-/**
- * Runs `body` under each CUDA tile family: 'auto' (on Hopper GPUs the wgmma path, here in chunks
- * of 128 rows so that small inputs cover several chunks) and 'mma.sync' (every GPU's tiles).
- */
-function eachKernel(device: string, body: (kernel: string) => void): void {
-  for (const kernel of ['auto', 'mma.sync'] as const) {
-    cf.native.cudaGemmKernel(device, kernel);
-    cf.native.cudaLossChunkRows(device, 128);
-    try {
-      body(kernel);
-    } finally {
-      cf.native.cudaGemmKernel(device, 'auto');
-      cf.native.cudaLossChunkRows(device, 0);
-    }
-  }
-}
-
 test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
   for (const device of devices()) {
     if (device === 'cpu') continue;
@@ -312,7 +295,7 @@ test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
       const a = rng.unitRows(n, d);
       const b = rng.unitRows(n, d);
       const cpu = { f32: run(a, b, n, d, 3.1, 'cpu', 'f32'), bf16: run(a, b, n, d, 3.1, 'cpu', 'bf16') };
-      eachKernel(device, (kernel) => {
+      eachLossKernel(device, (kernel) => {
         // f32 features take the SIMT tiles under either kernel choice.
         for (const dtype of kernel === 'auto' ? (['f32', 'bf16'] as const) : (['bf16'] as const)) {
           const gpu = run(a, b, n, d, 3.1, device, dtype);
@@ -360,7 +343,7 @@ test('CUDA local terms (rows or columns only, label offsets, na != nb) match the
       const a = rng.unitRows(c.na, d);
       const b = rng.unitRows(c.nb, d);
       const cpu = runNative('cpu', c, a, b);
-      eachKernel(device, (kernel) => {
+      eachLossKernel(device, (kernel) => {
         const gpu = runNative(device, c, a, b);
         const what = `${device} ${kernel} na ${c.na} nb ${c.nb} rows ${c.rows} cols ${c.cols}`;
         assertNear([gpu.loss], [cpu.loss], 1e-2, `${what} loss`);

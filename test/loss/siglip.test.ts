@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { devices, gradCheck, Rng } from '../support/helpers.js';
+import { devices, eachLossKernel, gradCheck, Rng } from '../support/helpers.js';
 
 const test = suite('siglipLoss');
 const rng = new Rng(4242);
@@ -150,20 +150,6 @@ test('only the gradients asked for are computed', () => {
   });
 });
 
-/** Runs `body` under each CUDA tile family (see clip.test.ts), the Hopper path in chunks of 128 rows. */
-function eachKernel(device: string, body: (kernel: string) => void): void {
-  for (const kernel of ['auto', 'mma.sync'] as const) {
-    cf.native.cudaGemmKernel(device, kernel);
-    cf.native.cudaLossChunkRows(device, 128);
-    try {
-      body(kernel);
-    } finally {
-      cf.native.cudaGemmKernel(device, 'auto');
-      cf.native.cudaLossChunkRows(device, 0);
-    }
-  }
-}
-
 test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
   for (const device of devices()) {
     if (device === 'cpu') continue;
@@ -172,7 +158,7 @@ test('CUDA matches the CPU, f32 and bf16 (runs only with a GPU)', () => {
       const a = rng.unitRows(n, d);
       const b = rng.unitRows(n, d);
       const cpu = { f32: run(a, b, n, d, 2.3, -10, 'cpu', 'f32'), bf16: run(a, b, n, d, 2.3, -10, 'cpu', 'bf16') };
-      eachKernel(device, (kernel) => {
+      eachLossKernel(device, (kernel) => {
         for (const dtype of kernel === 'auto' ? (['f32', 'bf16'] as const) : (['bf16'] as const)) {
           const gpu = run(a, b, n, d, 2.3, -10, device, dtype);
           const f32 = dtype === 'f32';
@@ -208,7 +194,7 @@ test('CUDA local loss (na != nb, positives offset) and the loss alone match the 
     const a = rng.unitRows(na, d);
     const b = rng.unitRows(nb, d);
     const cpu = runNative('cpu', a, b, true);
-    eachKernel(device, (kernel) => {
+    eachLossKernel(device, (kernel) => {
       for (const grads of [true, false]) {
         const gpu = runNative(device, a, b, grads);
         const what = `${device} ${kernel} grads ${grads}`;

@@ -756,9 +756,14 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
       ['siglipLoss', (dt) => back(cf.siglipLoss(T([4, 8], dt), T([4, 8], dt), T([], 'f32'), T([], 'f32')))],
       ['localClipLoss', (dt) => back(cf.localClipLoss(T([4, 8], dt), T([4, 8], dt), T([8, 8], dt), T([8, 8], dt), T([], 'f32'), { rank: 1 }))],
       ['localSiglipLoss', (dt) => back(cf.localSiglipLoss(T([4, 8], dt), T([8, 8], dt), T([], 'f32'), T([], 'f32'), { rank: 0 }))],
-      ['kernel choice', () => {
+      ['devices and kernel choice', () => {
         cf.native.gemmKernel('auto');
-        if (cf.backendInfo().devices.length > 0) cf.native.cudaGemmKernel('cuda:0', 'auto');
+        cf.native.synchronize('cpu');
+        cf.native.storageBytes(T([2, 3], 'f32', false).handle);
+        if (cf.backendInfo().devices.length > 0) {
+          cf.native.cudaGemmKernel('cuda:0', 'auto');
+          cf.native.cudaLossChunkRows('cuda:0', 0);
+        }
       }],
       ['adamw', (dt) => {
         const params = [T([2, 3], 'f32'), T([4], 'f32')];

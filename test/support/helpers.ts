@@ -1,7 +1,7 @@
 // Test helpers: the backends to run on, closeness checks, finite-difference gradient checks
 // and a seeded random source for shapes and values.
 import * as assert from 'uvu/assert';
-import { backendInfo, fromArray, noGrad, scope, sum, mul, type Tensor, type Device } from '../../lib/index.js';
+import { backendInfo, fromArray, native, noGrad, scope, sum, mul, type Tensor, type Device } from '../../lib/index.js';
 
 let announced = false;
 
@@ -20,6 +20,24 @@ export function devices(): Device[] {
     announced = true;
   }
   return ['cpu'];
+}
+
+/**
+ * Runs `body` under each CUDA kernel family of the contrastive losses on `device`: 'auto' (on
+ * Hopper GPUs the wgmma path, here in chunks of 128 rows so that small inputs cover several
+ * chunks) and 'mma.sync' (every GPU's tiles); restores the defaults afterwards.
+ */
+export function eachLossKernel(device: string, body: (kernel: 'auto' | 'mma.sync') => void): void {
+  for (const kernel of ['auto', 'mma.sync'] as const) {
+    native.cudaGemmKernel(device, kernel);
+    native.cudaLossChunkRows(device, 128);
+    try {
+      body(kernel);
+    } finally {
+      native.cudaGemmKernel(device, 'auto');
+      native.cudaLossChunkRows(device, 0);
+    }
+  }
 }
 
 export function hasCuda(): boolean {
