@@ -200,12 +200,12 @@ function main(): void {
   const matrixFlops = torch?.matrix_flops ?? (theoretical ? theoretical.gflops * 1e9 : 798e12);
   // The tile products' work of each kernel family (see the top of this file).
   const workPerN2D = (kind: Kind, kernel: string): number => (a.device === 'cpu' || kernel.startsWith('wgmma') ? (kind === 'clip' ? 8 : 6) : kind === 'clip' ? 12 : 8);
-  const kernels = (n: number): ('auto' | 'mma.sync')[] => {
-    if (a.device === 'cpu') return ['auto'];
-    const hopper = cf.native.cudaGemmKernel('cuda:0').startsWith('wgmma');
-    return hopper && n <= 32768 ? ['auto', 'mma.sync'] : ['auto'];
-  };
-  const kernelName = (which: 'auto' | 'mma.sync'): string => (a.device === 'cpu' ? cf.native.gemmKernel() : cf.native.cudaGemmKernel('cuda:0', which));
+  // Each kernel family this device has, by name: on a Hopper GPU both up to N 32768.
+  const families: { which: 'auto' | 'mma.sync'; name: string }[] =
+    a.device === 'cpu' ? [{ which: 'auto', name: cf.native.gemmKernel() }] : [{ which: 'auto', name: cf.native.cudaGemmKernel('cuda:0', 'auto') }];
+  if (families[0]!.name.startsWith('wgmma')) families.push({ which: 'mma.sync', name: cf.native.cudaGemmKernel('cuda:0', 'mma.sync') });
+  if (a.device === 'cuda') cf.native.cudaGemmKernel('cuda:0', 'auto');
+  const kernels = (n: number) => (n <= 32768 ? families : families.slice(0, 1));
   const tol = a.device === 'cpu' ? 1e-4 : 2e-2;
 
   console.log(`contrastive loss fwd+bwd on ${deviceName}${a.device === 'cpu' ? `, ${a.threads} threads` : ''}; matrix rate ${(matrixFlops / 1e9).toFixed(1)} GFLOP/s (${torch ? 'PyTorch GEMM, this run' : theoretical ? 'theoretical peak' : 'PERF.md'})`);
@@ -215,8 +215,7 @@ function main(): void {
   const skipped: string[] = [];
   let lastRate = 0;
   for (const [si, [n, d]] of a.shapes.entries()) {
-    for (const [kind, which] of KINDS.flatMap((k) => kernels(n).map((w) => [k, w] as const))) {
-      const kernel = kernelName(which);
+    for (const [kind, { which, name: kernel }] of KINDS.flatMap((k) => kernels(n).map((f) => [k, f] as const))) {
       const floorMs = ((12 * n * n * d) / matrixFlops) * 1e3;
       const repeats = n >= 1048576 ? 1 : n >= 131072 ? Math.min(a.repeats, 3) : a.repeats;
       const predictedS = lastRate > 0 ? (workPerN2D(kind, kernel) * n * n * d) / lastRate : 0;
@@ -228,6 +227,7 @@ function main(): void {
       const x = inputs(a, n, d, si === 0 ? check : undefined);
       let ours: Measured;
       try {
+        if (a.device === 'cuda') cf.native.cudaGemmKernel('cuda:0', which);
         ours = measure(a, kind, x, repeats);
       } finally {
         if (a.device === 'cuda') cf.native.cudaGemmKernel('cuda:0', 'auto');

@@ -64,7 +64,7 @@ const ATTENTION_CALLS: Record<string, [number, number]> = {
   attentionForward: [4, 5],
   attentionBackward: [10, 9],
   attentionPackedForward: [4, 3],
-  attentionPackedBackward: [10, 6],
+  attentionPackedBackward: [10, 5],
 };
 
 /** Multiply-add FLOPs of a product call, 0 for any other call. */

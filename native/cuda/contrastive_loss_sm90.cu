@@ -390,7 +390,7 @@ void run_tiles(const void* a, const void* b, int64_t r0, int64_t rows, int64_t n
   const void* a_chunk = static_cast<const bf16*>(a) + r0 * d;
   const TmaDesc ma = sm90_operand_map("contrastive loss", a_chunk, true, rows, d, d, 0, 1, kSm90BM);
   const TmaDesc mb = sm90_operand_map("contrastive loss", b, true, nb, d, d, 0, 1, kLossBN);
-  const Sm90Args p = sm90_args(plan, rows, nb, d, 1, false, false);
+  const Sm90Args p = sm90_args(plan, d, false, false);
   epi.k.rows = static_cast<int>(rows);
   epi.k.r0 = r0;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(p.work, sms));

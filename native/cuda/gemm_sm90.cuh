@@ -53,9 +53,8 @@ struct Sm90 {
 // The schedule: work item w is split w % splits of tile w / splits; tiles run along N first,
 // then M, then the batch.
 struct Sm90Args {
-  int m, n, k;
+  int k;
   int tiles_m, tiles_n, splits, kblocks_per_split;
-  int64_t batch;
   int64_t work;  // tiles_m * tiles_n * batch * splits
   bool batched_a, batched_b;  // the operand has its own matrix per batch item (else shared)
 };
@@ -187,11 +186,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
 // ---- host side -----------------------------------------------------------------------------
 
 // Compute capability 9.x: TMA, wgmma and setmaxnreg.
-inline bool hopper(int device) {
-  int major = 0;
-  CF_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major == 9;
-}
+inline bool hopper(int device) { return device_attribute<cudaDevAttrComputeCapabilityMajor>(device) == 9; }
 
 // 16-byte loads of an operand are safe when its contiguous extent, its batch (or row) stride
 // and its base address all keep every 8-element chunk 16-byte aligned; TMA asks the same.
@@ -218,7 +213,8 @@ inline Sm90Plan plan_sm90(int64_t m, int64_t n, int64_t k, int64_t batch, int sm
     const int64_t tiles = tiles_m * tiles_n * batch;
     for (int splits = 1; splits <= max_splits; ++splits) {
       const int64_t per = (kblocks + splits - 1) / splits;
-      if (splits > 1 && (per < 4 || (splits - 1) * per >= kblocks)) break;  // each slice >= 256 k, none empty
+      if (splits > 1 && per < 4) break;                    // each slice >= 256 k
+      if (splits > 1 && (splits - 1) * per >= kblocks) continue;  // none empty (a larger split may fit again)
       const int64_t work = tiles * splits;
       const double waves = static_cast<double>((work + sms - 1) / sms);
       const double item = 2.0 * kSm90BM * bn * per * kSm90BK / (bn == 256 ? 1.0 : 0.85);
@@ -238,16 +234,13 @@ inline Sm90Plan plan_sm90(int64_t m, int64_t n, int64_t k, int64_t batch, int sm
   return best;
 }
 
-inline Sm90Args sm90_args(const Sm90Plan& plan, int64_t m, int64_t n, int64_t k, int64_t batch, bool batched_a, bool batched_b) {
+inline Sm90Args sm90_args(const Sm90Plan& plan, int64_t k, bool batched_a, bool batched_b) {
   Sm90Args p;
-  p.m = static_cast<int>(m);
-  p.n = static_cast<int>(n);
   p.k = static_cast<int>(k);
   p.tiles_m = static_cast<int>(plan.tiles_m);
   p.tiles_n = static_cast<int>(plan.tiles_n);
   p.splits = plan.splits;
   p.kblocks_per_split = plan.kblocks_per_split;
-  p.batch = batch;
   p.work = plan.work;
   p.batched_a = batched_a;
   p.batched_b = batched_b;

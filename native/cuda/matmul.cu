@@ -328,12 +328,13 @@ struct StoreEpilogue {
   int64_t m, n, batch;
   bool accumulate, f32_out;
 
-  __device__ __forceinline__ void store(int64_t at, float v) const {
+  // Element `at` of C, in column `col`.
+  __device__ __forceinline__ void store(int64_t at, int64_t col, float v) const {
     if (f32_out) {
       float* out = static_cast<float*>(c) + at;
       *out = accumulate ? *out + v : v;
     } else {
-      store_bf16(static_cast<bf16*>(c) + at, v, bias ? bias + at % n : nullptr, accumulate);
+      store_bf16(static_cast<bf16*>(c) + at, v, bias ? bias + col : nullptr, accumulate);
     }
   }
 
@@ -354,7 +355,7 @@ struct StoreEpilogue {
           const int gn = t.n0 + 8 * j + 2 * t4 + e;
           if (gn >= n) continue;
           if (partial) partial[t.split * batch * mn + row + gn] = acc[4 * j + 2 * h + e];
-          else store(row + gn, acc[4 * j + 2 * h + e]);
+          else store(row + gn, gn, acc[4 * j + 2 * h + e]);
         }
     }
   }
@@ -365,7 +366,7 @@ __global__ void gemm_split_sum_kernel(const float* partial, int splits, int64_t 
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < elems; i += int64_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
     for (int s = 0; s < splits; ++s) v += partial[s * elems + i];
-    out.store(i, v);
+    out.store(i, i % out.n, v);
   }
 }
 
@@ -412,7 +413,7 @@ void gemm_sm90(const GemmShape& s, const void* a, int64_t lda, const void* b, in
   const Sm90Plan plan = plan_sm90(s.m, s.n, s.k, s.batch, sms, {256, 128}, 16);
   const TmaDesc ma = sm90_operand_map("matmul", a, !s.trans_a, s.m, s.k, lda, s.stride_a, s.batch, kSm90BM);
   const TmaDesc mb = sm90_operand_map("matmul", b, s.trans_b, s.n, s.k, ldb, s.stride_b, s.batch, plan.bn);
-  const Sm90Args p = sm90_args(plan, s.m, s.n, s.k, s.batch, s.stride_a != 0, s.stride_b != 0);
+  const Sm90Args p = sm90_args(plan, s.k, s.stride_a != 0, s.stride_b != 0);
   const int64_t elems = s.batch * s.m * s.n;
   Workspace partial(device, plan.splits > 1 ? static_cast<size_t>(plan.splits * elems) * sizeof(float) : 0, stream);
   StoreEpilogue tile = epi;
@@ -420,7 +421,6 @@ void gemm_sm90(const GemmShape& s, const void* a, int64_t lda, const void* b, in
   if (plan.bn == 256) launch_sm90<256>(s.trans_a, s.trans_b, ma, mb, p, tile, sms, as_cuda(stream));
   else launch_sm90<128>(s.trans_a, s.trans_b, ma, mb, p, tile, sms, as_cuda(stream));
   if (plan.splits > 1) gemm_split_sum_kernel<<<grid_1d(elems, 256), 256, 0, as_cuda(stream)>>>(tile.partial, plan.splits, elems, epi);
-  CF_CUDA_CHECK(cudaGetLastError());
 }
 
 StoreEpilogue store_epilogue(const GemmShape& s, void* c, const void* bias, bool f32_out) {

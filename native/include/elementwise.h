@@ -6,6 +6,8 @@
 // a bf16 product under autocast joins the f32 residual stream without a cast pass.
 // Floor: memory bound, bytes = sum over inputs and outputs of n * its element size.
 #pragma once
+#include <type_traits>
+
 #include "core.h"
 
 namespace cf {
@@ -42,31 +44,15 @@ struct BinaryDTypes {
 
 // Runs the statements with TA, TB and TO bound to the storage types of a binary op's operands
 // and output (dt: BinaryDTypes): all f32, all bf16, or one bf16 operand with f32 elsewhere.
-#define CF_BINARY_DTYPES(dt, TA, TB, TO, ...)                                                \
-  do {                                                                                       \
-    const ::cf::BinaryDTypes cf_dt_ = (dt);                                                  \
-    const bool cf_a_bf16_ = cf_dt_.a == ::cf::DType::BF16, cf_b_bf16_ = cf_dt_.b == ::cf::DType::BF16; \
-    if (cf_a_bf16_ && cf_b_bf16_) {                                                          \
-      using TA = ::cf::bf16;                                                                 \
-      using TB = ::cf::bf16;                                                                 \
-      using TO = ::cf::bf16;                                                                 \
-      __VA_ARGS__;                                                                           \
-    } else if (cf_a_bf16_) {                                                                 \
-      using TA = ::cf::bf16;                                                                 \
-      using TB = float;                                                                      \
-      using TO = float;                                                                      \
-      __VA_ARGS__;                                                                           \
-    } else if (cf_b_bf16_) {                                                                 \
-      using TA = float;                                                                      \
-      using TB = ::cf::bf16;                                                                 \
-      using TO = float;                                                                      \
-      __VA_ARGS__;                                                                           \
-    } else {                                                                                 \
-      using TA = float;                                                                      \
-      using TB = float;                                                                      \
-      using TO = float;                                                                      \
-      __VA_ARGS__;                                                                           \
-    }                                                                                        \
+#define CF_BINARY_DTYPES(dt, TA, TB, TO, ...)                                                              \
+  do {                                                                                                     \
+    const ::cf::BinaryDTypes cf_dt_ = (dt);                                                                \
+    CF_FLOAT_DTYPE(cf_dt_.a, TA,                                                                           \
+                   CF_FLOAT_DTYPE(cf_dt_.b, TB,                                                            \
+                                  using TO = std::conditional_t<std::is_same_v<TA, ::cf::bf16> &&          \
+                                                                    std::is_same_v<TB, ::cf::bf16>,        \
+                                                                ::cf::bf16, float>;                        \
+                                  __VA_ARGS__));                                                           \
   } while (0)
 
 #define CF_ELEMENTWISE_OPS(NS)                                                                                  \

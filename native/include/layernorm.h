@@ -24,8 +24,11 @@
       using T = float;                                                                     \
       using TY = ::cf::bf16;                                                               \
       __VA_ARGS__;                                                                         \
-    } else {                                                                               \
+    } else if ((y_dtype) == (dtype)) {                                                     \
       CF_FLOAT_DTYPE(dtype, T, using TY = T; __VA_ARGS__);                                 \
+    } else {                                                                               \
+      throw ::cf::Error(std::string("layernorm: unsupported dtypes ") +                    \
+                        ::cf::dtype_name(dtype) + " (x) and " + ::cf::dtype_name(y_dtype) + " (y)"); \
     }                                                                                      \
   } while (0)
 

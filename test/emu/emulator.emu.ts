@@ -140,9 +140,9 @@ function box(): number[] {
 test('a TMA box lands swizzled after the mbarrier wait, zero where it leaves the tensor', () => {
   const r = selfTest('tma_box');
   assert.is(r.error, null);
-  const got = Array.from(r.values.subarray(0, 512));
-  assert.equal(got, box());
-  assert.ok(got.filter((v) => v === 0).length > 256 && got.some((v) => v > 0), 'both inside and outside elements');
+  const want = box();
+  assert.ok(want.filter((v) => v === 0).length > 256 && want.some((v) => v > 0), 'the box has elements inside and outside the tensor');
+  assert.equal(Array.from(r.values.subarray(0, 512)), want);
 });
 
 test('TMA data read before the mbarrier wait is still unwritten shared memory (NaN)', () => {

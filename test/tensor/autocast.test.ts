@@ -80,11 +80,16 @@ test('ops outside the products stay f32 and exact under autocast', () => {
 test('a bf16 product joins an f32 residual as f32, and the gradient of each side keeps its dtype', () => {
   const x = leaf([3, 16]), w = leaf([16, 16]);
   const r = cf.scope(() => {
-    const y = cf.autocast('bf16', () => cf.add(x, cf.matmul(x, w)));
+    let product: cf.Tensor | null = null;
+    const y = cf.autocast('bf16', () => cf.add(x, (product = cf.matmul(x, w))));
+    // By hand: the bf16 product (autocast's), widened and added to the f32 residual.
+    const byHand = cf.add(x, cf.cast(cf.matmul(cf.cast(x, 'bf16'), cf.cast(w, 'bf16')), 'f32'));
     cf.sum(y).backward();
-    return y.dtype;
+    return { dtype: y.dtype, productDtype: product!.dtype, y: values(y), byHand: values(byHand) };
   });
-  assert.is(r, 'f32');
+  assert.is(r.productDtype, 'bf16');
+  assert.is(r.dtype, 'f32');
+  assert.equal(Array.from(r.y), Array.from(r.byHand));
   assert.is(x.grad!.dtype, 'f32');
   assert.is(w.grad!.dtype, 'f32');
 });
@@ -120,7 +125,16 @@ test('norms take a bf16 input beside f32 parameters in f32; convolutions are pro
   const amp = cf.scope(() => values(cf.autocast('bf16', () => cf.conv2d(xb, w3, null, { padding: 1 }))));
   assert.equal(Array.from(amp), Array.from(byHand), 'conv2d under autocast is the bf16 convolution');
   assert.throws(() => cf.scope(() => cf.layerNorm(cf.zeros([2, 8]), cf.zeros([8], { dtype: 'bf16' }))), /layerNorm: expected x and weight of the same dtype, got f32 and bf16/);
-  for (const t of [xb, gamma, beta, runMean, runVar, w3, wd]) t.dispose();
+  // UniRepLKNet's deploy form: a depthwise conv's bf16 output straight into squeeze-excite,
+  // whose 1x1 convs are products under autocast.
+  const se = [leaf([2, 8, 1, 1]), leaf([2]), leaf([8, 2, 1, 1]), leaf([8])] as const;
+  const seOut = cf.scope(() => {
+    const y = cf.autocast('bf16', () => cf.squeezeExcite(cf.depthwiseConv2d(xb, wd, null, { padding: 1 }), ...se));
+    cf.sum(y).backward();
+    return { dtype: y.dtype, grads: se.map((p) => p.grad!.dtype) };
+  });
+  assert.equal(seOut, { dtype: 'bf16', grads: ['f32', 'f32', 'f32', 'f32'] });
+  for (const t of [xb, gamma, beta, runMean, runVar, w3, wd, ...se]) t.dispose();
 });
 
 test('a checkpointed block recomputes in the precision of its forward', () => {

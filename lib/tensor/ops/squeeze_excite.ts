@@ -9,11 +9,11 @@ import { mul, relu, sigmoid } from './elementwise.js';
 import { linear } from './matmul.js';
 import { mean } from './reduce.js';
 import { reshape } from './shape.js';
-import { expectShape, floatTensor, sameKind } from './util.js';
+import { expectShape, floatTensor, sameDevice } from './util.js';
 
 function conv1x1Weight(op: string, arg: string, t: Tensor, x: Tensor, out: number | null, inF: number): Tensor {
   const w = floatTensor(op, arg, t);
-  sameKind(op, ['x', arg], x, w);
+  sameDevice(op, ['x', arg], x, w);
   const ok = (w.rank === 4 && w.shape[2] === 1 && w.shape[3] === 1) || w.rank === 2;
   if (!ok || w.shape[1] !== inF || (out !== null && w.shape[0] !== out)) {
     throw new Error(`${op}: expected shape [${out ?? 'R'}, ${inF}, 1, 1] (or [${out ?? 'R'}, ${inF}]) for ${arg}, got ${shapeStr(w.shape)}`);
@@ -24,7 +24,8 @@ function conv1x1Weight(op: string, arg: string, t: Tensor, x: Tensor, out: numbe
 /**
  * y = x * sigmoid(up(relu(down(mean over H, W of x)))) for x [N, H, W, C]; downWeight
  * [R, C, 1, 1] with downBias [R], upWeight [C, R, 1, 1] with upBias [C]. Gradients flow to
- * x and every weight and bias.
+ * x and every weight and bias. x may be bf16 beside f32 parameters (a depthwise conv's output
+ * under autocast): the 1x1 convs and the rescale follow linear's and mul's dtype rules.
  */
 export function squeezeExcite(xIn: Tensor, downWeightIn: Tensor, downBiasIn: Tensor, upWeightIn: Tensor, upBiasIn: Tensor): Tensor {
   const op = 'squeezeExcite';
@@ -37,7 +38,7 @@ export function squeezeExcite(xIn: Tensor, downWeightIn: Tensor, downBiasIn: Ten
     const up = conv1x1Weight(op, 'upWeight', upWeightIn, x, c, r);
     const downBias = floatTensor(op, 'downBias', downBiasIn);
     const upBias = floatTensor(op, 'upBias', upBiasIn);
-    sameKind(op, ['x', 'downBias', 'upBias'], x, downBias, upBias);
+    sameDevice(op, ['x', 'downBias', 'upBias'], x, downBias, upBias);
     expectShape(op, 'downBias', downBias, [r]);
     expectShape(op, 'upBias', upBias, [c]);
     const x3 = reshape(x, [n, h * w, c]);
