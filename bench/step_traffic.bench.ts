@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import * as cf from '../lib/index.js';
 import type { NativeTensor } from '../lib/native.js';
 import { dtypeBytes, type DType } from '../lib/tensor/tensor.js';
+import { numel } from '../lib/tensor/ops/util.js';
 import { createModel, getModelConfig } from '../lib/nn/factory.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { paramGroups } from '../lib/optim/param_groups.js';
@@ -54,10 +55,8 @@ function isTensor(x: unknown): x is NativeTensor {
 function tensorBytes(x: unknown): number {
   if (Array.isArray(x)) return x.reduce((s: number, t) => s + tensorBytes(t), 0);
   if (!isTensor(x)) return 0;
-  return x.shape.reduce((a, b) => a * b, 1) * dtypeBytes(x.dtype as DType);
+  return numel(x.shape) * dtypeBytes(x.dtype as DType);
 }
-
-const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** Per attention call: FLOPs per score element per head dim, and the index of its `causal` argument. */
 const ATTENTION_CALLS: Record<string, [number, number]> = {
