@@ -11,6 +11,7 @@
 // reduce over or broadcast along the last axis. Images enter as NCHW [B, 3, H, W] (the
 // data pipeline's layout) and are transposed once.
 import { isGradEnabled } from '../tensor/autograd.js';
+import { autocastInput } from '../tensor/autocast.js';
 import { argError, checkFinite, checkInteger } from '../tensor/check.js';
 import { checkpoint } from '../tensor/checkpoint.js';
 import { add, gelu, mul } from '../tensor/ops/elementwise.js';
@@ -158,10 +159,11 @@ export class DilatedReparamBlock extends Module {
     const main = this.child<DepthwiseConv>('lk_origin');
     if (this.deploy) return main.forward(x);
     return scope(() => {
-      let out = this.child<BatchNorm2d>('origin_bn').forward(main.forward(x), updateRunningStats);
+      const input = autocastInput(x);
+      let out = this.child<BatchNorm2d>('origin_bn').forward(main.forward(input), updateRunningStats);
       for (const { kernel, dilation } of this.branches) {
         const conv = this.child<DepthwiseConv>(`dil_conv_k${kernel}_${dilation}`);
-        out = add(out, this.child<BatchNorm2d>(`dil_bn_k${kernel}_${dilation}`).forward(conv.forward(x), updateRunningStats));
+        out = add(out, this.child<BatchNorm2d>(`dil_bn_k${kernel}_${dilation}`).forward(conv.forward(input), updateRunningStats));
       }
       return out;
     });

@@ -10,6 +10,7 @@
 // does to a run.
 import { argError } from './check.js';
 import { onCast } from './ops/promote.js';
+import { cast } from './ops/shape.js';
 import { sameDevice, sameKind } from './ops/util.js';
 import type { Tensor } from './tensor.js';
 
@@ -51,6 +52,16 @@ export function autocastProduct(
   const dtype = current;
   if (dtype === null || !inputs.some((t) => t !== null && t.dtype === 'f32')) return null;
   return onCast(inputs, dtype, (lowered) => autocast(null, () => fn(lowered)));
+}
+
+/**
+ * x as autocast's products will read it: a bf16 copy of an f32 x while autocast is on, x itself
+ * otherwise. For an activation that several products read (UniRepLKNet's six dilated branches):
+ * one copy, and one cast of the summed gradient back, instead of one per product. Gradients flow
+ * back through the cast.
+ */
+export function autocastInput(x: Tensor): Tensor {
+  return current !== null && x.dtype === 'f32' ? cast(x, current) : x;
 }
 
 /**

@@ -236,6 +236,12 @@ void expect_same_dtype(Napi::Env env, const char* op, const TensorArg& a, const 
                   dtype_name(b.dtype));
 }
 
+void expect_same_or_wider(Napi::Env env, const char* op, const TensorArg& x, const char* xn, const TensorArg& p, const char* pn) {
+  if (p.dtype == x.dtype || (x.dtype == DType::BF16 && p.dtype == DType::F32)) return;
+  fail(env, std::string(op) + ": expected " + pn + " of " + xn + "'s dtype " + dtype_name(x.dtype) + (x.dtype == DType::BF16 ? " or f32" : "") +
+                ", got " + dtype_name(p.dtype));
+}
+
 void expect_shape(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const std::vector<int64_t>& shape) {
   if (t.shape != shape) fail_arg(env, op, (std::string(arg) + ".shape").c_str(), shape_str(shape), t.shape_str());
 }

@@ -65,6 +65,8 @@ DType parse_dtype(Napi::Env env, const std::string& s, const char* op, const cha
 void same_device(Napi::Env env, const char* op, const TensorArg& a, const char* an, const TensorArg& b, const char* bn);
 void expect_dtype(Napi::Env env, const char* op, const TensorArg& t, const char* arg, std::initializer_list<DType> ok);
 void expect_same_dtype(Napi::Env env, const char* op, const TensorArg& a, const char* an, const TensorArg& b, const char* bn);
+// w has x's dtype, or f32 beside bf16 x (CF_SAME_OR_WIDER_DTYPES): a norm's parameters, a sum's output.
+void expect_same_or_wider(Napi::Env env, const char* op, const TensorArg& x, const char* xn, const TensorArg& p, const char* pn);
 void expect_shape(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const std::vector<int64_t>& shape);
 void expect_rank(Napi::Env env, const char* op, const TensorArg& t, const char* arg, int lo, int hi);
 // Output must not overlap an input unless it is exactly the same memory (in-place ops).

@@ -3,8 +3,8 @@
 //   batchNormApply(x, mean, rstd, weight | null, bias | null, y)
 //   batchNormBackwardReduce(x, dy, mean, rstd, sumDy, sumDyXhat)
 //   batchNormBackwardInput(x, dy, mean, rstd, weight | null, sumDy, sumDyXhat, dx, batchStats)
-// x, y, dy, dx [..., C] f32 or bf16; weight and bias [C] with x's dtype; mean, var, rstd,
-// sumDy, sumDyXhat [C] f32. Outputs must not overlap inputs.
+// x, y, dy, dx [..., C] f32 or bf16; weight and bias [C] of one dtype, x's or f32 beside bf16
+// x; mean, var, rstd, sumDy, sumDyXhat [C] f32. Outputs must not overlap inputs.
 #include "args.h"
 #include "batchnorm.h"
 #include "register.h"
@@ -22,12 +22,18 @@ void expect_channel_stats(Napi::Env env, const char* op, const TensorArg& t, con
   expect_shape(env, op, t, arg, {c});
 }
 
-// [C] with x's dtype and device.
+// [C] on x's device, with x's dtype or f32 beside bf16 x.
 void expect_channel_param(Napi::Env env, const char* op, const std::optional<TensorArg>& t, const char* arg, const TensorArg& x, int64_t c) {
   if (!t) return;
-  expect_same_dtype(env, op, x, "x", *t, arg);
+  expect_same_or_wider(env, op, x, "x", *t, arg);
   same_device(env, op, x, "x", *t, arg);
   expect_shape(env, op, *t, arg, {c});
+}
+
+// The parameters' dtype: the given ones' (weight and bias must agree), x's when none is given.
+DType param_dtype(Napi::Env env, const char* op, const TensorArg& x, const std::optional<TensorArg>& w, const std::optional<TensorArg>& b) {
+  if (w && b) expect_same_dtype(env, op, *w, "weight", *b, "bias");
+  return w ? w->dtype : b ? b->dtype : x.dtype;
 }
 
 // Like x: same dtype, device and shape.
@@ -79,8 +85,9 @@ Napi::Value apply(const Napi::CallbackInfo& info) {
   no_overlap(env, op, y, rstd, "rstd");
   if (w) no_overlap(env, op, y, *w, "weight");
   if (b) no_overlap(env, op, y, *b, "bias");
+  const DType pd = param_dtype(env, op, x, w, b);
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, x.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w), data_or_null(b), y.data(),
+  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, pd, x.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w), data_or_null(b), y.data(),
                   rv.rows, rv.n, s);
   return env.Undefined();
 }
@@ -127,8 +134,9 @@ Napi::Value backward_input(const Napi::CallbackInfo& info) {
   for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&rstd, "rstd"}, std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}})
     no_overlap(env, op, dx, *t, name);
   if (w) no_overlap(env, op, dx, *w, "weight");
+  const DType pd = w ? w->dtype : x.dtype;
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w),
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, pd, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w),
                   sum_dy.as<float>(), sum_dy_xhat.as<float>(), dx.data(), rv.rows, rv.n, batch_stats, s);
   return env.Undefined();
 }

@@ -1,7 +1,8 @@
 // GRN's memory passes over [N, P, C] activations (see grn.h):
 //   sampleChannelDot(a, b | null, out)                 out [N, C] f32
 //   sampleChannelAffine(a, fa, b | null, fb | null, beta | null, y)
-// a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] with a's dtype.
+// a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] with a's dtype or
+// f32 beside bf16 a.
 // b and fb come together or not at all. Outputs must not overlap inputs.
 #include "args.h"
 #include "grn.h"
@@ -65,7 +66,7 @@ Napi::Value affine(const Napi::CallbackInfo& info) {
     expect_factors(env, op, *fb, "fb", a);
   }
   if (beta) {
-    expect_same_dtype(env, op, a, "a", *beta, "beta");
+    expect_same_or_wider(env, op, a, "a", *beta, "beta");
     same_device(env, op, a, "a", *beta, "beta");
     expect_shape(env, op, *beta, "beta", {a.dim(2)});
   }
@@ -76,7 +77,7 @@ Napi::Value affine(const Napi::CallbackInfo& info) {
   if (fb) no_overlap(env, op, y, *fb, "fb");
   if (beta) no_overlap(env, op, y, *beta, "beta");
   Stream s = prepare_device(env, a.device(), op);
-  CF_BACKEND_CALL(a.device(), sample_channel_affine, a.dtype, a.data(), fa.as<float>(), data_or_null(b), fb ? fb->as<float>() : nullptr,
+  CF_BACKEND_CALL(a.device(), sample_channel_affine, a.dtype, beta ? beta->dtype : a.dtype, a.data(), fa.as<float>(), data_or_null(b), fb ? fb->as<float>() : nullptr,
                   data_or_null(beta), y.data(), a.dim(0), a.dim(1), a.dim(2), s);
   return env.Undefined();
 }

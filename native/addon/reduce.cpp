@@ -1,5 +1,5 @@
 // reduce(op, x, out, axis, indices?) and reduceMaxBackward(dy, indices, dx, axis).
-// out keeps the reduced axis with size 1.
+// out keeps the reduced axis with size 1; it has x's dtype, or f32 for a bf16 x's sum or mean.
 #include "args.h"
 #include "reduce.h"
 #include "register.h"
@@ -45,7 +45,8 @@ Napi::Value reduce(const Napi::CallbackInfo& info) {
   TensorArg x = tensor(info, 1, op, "x"), out = tensor(info, 2, op, "out");
   const int axis = axis_arg(info, 3, op, x);
   expect_dtype(env, op, x, "x", {DType::F32, DType::BF16});
-  expect_same_dtype(env, op, x, "x", out, "out");
+  if (rop == ReduceOp::Max) expect_same_dtype(env, op, x, "x", out, "out");
+  else expect_same_or_wider(env, op, x, "x", out, "out");
   same_device(env, op, x, "x", out, "out");
   expect_shape(env, op, out, "out", reduced_shape(x, axis));
   no_overlap(env, op, out, x, "x");
@@ -64,7 +65,7 @@ Napi::Value reduce(const Napi::CallbackInfo& info) {
   }
   if (sp.n > 2147483647) fail(env, std::string(op) + ": axis of " + std::to_string(sp.n) + " elements is too long (at most 2^31 - 1)");
   Stream s = prepare_device(env, out.device(), op);
-  CF_BACKEND_CALL(out.device(), reduce, rop, x.dtype, x.data(), out.data(), idx, sp.outer, sp.n, sp.inner, s);
+  CF_BACKEND_CALL(out.device(), reduce, rop, x.dtype, out.dtype, x.data(), out.data(), idx, sp.outer, sp.n, sp.inner, s);
   return env.Undefined();
 }
 

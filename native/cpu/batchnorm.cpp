@@ -58,19 +58,19 @@ void batchnorm_stats(DType dtype, const void* xv, float* mean, float* var, float
   });
 }
 
-void batchnorm_apply(DType dtype, const void* xv, const float* mean, const float* rstd, const void* weightv, const void* biasv,
+void batchnorm_apply(DType dtype, DType param_dtype, const void* xv, const float* mean, const float* rstd, const void* weightv, const void* biasv,
                      void* yv, int64_t rows, int64_t c, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
     const T* x = static_cast<const T*>(xv);
-    const T* weight = static_cast<const T*>(weightv);
-    const T* bias = static_cast<const T*>(biasv);
+    const P* weight = static_cast<const P*>(weightv);
+    const P* bias = static_cast<const P*>(biasv);
     T* y = static_cast<T*>(yv);
     // (x - mean) * scale + bias, not x * scale + (bias - mean * scale): the latter cancels
     // catastrophically when |mean| is large against the spread.
     std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
     for (int64_t k = 0; k < c; ++k) {
-      scale[k] = rstd[k] * (weight ? Elem<T>::load(weight, k) : 1.0f);
-      shift[k] = bias ? Elem<T>::load(bias, k) : 0.0f;
+      scale[k] = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
+      shift[k] = bias ? Elem<P>::load(bias, k) : 0.0f;
     }
     parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
@@ -96,18 +96,18 @@ void batchnorm_backward_reduce(DType dtype, const void* xv, const void* dyv, con
   });
 }
 
-void batchnorm_backward_input(DType dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, const void* weightv,
+void batchnorm_backward_input(DType dtype, DType param_dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, const void* weightv,
                               const float* sum_dy, const float* sum_dy_xhat, void* dxv, int64_t rows, int64_t c, bool batch_stats,
                               Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
     const T* x = static_cast<const T*>(xv);
     const T* dy = static_cast<const T*>(dyv);
-    const T* weight = static_cast<const T*>(weightv);
+    const P* weight = static_cast<const P*>(weightv);
     T* dx = static_cast<T*>(dxv);
     const float inv_rows = 1.0f / static_cast<float>(rows);
     std::vector<float> gain(static_cast<size_t>(c)), mean_dy(static_cast<size_t>(c)), mean_dy_xhat(static_cast<size_t>(c));
     for (int64_t k = 0; k < c; ++k) {
-      gain[k] = rstd[k] * (weight ? Elem<T>::load(weight, k) : 1.0f);
+      gain[k] = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
       mean_dy[k] = batch_stats ? sum_dy[k] * inv_rows : 0.0f;
       mean_dy_xhat[k] = batch_stats ? sum_dy_xhat[k] * inv_rows : 0.0f;
     }

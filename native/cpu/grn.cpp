@@ -32,16 +32,16 @@ void sample_channel_dot(DType dtype, const void* av, const void* bv, float* out,
   });
 }
 
-void sample_channel_affine(DType dtype, const void* av, const float* fa, const void* bv, const float* fb, const void* betav, void* yv,
+void sample_channel_affine(DType dtype, DType beta_dtype, const void* av, const float* fa, const void* bv, const float* fb, const void* betav, void* yv,
                            int64_t n, int64_t p, int64_t c, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+  CF_SAME_OR_WIDER_DTYPES(dtype, beta_dtype, T, P, {
     const T* a = static_cast<const T*>(av);
     const T* b = static_cast<const T*>(bv);
-    const T* beta = static_cast<const T*>(betav);
+    const P* beta = static_cast<const P*>(betav);
     T* y = static_cast<T*>(yv);
     std::vector<float> shift(static_cast<size_t>(c), 0.0f);
     if (beta)
-      for (int64_t k = 0; k < c; ++k) shift[k] = Elem<T>::load(beta, k);
+      for (int64_t k = 0; k < c; ++k) shift[k] = Elem<P>::load(beta, k);
     parallel_for(n * p, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* ra = fa + (r / p) * c;

@@ -7,11 +7,11 @@
 
 namespace cf::cpu {
 
-void reduce(ReduceOp op, DType dtype, const void* xv, void* outv, int32_t* indices, int64_t outer, int64_t n, int64_t inner,
-            Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+void reduce(ReduceOp op, DType dtype, DType out_dtype, const void* xv, void* outv, int32_t* indices, int64_t outer, int64_t n,
+            int64_t inner, Stream) {
+  CF_SAME_OR_WIDER_DTYPES(dtype, out_dtype, T, TO, {
     const T* x = static_cast<const T*>(xv);
-    T* out = static_cast<T*>(outv);
+    TO* out = static_cast<TO*>(outv);
     // Each task owns whole rows of `outer` and walks k in order, accumulating a row of `inner`
     // values in double, so reads stay contiguous.
     parallel_for(outer, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, n * inner)), [&](int64_t b, int64_t e) {
@@ -41,7 +41,7 @@ void reduce(ReduceOp op, DType dtype, const void* xv, void* outv, int32_t* indic
             for (int64_t i = 0; i < inner; ++i) acc[i] /= static_cast<double>(n);
         }
         for (int64_t i = 0; i < inner; ++i) {
-          Elem<T>::store(out, o * inner + i, static_cast<float>(acc[i]));
+          Elem<TO>::store(out, o * inner + i, static_cast<float>(acc[i]));
           if (indices) indices[o * inner + i] = arg[i];
         }
       }

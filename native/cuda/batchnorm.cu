@@ -73,22 +73,22 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
   }
 }
 
-template <typename T>
-__global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const T* weight, const T* bias, T* y, int64_t n, int64_t c) {
+template <typename T, typename P>
+__global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const P* weight, const P* bias, T* y, int64_t n, int64_t c) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c;
-    const float w = weight ? Elem<T>::load(weight, k) : 1.0f;
-    const float b = bias ? Elem<T>::load(bias, k) : 0.0f;
+    const float w = weight ? Elem<P>::load(weight, k) : 1.0f;
+    const float b = bias ? Elem<P>::load(bias, k) : 0.0f;
     Elem<T>::store(y, i, (Elem<T>::load(x, i) - mean[k]) * rstd[k] * w + b);
   }
 }
 
-template <typename T>
-__global__ void input_grad_kernel(const T* x, const T* dy, const float* mean, const float* rstd, const T* weight, const float* sum_dy,
+template <typename T, typename P>
+__global__ void input_grad_kernel(const T* x, const T* dy, const float* mean, const float* rstd, const P* weight, const float* sum_dy,
                                   const float* sum_dy_xhat, T* dx, int64_t n, int64_t c, float inv_rows, bool batch_stats) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c;
-    const float gain = rstd[k] * (weight ? Elem<T>::load(weight, k) : 1.0f);
+    const float gain = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
     float g = Elem<T>::load(dy, i);
     if (batch_stats) {
       const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
@@ -109,13 +109,13 @@ void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float*
   });
 }
 
-void batchnorm_apply(DType dtype, const void* x, const float* mean, const float* rstd, const void* weight, const void* bias, void* y,
-                     int64_t rows, int64_t c, Stream stream) {
+void batchnorm_apply(DType dtype, DType param_dtype, const void* x, const float* mean, const float* rstd, const void* weight,
+                     const void* bias, void* y, int64_t rows, int64_t c, Stream stream) {
   const int64_t n = rows * c;
   if (n == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, {
-    apply_kernel<T><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const T*>(weight),
-                                                                 static_cast<const T*>(bias), static_cast<T*>(y), n, c);
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+    apply_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const P*>(weight),
+                                                                    static_cast<const P*>(bias), static_cast<T*>(y), n, c);
   });
 }
 
@@ -128,14 +128,14 @@ void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const
   });
 }
 
-void batchnorm_backward_input(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd, const void* weight,
+void batchnorm_backward_input(DType dtype, DType param_dtype, const void* x, const void* dy, const float* mean, const float* rstd, const void* weight,
                               const float* sum_dy, const float* sum_dy_xhat, void* dx, int64_t rows, int64_t c, bool batch_stats,
                               Stream stream) {
   const int64_t n = rows * c;
   if (n == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, {
-    input_grad_kernel<T><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
-        static_cast<const T*>(x), static_cast<const T*>(dy), mean, rstd, static_cast<const T*>(weight), sum_dy, sum_dy_xhat,
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+    input_grad_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
+        static_cast<const T*>(x), static_cast<const T*>(dy), mean, rstd, static_cast<const P*>(weight), sum_dy, sum_dy_xhat,
         static_cast<T*>(dx), n, c, 1.0f / static_cast<float>(rows), batch_stats);
   });
 }

@@ -31,14 +31,14 @@ __global__ void __launch_bounds__(kChannels * kPixelLanes) dot_kernel(const T* a
   if (k < c && threadIdx.y == 0) out[sample * c + k] = static_cast<float>(s[0][threadIdx.x]);
 }
 
-template <typename T>
-__global__ void affine_kernel(const T* a, const float* fa, const T* b, const float* fb, const T* beta, T* y, int64_t total, int64_t p,
+template <typename T, typename P>
+__global__ void affine_kernel(const T* a, const float* fa, const T* b, const float* fb, const P* beta, T* y, int64_t total, int64_t p,
                               int64_t c) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c, nc = (i / c / p) * c + k;
     float v = Elem<T>::load(a, i) * fa[nc];
     if (b) v += Elem<T>::load(b, i) * fb[nc];
-    if (beta) v += Elem<T>::load(beta, k);
+    if (beta) v += Elem<P>::load(beta, k);
     Elem<T>::store(y, i, v);
   }
 }
@@ -53,13 +53,13 @@ void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, i
   });
 }
 
-void sample_channel_affine(DType dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta, void* y, int64_t n,
+void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta, void* y, int64_t n,
                            int64_t p, int64_t c, Stream stream) {
   const int64_t total = n * p * c;
   if (total == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, {
-    affine_kernel<T><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(a), fa, static_cast<const T*>(b), fb,
-                                                                      static_cast<const T*>(beta), static_cast<T*>(y), total, p, c);
+  CF_SAME_OR_WIDER_DTYPES(dtype, beta_dtype, T, P, {
+    affine_kernel<T, P><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(a), fa, static_cast<const T*>(b), fb,
+                                                                         static_cast<const P*>(beta), static_cast<T*>(y), total, p, c);
   });
 }
 

@@ -25,8 +25,8 @@ __device__ __forceinline__ Acc combine(ReduceOp op, Acc a, Acc b) {
   return a;
 }
 
-template <typename T>
-__global__ void reduce_columns(ReduceOp op, const T* x, T* out, int32_t* idx, int64_t outer, int64_t n, int64_t inner) {
+template <typename T, typename TO>
+__global__ void reduce_columns(ReduceOp op, const T* x, TO* out, int32_t* idx, int64_t outer, int64_t n, int64_t inner) {
   const int64_t total = outer * inner;
   for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < total; j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t o = j / inner, i = j % inner;
@@ -35,13 +35,13 @@ __global__ void reduce_columns(ReduceOp op, const T* x, T* out, int32_t* idx, in
     if (op == ReduceOp::Max && n > 0) a = Acc{Elem<T>::load(base, 0), 0};
     for (int64_t k = (op == ReduceOp::Max ? 1 : 0); k < n; ++k) a = combine(op, a, Acc{Elem<T>::load(base, k * inner), static_cast<int32_t>(k)});
     if (op == ReduceOp::Mean) a.v /= static_cast<float>(n);
-    Elem<T>::store(out, j, a.v);
+    Elem<TO>::store(out, j, a.v);
     if (idx) idx[j] = a.k;
   }
 }
 
-template <typename T>
-__global__ void reduce_blocks(ReduceOp op, const T* x, T* out, int32_t* idx, int64_t outer, int64_t n, int64_t inner) {
+template <typename T, typename TO>
+__global__ void reduce_blocks(ReduceOp op, const T* x, TO* out, int32_t* idx, int64_t outer, int64_t n, int64_t inner) {
   __shared__ float sv[256];
   __shared__ int32_t sk[256];
   const int64_t j = blockIdx.x;
@@ -63,7 +63,7 @@ __global__ void reduce_blocks(ReduceOp op, const T* x, T* out, int32_t* idx, int
   if (threadIdx.x == 0) {
     float v = sv[0];
     if (op == ReduceOp::Mean) v /= static_cast<float>(n);
-    Elem<T>::store(out, j, v);
+    Elem<TO>::store(out, j, v);
     if (idx) idx[j] = sk[0];
   }
 }
@@ -80,14 +80,16 @@ __global__ void max_backward_kernel(const T* dy, const int32_t* idx, T* dx, int6
 
 }  // namespace
 
-void reduce(ReduceOp op, DType dtype, const void* x, void* out, int32_t* indices, int64_t outer, int64_t n, int64_t inner, Stream s) {
+void reduce(ReduceOp op, DType dtype, DType out_dtype, const void* x, void* out, int32_t* indices, int64_t outer, int64_t n, int64_t inner,
+            Stream s) {
   const int64_t outputs = outer * inner;
   if (outputs == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, {
+  CF_SAME_OR_WIDER_DTYPES(dtype, out_dtype, T, TO, {
     if (outputs >= 4096 || n < 256 || outputs > 0x7fffffff) {
-      reduce_columns<<<grid_1d(outputs, 256), 256, 0, as_cuda(s)>>>(op, static_cast<const T*>(x), static_cast<T*>(out), indices, outer, n, inner);
+      reduce_columns<<<grid_1d(outputs, 256), 256, 0, as_cuda(s)>>>(op, static_cast<const T*>(x), static_cast<TO*>(out), indices, outer, n, inner);
     } else {
-      reduce_blocks<<<static_cast<unsigned>(outputs), 256, 0, as_cuda(s)>>>(op, static_cast<const T*>(x), static_cast<T*>(out), indices, outer, n, inner);
+      reduce_blocks<<<static_cast<unsigned>(outputs), 256, 0, as_cuda(s)>>>(op, static_cast<const T*>(x), static_cast<TO*>(out), indices, outer, n,
+                                                                            inner);
     }
   });
 }

@@ -23,11 +23,11 @@
   namespace cf::NS {                                                                                              \
   void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c,  \
                        float eps, Stream stream);                                                                 \
-  void batchnorm_apply(DType dtype, const void* x, const float* mean, const float* rstd, const void* weight,       \
+  void batchnorm_apply(DType dtype, DType param_dtype, const void* x, const float* mean, const float* rstd, const void* weight,       \
                        const void* bias, void* y, int64_t rows, int64_t c, Stream stream);                        \
   void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd,  \
                                  float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream);      \
-  void batchnorm_backward_input(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd,   \
+  void batchnorm_backward_input(DType dtype, DType param_dtype, const void* x, const void* dy, const float* mean, const float* rstd,   \
                                 const void* weight, const float* sum_dy, const float* sum_dy_xhat, void* dx,      \
                                 int64_t rows, int64_t c, bool batch_stats, Stream stream);                        \
   }

@@ -92,6 +92,24 @@ constexpr int kMaxRank = 8;
     }                                                                      \
   } while (0)
 
+// Runs the statements with T bound to one float dtype's storage type and W to a second
+// dtype's that is the same or, beside bf16, f32: a norm's f32 parameters beside a bf16 product's
+// output under autocast (BatchNorm, GRN), a bf16 tensor's sums written in f32 (reduce). The
+// addons refuse the other mixes before a kernel runs; this throws if one gets through.
+#define CF_SAME_OR_WIDER_DTYPES(dtype, wide_dtype, T, W, ...)                                        \
+  do {                                                                                                \
+    if ((dtype) == ::cf::DType::BF16 && (wide_dtype) == ::cf::DType::F32) {                           \
+      using T = ::cf::bf16;                                                                           \
+      using W = float;                                                                                \
+      __VA_ARGS__;                                                                                    \
+    } else if ((wide_dtype) == (dtype)) {                                                             \
+      CF_FLOAT_DTYPE(dtype, T, using W = T; __VA_ARGS__);                                             \
+    } else {                                                                                          \
+      throw ::cf::Error(std::string("unsupported dtypes ") + ::cf::dtype_name(dtype) + " and " +      \
+                        ::cf::dtype_name(wide_dtype) + " (expected the same, or bf16 and f32)");      \
+    }                                                                                                 \
+  } while (0)
+
 // A failure inside a kernel or runtime call (not an argument error: those are caught
 // before any kernel runs). The addon turns it into a JS Error.
 struct Error : std::runtime_error {

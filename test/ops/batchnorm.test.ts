@@ -92,14 +92,20 @@ function refBackward(x: ArrayLike<number>, dy: ArrayLike<number>, mean: ArrayLik
   return { dx, dw, db };
 }
 
-function runBoth(device: string, dtype: 'f32' | 'bf16', training: boolean, xs: Float32Array, dys: Float32Array, c: number, seed: number) {
+/** 'bf16+f32': bf16 activations beside f32 parameters (autocast's mix). */
+type Storage = 'f32' | 'bf16' | 'bf16+f32';
+
+function runBoth(device: string, storage: Storage, training: boolean, xs: Float32Array, dys: Float32Array, c: number, seed: number) {
   const r = new Rng(seed);
   const ws = r.array(c), bs = r.array(c), rm = r.array(c), rv = Float32Array.from(r.array(c), (v) => 0.5 + Math.abs(v));
+  const xDtype = storage === 'f32' ? 'f32' : 'bf16', pDtype = storage === 'bf16' ? 'bf16' : 'f32';
   return cf.scope(() => {
-    const t = (d: Float32Array, shape: number[], grad = false) => cf.fromArray(d, shape, { device, dtype, requiresGrad: grad });
-    const x = t(xs, [xs.length / c, c], true), w = t(ws, [c], true), b = t(bs, [c], true);
-    const y = cf.batchNorm(x, w, b, t(rm, [c]), t(rv, [c]), { training });
-    y.backward(t(dys, [xs.length / c, c]));
+    const t = (d: Float32Array, shape: number[], dtype: cf.DType, grad = false) => cf.fromArray(d, shape, { device, dtype, requiresGrad: grad });
+    const x = t(xs, [xs.length / c, c], xDtype, true), w = t(ws, [c], pDtype, true), b = t(bs, [c], pDtype, true);
+    const y = cf.batchNorm(x, w, b, t(rm, [c], pDtype), t(rv, [c], pDtype), { training });
+    assert.is(y.dtype, xDtype);
+    y.backward(t(dys, [xs.length / c, c], xDtype));
+    assert.equal([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype], [xDtype, pDtype, pDtype]);
     return { y: y.toArray(), dx: x.grad!.toArray(), dw: w.grad!.toArray(), db: b.grad!.toArray(), ws, bs, rm, rv };
   });
 }
@@ -132,19 +138,35 @@ test('the statistics and gradients do not depend on the CPU thread count', () =>
   for (const k of ['y', 'dx', 'dw', 'db'] as const) assert.equal([...one[k]], [...two[k]], k);
 });
 
-test('bf16 storage stays within 2e-2 of f32; CUDA matches the CPU', () => {
+test('bf16 storage, and bf16 activations beside f32 parameters, stay within 2e-2 of f32; CUDA matches the CPU', () => {
   const c = 6, xs = rng.array(64 * c), dys = rng.array(64 * c);
   for (const device of devices()) {
     const f = runBoth(device, 'f32', true, xs, dys, c, 7);
-    const h = runBoth(device, 'bf16', true, xs, dys, c, 7);
-    for (const k of ['y', 'dx', 'dw', 'db'] as const) {
-      // dw and db sum 64 rows of O(1) terms, each off by bf16's 2^-9: their error grows like
-      // sqrt(64) units, so it is measured against that scale, not against 1.
-      const err = maxRelError(h[k], f[k], k === 'dw' || k === 'db' ? Math.sqrt(64) : 1);
-      assert.ok(err < 2e-2, `${k} bf16 on ${device}: relative error ${err}`);
+    for (const storage of ['bf16', 'bf16+f32'] as const) {
+      const h = runBoth(device, storage, true, xs, dys, c, 7);
+      for (const k of ['y', 'dx', 'dw', 'db'] as const) {
+        // dw and db sum 64 rows of O(1) terms, each off by bf16's 2^-9: their error grows like
+        // sqrt(64) units, so it is measured against that scale, not against 1.
+        const err = maxRelError(h[k], f[k], k === 'dw' || k === 'db' ? Math.sqrt(64) : 1);
+        assert.ok(err < 2e-2, `${k} ${storage} on ${device}: relative error ${err}`);
+      }
     }
   }
+  // The mix reads the f32 parameters unrounded: on bf16-exact inputs its y is f32's rounded once.
+  const rounded = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
+  const exact = runBoth('cpu', 'f32', true, rounded(xs), rounded(dys), c, 9);
+  for (const device of devices()) {
+    const mixed = runBoth(device, 'bf16+f32', true, rounded(xs), rounded(dys), c, 9);
+    // CUDA's statistics sum in another order: their last bit may move a rounding by one bf16 step.
+    if (device === 'cpu') assert.equal(Array.from(mixed.y), Array.from(rounded(exact.y)), 'y bf16+f32 on cpu');
+    else assertClose(mixed.y, rounded(exact.y), { rtol: 2 ** -8, atol: 1e-6, what: `y bf16+f32 on ${device}` });
+    for (const k of ['dw', 'db'] as const) assertClose(mixed[k], exact[k], { rtol: 1e-5, atol: 1e-5, what: `${k} bf16+f32 on ${device}` });
+  }
   if (!hasCuda()) return;
+  for (const storage of ['bf16', 'bf16+f32'] as const) {
+    const a = runBoth('cpu', storage, true, xs, dys, c, 10), b = runBoth('cuda:0', storage, true, xs, dys, c, 10);
+    for (const k of ['y', 'dx', 'dw', 'db'] as const) assertClose(b[k], a[k], { rtol: 1e-2, atol: 1e-2, what: `${k} ${storage} CUDA vs CPU` });
+  }
   for (const training of [true, false]) {
     const a = runBoth('cpu', 'f32', training, xs, dys, c, 8), b = runBoth('cuda:0', 'f32', training, xs, dys, c, 8);
     for (const k of ['y', 'dx', 'dw', 'db'] as const) assertClose(b[k], a[k], { rtol: 1e-4, atol: 1e-5, what: `${k} CUDA vs CPU` });
@@ -159,6 +181,10 @@ test('the native kernels check their arguments', () => {
     assert.throws(() => cf.native.batchNormStats(x, cf.zeros([3], { dtype: 'bf16' }), s3(), s3(), 1e-5), /batchNormStats: expected f32 for mean.dtype, got bf16/);
     assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), null, null, cf.zeros([4, 4])), /batchNormApply: expected \[4, 3\] for y.shape, got \[4, 4\]/);
     assert.throws(() => cf.native.batchNormBackwardInput(x, x, s3(), s3(), null, s3(), s3(), x, true), /batchNormBackwardInput: out must not share memory with x/);
+    const b3 = cf.zeros([3], { dtype: 'bf16' });
+    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), b3, null, cf.zeros([4, 3])), /batchNormApply: expected weight of x's dtype f32, got bf16/);
+    const xb = cf.zeros([4, 3], { dtype: 'bf16' });
+    assert.throws(() => cf.native.batchNormApply(xb, s3(), s3(), s3(), b3, cf.zeros([4, 3], { dtype: 'bf16' })), /batchNormApply: expected weight and bias of the same dtype, got f32 and bf16/);
   });
 });
 
@@ -170,7 +196,9 @@ test('bad arguments throw errors naming the op, the argument and the value', () 
     assert.throws(() => cf.batchNorm(cf.zeros([1, 4]), v, v, v, v, { training: true }), /batchNorm: expected more than one value per channel in training/);
     assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { momentum: 2 }), /batchNorm: expected a number in \[0, 1\] for momentum, got 2/);
     assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { eps: -1 }), /batchNorm: expected a finite number >= 0 for eps, got -1/);
-    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, cf.zeros([4], { dtype: 'bf16' }), v), /batchNorm: expected x and runningMean of the same dtype/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, cf.zeros([4], { dtype: 'bf16' }), v), /batchNorm: expected weight and runningMean of the same dtype, got f32 and bf16/);
+    const b4 = cf.ones([4], { dtype: 'bf16' });
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), b4, b4, b4, b4), /batchNorm: expected weight of x's dtype f32, got bf16/);
   });
 });
 

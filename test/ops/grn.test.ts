@@ -53,14 +53,20 @@ test('gradients match finite differences for x, gamma and beta', () => {
   ]);
 });
 
-function runGrn(device: string, dtype: 'f32' | 'bf16', xs: Float32Array, shape: number[], gs: Float32Array, bs: Float32Array, dys: Float32Array) {
+/** 'bf16+f32': bf16 activations beside f32 gamma and beta (autocast's mix). */
+type Storage = 'f32' | 'bf16' | 'bf16+f32';
+
+function runGrn(device: string, storage: Storage, xs: Float32Array, shape: number[], gs: Float32Array, bs: Float32Array, dys: Float32Array) {
+  const dtype = storage === 'f32' ? 'f32' : 'bf16', pDtype = storage === 'bf16' ? 'bf16' : 'f32';
   return cf.scope(() => {
     const c = shape[3]!;
     const x = cf.fromArray(xs, shape, { device, dtype, requiresGrad: true });
-    const g = cf.fromArray(gs, [1, 1, 1, c], { device, dtype, requiresGrad: true });
-    const b = cf.fromArray(bs, [1, 1, 1, c], { device, dtype, requiresGrad: true });
+    const g = cf.fromArray(gs, [1, 1, 1, c], { device, dtype: pDtype, requiresGrad: true });
+    const b = cf.fromArray(bs, [1, 1, 1, c], { device, dtype: pDtype, requiresGrad: true });
     const y = cf.grn(x, g, b);
+    assert.is(y.dtype, dtype);
     y.backward(cf.fromArray(dys, shape, { device, dtype }));
+    assert.equal([x.grad!.dtype, g.grad!.dtype, b.grad!.dtype], [dtype, pDtype, pDtype]);
     return { y: y.toArray(), dx: x.grad!.toArray(), dg: g.grad!.toArray(), db: b.grad!.toArray() };
   });
 }
@@ -80,8 +86,13 @@ test('wide channels (several native channel blocks): forward matches, gradients 
   const [xr, gr, br, dyr] = [xs, gs, bs, dys].map(rounded) as [Float32Array, Float32Array, Float32Array, Float32Array];
   const exact = runGrn('cpu', 'f32', xr, shape, gr, br, dyr);
   for (const device of devices()) {
-    const h = runGrn(device, 'bf16', xr, shape, gr, br, dyr);
-    for (const k of ['y', 'dx', 'dg', 'db'] as const) assert.ok(maxRelError(h[k], exact[k], 1) < 1e-2, `${k} bf16 on ${device}: ${maxRelError(h[k], exact[k], 1)}`);
+    for (const storage of ['bf16', 'bf16+f32'] as const) {
+      const h = runGrn(device, storage, xr, shape, gr, br, dyr);
+      for (const k of ['y', 'dx', 'dg', 'db'] as const) assert.ok(maxRelError(h[k], exact[k], 1) < 1e-2, `${k} ${storage} on ${device}: ${maxRelError(h[k], exact[k], 1)}`);
+    }
+    // With f32 parameters the sums stay f32: beta's gradient is f32's, not a bf16 rounding of it.
+    const mixed = runGrn(device, 'bf16+f32', xr, shape, gr, br, dyr);
+    assertClose(mixed.db, exact.db, { rtol: 1e-5, atol: 1e-5, what: `beta's gradient, bf16+f32 on ${device}` });
   }
   if (!hasCuda()) return;
   const cuda = runGrn('cuda:0', 'f32', xs, shape, gs, bs, dys);

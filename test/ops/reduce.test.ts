@@ -160,6 +160,34 @@ test('sumTo reduces broadcast dims back to the input shape', () => {
   assertClose(got[2]!, reduceRef('sum', x, [2, 12], 0).values, { rtol: 1e-5 });
 });
 
+test("a bf16 tensor's sum in f32 is not rounded to bf16; its gradient comes back in bf16", () => {
+  // Values 1 + k / 128 sum exactly in f32 but not in bf16 (8 significant bits).
+  const shape = [64, 3];
+  const x = Float32Array.from({ length: 192 }, (_, i) => 1 + (i % 7) / 128);
+  const exact = reduceRef('sum', x, shape, 0).values;
+  for (const device of devices()) {
+    const got = cf.scope(() => {
+      const t = cf.fromArray(x, shape, { dtype: 'bf16', device, requiresGrad: true });
+      const wide = cf.sum(t, 0, { dtype: 'f32' });
+      const narrow = cf.sum(t, 0);
+      cf.sum(cf.mul(wide, cf.fromArray([1, 2, 3], [3], { device }))).backward();
+      const r = { dtype: wide.dtype, wide: wide.toArray(), narrow: narrow.toArray(), all: cf.sum(t, null, { dtype: 'f32' }).item(), gradDtype: t.grad!.dtype, grad: t.grad!.toArray() };
+      t.dispose();
+      return r;
+    });
+    assert.is(got.dtype, 'f32');
+    assert.equal(Array.from(got.wide), exact, `f32 sums on ${device}`);
+    assert.ok(Array.from(got.narrow).some((v, i) => v !== exact[i]), `the bf16 sums are rounded on ${device}`);
+    assert.is(got.all, exact.reduce((a, b) => a + b, 0));
+    assert.is(got.gradDtype, 'bf16');
+    assert.equal(Array.from(got.grad), Array.from({ length: 192 }, (_, i) => 1 + (i % 3)), `gradient on ${device}`);
+  }
+  cf.scope(() => {
+    assert.throws(() => cf.sum(cf.zeros([2]), 0, { dtype: 'bf16' }), /sum: expected x's dtype f32 for dtype, got 'bf16'/);
+    assert.throws(() => cf.native.reduce('max', cf.zeros([2], { dtype: 'bf16' }), cf.zeros([1]), 0), /reduce: expected x and out of the same dtype, got bf16 and f32/);
+  });
+});
+
 test('bad arguments throw clear errors', () => {
   cf.scope(() => {
     const t = cf.zeros([2, 3]);

@@ -94,29 +94,41 @@ test('a bf16 product joins an f32 residual as f32, and the gradient of each side
   assert.is(w.grad!.dtype, 'f32');
 });
 
-test('norms take a bf16 input beside f32 parameters in f32; convolutions are products under autocast', () => {
+test('norms take a bf16 input beside f32 parameters: LayerNorm gives f32, BatchNorm and GRN bf16; convolutions are products under autocast', () => {
   const xData = rng.array(2 * 3 * 3 * 8);
   const xb = cf.fromArray(xData, [2, 3, 3, 8], { dtype: 'bf16' });
   const c8 = (): cf.Tensor => leaf([8]);
   const gamma = c8(), beta = c8(), runMean = cf.zeros([8]), runVar = cf.ones([8]);
-  const norms: [string, (x: cf.Tensor) => cf.Tensor][] = [
-    ['layerNorm', (x) => cf.layerNorm(x, gamma, beta)],
-    ['batchNorm', (x) => cf.batchNorm(x, gamma, beta, runMean, runVar, { training: true, updateRunningStats: false })],
-    ['grn', (x) => cf.grn(x, gamma, beta)],
+  // LayerNorm runs on an f32 copy (PyTorch's autocast runs layer_norm in f32); BatchNorm's and
+  // GRN's kernels read the bf16 input beside the f32 parameters and give x's dtype, as PyTorch's
+  // batch norm does: the f32 result rounded once.
+  const norms: [string, cf.DType, (x: cf.Tensor) => cf.Tensor][] = [
+    ['layerNorm', 'f32', (x) => cf.layerNorm(x, gamma, beta)],
+    ['batchNorm', 'bf16', (x) => cf.batchNorm(x, gamma, beta, runMean, runVar, { training: true, updateRunningStats: false })],
+    ['grn', 'bf16', (x) => cf.grn(x, gamma, beta)],
   ];
-  for (const [name, norm] of norms) {
-    const got = cf.scope(() => {
-      const x = cf.fromArray(xData, [2, 3, 3, 8], { dtype: 'bf16', requiresGrad: true });
-      const y = norm(x);
-      cf.sum(cf.mul(y, y)).backward();
-      const r = { dtype: y.dtype, y: values(y), gradDtype: x.grad!.dtype };
-      x.dispose();
-      return r;
-    });
-    const want = cf.scope(() => values(norm(cf.cast(xb, 'f32'))));
-    assert.is(got.dtype, 'f32', `${name} gives f32`);
+  for (const [name, dtype, norm] of norms) {
+    const run = (input: (x: cf.Tensor) => cf.Tensor) =>
+      cf.scope(() => {
+        for (const p of [gamma, beta]) p.grad = null;
+        const x = cf.fromArray(xData, [2, 3, 3, 8], { dtype: 'bf16', requiresGrad: true });
+        const y = norm(input(x));
+        cf.sum(cf.mul(y, y)).backward();
+        const r = { dtype: y.dtype, y: values(y), gradDtype: x.grad!.dtype, dx: values(x.grad), paramGrads: [gamma, beta].map((p) => [p.grad!.dtype, values(p.grad)] as const) };
+        x.dispose();
+        return r;
+      });
+    const got = run((x) => x);
+    const widened = run((x) => cf.cast(x, 'f32'));
+    const rounded = cf.scope(() => values(cf.cast(cf.fromArray(widened.y, [widened.y.length]), dtype)));
+    assert.is(got.dtype, dtype, `${name} gives ${dtype}`);
     assert.is(got.gradDtype, 'bf16', `${name}: the bf16 input's gradient is bf16`);
-    assert.equal(Array.from(got.y), Array.from(want), `${name} normalizes the widened input`);
+    assert.equal(Array.from(got.y), Array.from(rounded), `${name}: the f32 result on the widened input${dtype === 'bf16' ? ', rounded to bf16' : ''}`);
+    assertClose(got.dx, widened.dx, { rtol: 3e-2, atol: 3e-2, what: `${name} dx` });
+    got.paramGrads.forEach(([gradDtype, g], i) => {
+      assert.is(gradDtype, 'f32', `${name}: parameter ${i}'s gradient is f32`);
+      assertClose(g, widened.paramGrads[i]![1], { rtol: 3e-2, atol: 3e-2, what: `${name} parameter ${i} gradient` });
+    });
   }
   const w3 = leaf([8, 8, 3, 3]), wd = leaf([8, 1, 3, 3]);
   const convs = cf.scope(() => cf.autocast('bf16', () => [cf.conv2d(xb, w3, null, { padding: 1 }).dtype, cf.depthwiseConv2d(xb, wd, null, { padding: 1 }).dtype]));
@@ -125,6 +137,8 @@ test('norms take a bf16 input beside f32 parameters in f32; convolutions are pro
   const amp = cf.scope(() => values(cf.autocast('bf16', () => cf.conv2d(xb, w3, null, { padding: 1 }))));
   assert.equal(Array.from(amp), Array.from(byHand), 'conv2d under autocast is the bf16 convolution');
   assert.throws(() => cf.scope(() => cf.layerNorm(cf.zeros([2, 8]), cf.zeros([8], { dtype: 'bf16' }))), /layerNorm: expected x and weight of the same dtype, got f32 and bf16/);
+  assert.throws(() => cf.scope(() => cf.grn(cf.zeros([1, 2, 2, 8]), cf.zeros([8], { dtype: 'bf16' }))), /grn: expected gamma of x's dtype f32, got bf16/);
+  assert.throws(() => cf.scope(() => cf.grn(xb, gamma, cf.zeros([8], { dtype: 'bf16' }))), /grn: expected gamma and beta of the same dtype, got f32 and bf16/);
   // UniRepLKNet's deploy form: a depthwise conv's bf16 output straight into squeeze-excite,
   // whose 1x1 convs are products under autocast.
   const se = [leaf([2, 8, 1, 1]), leaf([2]), leaf([8, 2, 1, 1]), leaf([8])] as const;

@@ -10,7 +10,7 @@ import { scope } from '../scope.js';
 import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { add, affine, rsqrt } from './elementwise.js';
 import { cast } from './shape.js';
-import { onWidenedInput } from './promote.js';
+import { checkParamDtypes } from './promote.js';
 import { expectShape, floatTensor, sameDevice } from './util.js';
 
 export interface BatchNormOptions {
@@ -33,8 +33,9 @@ export interface BatchNormOptions {
  * variance over every element of a channel; runningMean and runningVar are updated in place
  * as PyTorch does (r = (1 - momentum) r + momentum s, with the unbiased variance for
  * runningVar). Eval: the running statistics are used and not changed. Gradients flow to x,
- * weight and bias; the running statistics never carry one. A bf16 x with f32 vectors (a bf16
- * product's output under autocast) is normalized in f32 and gives f32.
+ * weight and bias; the running statistics never carry one. The vectors share one dtype, x's or
+ * f32 beside a bf16 x (a bf16 product's output under autocast): the kernels read that mix as it
+ * is, normalize in f32 and give x's dtype, as PyTorch's batch norm does under autocast.
  */
 export function batchNorm(
   xIn: Tensor, weightIn: Tensor, biasIn: Tensor, runningMeanIn: Tensor, runningVarIn: Tensor, opts: BatchNormOptions = {},
@@ -51,9 +52,7 @@ export function batchNorm(
     expectShape(op, name, v, [c]);
     return v;
   }) as [Tensor, Tensor, Tensor, Tensor];
-  const named: [string, Tensor][] = [['weight', weight], ['bias', bias], ['runningMean', runningMean], ['runningVar', runningVar]];
-  const widened = onWidenedInput(op, x, named, (x32) => batchNorm(x32, weight, bias, runningMean, runningVar, opts));
-  if (widened) return widened;
+  checkParamDtypes(op, x, [['weight', weight], ['bias', bias], ['runningMean', runningMean], ['runningVar', runningVar]]);
   const training = opts.training === undefined ? false : checkBoolean(op, 'training', opts.training);
   const momentum = checkFinite(op, 'momentum', opts.momentum ?? 0.1);
   if (momentum < 0 || momentum > 1) throw argError(op, 'momentum', 'a number in [0, 1]', momentum);
@@ -94,8 +93,8 @@ export function batchNorm(
       dx = emptyLike(xs!);
       native.batchNormBackwardInput(xs!, gy, ms!, rs!, ws!, sumDy, sumDyXhat, dx, training);
     }
-    const dw = needs[1] ? cast(sumDyXhat, gy.dtype) : null;
-    const db = needs[2] ? cast(sumDy, gy.dtype) : null;
+    const dw = needs[1] ? cast(sumDyXhat, ws!.dtype) : null;
+    const db = needs[2] ? cast(sumDy, ws!.dtype) : null;
     if (dw !== sumDyXhat) sumDyXhat.dispose();
     if (db !== sumDy) sumDy.dispose();
     return [dx, dw, db];

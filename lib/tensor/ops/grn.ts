@@ -10,7 +10,7 @@ import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { affine, clamp, div, mul, sqrt, square, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { cast, reshape } from './shape.js';
-import { onWidenedInput } from './promote.js';
+import { checkParamDtypes } from './promote.js';
 import { floatTensor, numel, sameDevice } from './util.js';
 
 /** Added to the channel mean of the norms before dividing (UniRepLKNet's constant). */
@@ -32,8 +32,10 @@ function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number)
  * GRN over x [N, H, W, C]: G[n, c] = ||x[n, :, :, c]||_2 (over H and W),
  * Nx = G / (mean over c of G + 1e-6), y = (gamma * Nx + 1) * x + beta. gamma and beta are
  * [C] or [1, 1, 1, C] (the checkpoint's shape); beta may be null (the deploy form, where it
- * was folded into the next linear layer). Gradients flow to x, gamma and beta. A bf16 x with
- * f32 gamma and beta (a bf16 product's output under autocast) is computed in f32 and gives f32.
+ * was folded into the next linear layer). Gradients flow to x, gamma and beta. gamma and beta
+ * share one dtype, x's or f32 beside a bf16 x (a GELU of a bf16 product under autocast): the
+ * math is f32 either way and the result has x's dtype, rounded once, which is what the
+ * product after GRN reads (an f32 result would only be cast there).
  */
 export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null): Tensor {
   const op = 'grn';
@@ -43,8 +45,7 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
   const gamma = channelVector(op, 'gamma', gammaIn, x, c);
   if (betaIn !== null && betaIn !== undefined && typeof betaIn !== 'object') throw argError(op, 'beta', 'a Tensor or null', betaIn);
   const beta = betaIn ? channelVector(op, 'beta', betaIn, x, c) : null;
-  const widened = onWidenedInput(op, x, [['gamma', gamma], ['beta', beta]], (x32) => grn(x32, gamma, beta));
-  if (widened) return widened;
+  checkParamDtypes(op, x, [['gamma', gamma], ['beta', beta]]);
   const x3 = x.view([n, h * w, c]);
   const y = emptyLike(x);
   const y3 = y.view([n, h * w, c]);
@@ -79,8 +80,8 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
       dx = emptyLike(xs!);
       native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]));
     }
-    const dGamma = needs[1] ? reshape(cast(sum(mul(u!, s), 0), gy.dtype), gm!.shape) : null;
-    const dBeta = beta && needs[2] ? reshape(cast(sum(reshape(gy, [n * h * w, c]), 0), gy.dtype), beta.shape) : null;
+    const dGamma = needs[1] ? reshape(cast(sum(mul(u!, s), 0), gm!.dtype), gm!.shape) : null;
+    const dBeta = beta && needs[2] ? reshape(sum(reshape(gy, [n * h * w, c]), 0, { dtype: beta.dtype }), beta.shape) : null;
     return beta ? [dx, dGamma, dBeta] : [dx, dGamma];
   });
   for (const t of [x3, norms, normalized, gain, denom]) t.dispose();

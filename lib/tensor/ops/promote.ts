@@ -1,5 +1,6 @@
 // Running an op on cast copies of its inputs: autocast's products on bf16 copies, and the ops
-// that keep f32 (norms) on f32 copies when a bf16 activation meets their f32 parameters.
+// that keep f32 (LayerNorm) on f32 copies when a bf16 activation meets their f32 parameters;
+// and the rule of the norms whose kernels take that mix as it is (BatchNorm, GRN).
 import type { DType, Tensor } from '../tensor.js';
 import { cast } from './shape.js';
 import { sameKind } from './util.js';
@@ -30,7 +31,7 @@ export function onCast(ts: readonly (Tensor | null)[], dtype: DType, fn: (cast: 
 }
 
 /**
- * The dtype rule of the ops that compute in f32 (norms): a bf16 x beside f32 parameters (a
+ * The dtype rule of the ops that compute in f32 (LayerNorm): a bf16 x beside f32 parameters (a
  * bf16 product's output under autocast) runs as fn on an f32 copy of x, as PyTorch's autocast
  * runs layer_norm in f32. Otherwise every parameter must have x's dtype (an error naming it
  * if not), and null is returned for the op to go on with x as it is.
@@ -39,4 +40,22 @@ export function onWidenedInput(op: string, x: Tensor, params: readonly [string, 
   if (x.dtype === 'bf16' && params.some(([, p]) => p?.dtype === 'f32')) return onCast([x], 'f32', ([x32]) => fn(x32!));
   for (const [name, p] of params) if (p) sameKind(op, ['x', name], x, p);
   return null;
+}
+
+/**
+ * The dtype rule of the norms whose kernels read bf16 activations beside f32 parameters
+ * (BatchNorm, GRN), as PyTorch's batch norm does under autocast: the parameters share one
+ * dtype, x's or f32 beside a bf16 x, and the result keeps x's dtype. An error names the
+ * parameter that breaks it.
+ */
+export function checkParamDtypes(op: string, x: Tensor, params: readonly [string, Tensor | null][]): void {
+  const given = params.filter((p): p is [string, Tensor] => p[1] !== null);
+  if (given.length === 0) return;
+  const [firstName, first] = given[0]!;
+  for (const [name, p] of given) {
+    if (p.dtype !== first.dtype) throw new Error(`${op}: expected ${firstName} and ${name} of the same dtype, got ${first.dtype} and ${p.dtype}`);
+  }
+  if (first.dtype !== x.dtype && !(x.dtype === 'bf16' && first.dtype === 'f32')) {
+    throw new Error(`${op}: expected ${firstName} of x's dtype ${x.dtype}${x.dtype === 'bf16' ? ' or f32' : ''}, got ${first.dtype}`);
+  }
 }

@@ -1,14 +1,23 @@
 // sum, mean and max over an axis (or all elements), and sumTo, which reduces a broadcast
 // gradient back to an input's shape.
 import { native } from '../../native.js';
-import { attachGrad } from '../autograd.js';
-import { checkAxis, checkBoolean, sameShape } from '../check.js';
-import { empty, emptyLike, type Tensor } from '../tensor.js';
+import { attachGrad, noGrad } from '../autograd.js';
+import { argError, checkAxis, checkBoolean, sameShape } from '../check.js';
+import { empty, emptyLike, type DType, type Tensor } from '../tensor.js';
+import { cast } from './shape.js';
 import { floatTensor, numel } from './util.js';
 
 export interface ReduceOptions {
   /** Keep the reduced axis with size 1 (default false). */
   keepDims?: boolean;
+}
+
+export interface SumOptions extends ReduceOptions {
+  /**
+   * The result's dtype: x's (default), or 'f32' for a bf16 x, summed as always in f32 and
+   * kept so (a bf16 gradient's sum for an f32 parameter is not rounded to bf16 on the way).
+   */
+  dtype?: DType;
 }
 
 type Axis = number | null | undefined;
@@ -18,14 +27,16 @@ function reducedShape(shape: readonly number[], axis: number, keepDims: boolean)
   return shape.filter((_, i) => i !== axis);
 }
 
-function reduceAxis(op: 'sum' | 'mean', x: Tensor, axis: number, keepDims: boolean): Tensor {
+function reduceAxis(op: 'sum' | 'mean', x: Tensor, axis: number, keepDims: boolean, dtype: DType): Tensor {
   const kept = reducedShape(x.shape, axis, true);
-  const out = empty(kept, { dtype: x.dtype, device: x.device });
+  const out = empty(kept, { dtype, device: x.device });
   native.reduce(op, x, out, axis);
   const y = keepDims ? out : reshapeOwned(out, reducedShape(x.shape, axis, false));
   const n = x.shape[axis]!;
   return attachGrad(y, op, [x], [], (gy) => {
-    const g = expandTo(gy.view(kept), x.shape);
+    const narrowed = noGrad(() => cast(gy.view(kept), x.dtype));
+    const g = expandTo(narrowed, x.shape);
+    narrowed.dispose();
     return [op === 'mean' ? scaleOwned(g, 1 / n) : g];
   });
 }
@@ -54,7 +65,7 @@ function flatAll(x: Tensor): Tensor {
 }
 
 /** Sum over `axis` (all elements when axis is null or omitted). */
-export function sum(x: Tensor, axis?: Axis, opts: ReduceOptions = {}): Tensor {
+export function sum(x: Tensor, axis?: Axis, opts: SumOptions = {}): Tensor {
   return reduceEntry('sum', x, axis, opts);
 }
 
@@ -63,17 +74,19 @@ export function mean(x: Tensor, axis?: Axis, opts: ReduceOptions = {}): Tensor {
   return reduceEntry('mean', x, axis, opts);
 }
 
-function reduceEntry(op: 'sum' | 'mean', xIn: Tensor, axis: Axis, opts: ReduceOptions): Tensor {
+function reduceEntry(op: 'sum' | 'mean', xIn: Tensor, axis: Axis, opts: SumOptions): Tensor {
   const x = floatTensor(op, 'x', xIn);
   const keepDims = opts.keepDims === undefined ? false : checkBoolean(op, 'keepDims', opts.keepDims);
+  const dtype = opts.dtype ?? x.dtype;
+  if (dtype !== x.dtype && !(x.dtype === 'bf16' && dtype === 'f32')) throw argError(op, 'dtype', `x's dtype ${x.dtype}${x.dtype === 'bf16' ? " or 'f32'" : ''}`, opts.dtype);
   if (axis === null || axis === undefined) {
     const flat = flatAll(x);
     const flatG = attachGrad(flat, 'reshape', [x], [], (gy) => [gy.view(x.shape)]);
-    const r = reduceAxis(op, flatG, 0, false);
+    const r = reduceAxis(op, flatG, 0, false, dtype);
     flat.dispose();
     return keepDims ? reshapeGrad(r, x.shape.map(() => 1)) : r;
   }
-  return reduceAxis(op, x, checkAxis(op, 'axis', axis, x.rank), keepDims);
+  return reduceAxis(op, x, checkAxis(op, 'axis', axis, x.rank), keepDims, dtype);
 }
 
 function reshapeGrad(t: Tensor, shape: number[]): Tensor {
