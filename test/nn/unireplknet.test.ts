@@ -181,6 +181,61 @@ test('gradients through a block (Dilated Reparam Block, BatchNorm in training, S
   block.dispose();
 });
 
+test('a block under autocast keeps its activations in bf16: one cast of the input (and of its gradient), gradients close to f32', () => {
+  const block = new cf.UniRepLKNetBlock(16, 13, 0, false, 0.5);
+  randomize(block, 10);
+  block.train(true);
+  const xData = rng.array(2 * 12 * 12 * 16);
+  // Casts of activation-sized tensors (x's size or more; the 13 x 13 weights are smaller), by direction, and the input's and weights' gradients.
+  const run = (amp: boolean) => {
+    const casts: string[] = [];
+    const addon = cf.native as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const cast = addon.cast!;
+    addon.cast = (x: unknown, y: unknown) => {
+      const [a, b] = [x, y] as cf.Tensor[];
+      if (a!.size >= xData.length) casts.push(`${a!.dtype}->${b!.dtype} ${a!.shape}`);
+      return cast.call(addon, x, y);
+    };
+    try {
+      block.zeroGrad();
+      return cf.scope(() => {
+        const x = cf.fromArray(xData, [2, 12, 12, 16], { requiresGrad: true });
+        const y = amp ? cf.autocast('bf16', () => block.forward(x)) : block.forward(x);
+        casts.push('backward');
+        cf.sum(cf.mul(y, y)).backward();
+        const r = { casts, dtype: y.dtype, dx: x.grad!.toArray(), dw: block.namedParameters().map(([n, p]) => [n, p.grad!.dtype, p.grad!.toArray()] as const) };
+        x.dispose();
+        return r;
+      });
+    } finally {
+      addon.cast = cast;
+    }
+  };
+  const amp = run(true), plain = run(false);
+  // Forward: the Dilated Reparam Block's input, once for its six convolutions. Backward: the
+  // layer scale's (f32) gradient to the bf16 BatchNorm output, and the block input's gradient.
+  assert.equal(amp.casts, ['f32->bf16 2,12,12,16', 'backward', 'f32->bf16 2,12,12,16', 'bf16->f32 2,12,12,16']);
+  assert.equal(plain.casts, ['backward']);
+  assert.is(amp.dtype, 'f32');
+  // Errors against each gradient's largest element (bf16 keeps 8 bits). The biases of the
+  // BatchNorms inside the Dilated Reparam Block and GRN's beta shift channels that a training
+  // BatchNorm after them removes: their gradients are zero but for rounding, so those are held
+  // to the block's largest gradient instead.
+  const largest = (a: ArrayLike<number>): number => Math.max(...Array.from(a, Math.abs));
+  const overall = Math.max(...plain.dw.map(([, , g]) => largest(g)));
+  assert.ok(maxRelError(amp.dx, plain.dx, largest(plain.dx)) < 3e-2, `dx: ${maxRelError(amp.dx, plain.dx, largest(plain.dx))}`);
+  amp.dw.forEach(([name, dtype, g], i) => {
+    assert.is(dtype, 'f32', `${name}'s gradient dtype`);
+    const want = plain.dw[i]![2];
+    if (/^dwconv\..*_bn[^.]*\.bias$|^act\.1\.beta$/.test(name)) {
+      assert.ok(largest(want) < 1e-6 * overall && largest(g) < 1e-3 * overall, `${name}: ${largest(g)} against ${overall}`);
+    } else {
+      assert.ok(maxRelError(g, want, largest(want)) < 3e-2, `${name}: ${maxRelError(g, want, largest(want))}`);
+    }
+  });
+  block.dispose();
+});
+
 test('gradient checkpointing: same outputs, gradients and running statistics as without it (drop path on)', () => {
   const run = (checkpointing: boolean) => {
     cf.manualSeed(99);
