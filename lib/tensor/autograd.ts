@@ -157,33 +157,33 @@ function cloneTensor(t: Tensor): Tensor {
 }
 
 /**
- * A gradient the caller may own and free: it shares memory with nothing else. `gy` itself is
- * handed over only at its last use among the inputs (earlier uses get copies), so a leaf
- * accumulating it cannot free a tensor that another input still has to read
- * (`add(x, mul(x, w))` with x a leaf that has a grad). A view of `gy` (what a reshape's
- * gradient is) takes gy's memory over when gy has no other use, instead of being copied: a
- * copy there would move every reshaped activation gradient once more.
+ * The gradient g (returned by the gradient function that received gy) as a tensor its receiver
+ * owns. A leaf keeps its gradient, and the optimizer may change it in place (clipping), so a
+ * leaf gets memory shared with nothing else: gy itself, or a view of gy, when nothing else holds
+ * that memory, else a copy. A node's pending gradient is only read (no gradient function writes
+ * its gy, and sums are new tensors), so a node gets gy at its last use and a view of gy before
+ * it, never a copy: the residual adds and the branches that sum into one activation would each
+ * copy a whole activation gradient otherwise.
  */
-function exclusive(g: Tensor, gy: Tensor, gyOwned: { taken: boolean; usesLeft: number }): Tensor {
+function owned(g: Tensor, gy: Tensor, gyOwned: { taken: boolean; usesLeft: number }, forLeaf: boolean): Tensor {
+  const take = (): Tensor => {
+    gyOwned.taken = true;
+    return gy;
+  };
   if (g === gy) {
     gyOwned.usesLeft--;
-    if (!gyOwned.taken && gyOwned.usesLeft === 0) {
-      gyOwned.taken = true;
-      return g;
-    }
-    return cloneTensor(g);
+    const last = !gyOwned.taken && gyOwned.usesLeft === 0;
+    if (!forLeaf) return last ? take() : gy.view(gy.shape);
+    return last && gy.storage.refs === 1 ? take() : cloneTensor(gy);
   }
+  if (!forLeaf || g.storage.refs === 1) return g;
   if (g.storage === gy.storage && g.storage.refs === 2 && !gyOwned.taken && gyOwned.usesLeft === 0) {
-    gyOwned.taken = true;
-    gy.dispose();
+    take().dispose();
     return g;
   }
-  if (g.storage.refs > 1) {
-    const c = cloneTensor(g);
-    g.dispose();
-    return c;
-  }
-  return g;
+  const c = cloneTensor(g);
+  g.dispose();
+  return c;
 }
 
 function detachFromScope(t: Tensor): Tensor {
@@ -259,7 +259,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
               if (g !== gy) g.dispose();
               throw new Error(`backward: '${node.op}' gave a gradient of shape [${g.shape.join(', ')}] for an input of shape [${inp.shape.join(', ')}]`);
             }
-            const own = exclusive(g, gy, gyOwned);
+            const own = owned(g, gy, gyOwned, inp.leaf !== null);
             if (inp.leaf) {
               accumulateLeaf(inp.leaf, own);
             } else if (inp.node) {

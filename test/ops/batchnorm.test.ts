@@ -153,7 +153,7 @@ test('bf16 storage, and bf16 activations beside f32 parameters, stay within 2e-2
     }
   }
   // The mix reads the f32 parameters unrounded: on bf16-exact inputs its y is f32's rounded once.
-  const rounded = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
+  const rounded = (a: ArrayLike<number>): Float32Array => cf.scope(() => cf.fromArray(Float32Array.from(a), [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
   const exact = runBoth('cpu', 'f32', true, rounded(xs), rounded(dys), c, 9);
   for (const device of devices()) {
     const mixed = runBoth(device, 'bf16+f32', true, rounded(xs), rounded(dys), c, 9);

@@ -81,7 +81,7 @@ test('two leaves, broadcasting and reductions', () => {
   b.dispose();
 });
 
-test('a reshape passes its gradient on without copying it; a view beside another use of the gradient is copied', () => {
+test('gradients reach nodes without copies (a reshape, a tensor used twice); a leaf gets memory of its own', () => {
   const xData = [1, -2, 3, 0.5, 4, -1];
   const x = cf.fromArray(xData, [2, 3], { requiresGrad: true });
   const copies = { n: 0 };
@@ -99,13 +99,25 @@ test('a reshape passes its gradient on without copying it; a view beside another
     assertClose(vals(x.grad), xData.map((v, i) => 2 * v * c[i]!), { atol: 1e-6 });
     x.grad!.dispose();
     x.grad = null;
-    // h feeds both a reshape and the add itself: the view of the add's gradient and the
-    // gradient itself go to different inputs, so one of them is copied and both are right.
+    // The add's gradient goes to two reshapes (nodes: a view each, no copy); one reshape's
+    // gradient reaches the leaf x while the other's memory is still pending: that one is copied.
+    copies.n = 0;
     cf.scope(() => {
       const h = cf.mul(x, 3);
       cf.sum(cf.mul(cf.add(cf.reshape(h, [6]), cf.reshape(x, [6])), cf.fromArray(c, [6]))).backward();
     });
+    assert.is(copies.n, 1, 'one copy, for the leaf');
     assertClose(vals(x.grad), c.map((v) => 4 * v), { atol: 1e-6 });
+    x.grad!.dispose();
+    x.grad = null;
+    // A residual sum y = h + f(h) with h a node: h's two gradients are summed, never copied.
+    copies.n = 0;
+    cf.scope(() => {
+      const h = cf.mul(x, 2);
+      cf.sum(cf.mul(cf.add(h, cf.mul(h, h)), cf.fromArray(c, [2, 3]))).backward();
+    });
+    assert.is(copies.n, 0, 'no copy through the residual sum');
+    assertClose(vals(x.grad), xData.map((v, i) => c[i]! * (2 + 8 * v)), { atol: 1e-5 });
   } finally {
     addon.copy = copy;
     x.dispose();
