@@ -124,8 +124,8 @@ export interface NativeAddon {
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
   // GRN passes over a / b / y [N, P, C]: out[n, c] = sum_p a * (b ?? a); y = a * fa[n, c] + b * fb[n, c] + beta[c];
   // out, fa, fb f32 [N, C]; beta [C] with a's dtype
-  sampleChannelDot(a: T, b: T | null, out: T): void;
-  sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T): void;
+  sampleChannelDot(a: T, b: T | null, out: T, gelu: boolean): void;
+  sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T, gelu: boolean): void;
   // JPEG decode + crop (box [left, top, width, height], stored-image pixels) + bicubic resize + normalize into
   // out[offset ..] as CHW, synchronously (native/include/jpeg.h); returns M of the DCT scale M/8 it decoded at
   decodeJpegCrop(bytes: Uint8Array, box: number[], outWidth: number, outHeight: number, mean: readonly number[], std: readonly number[], out: Float32Array, offset: number): number;

@@ -210,7 +210,7 @@ export class UniRepLKNetBlock extends Module {
       if (!this.deploy && this.dwconv) y = this.child<BatchNorm2d>('norm').forward(y, updateRunningStats);
       y = this.child<SEBlock>('se').forward(y);
       y = this.child<Sequence>('pwconv1').at<Linear>(1).forward(y);
-      y = this.child<Sequence>('act').at<GRN>(1).forward(gelu(y));
+      y = this.child<Sequence>('act').at<GRN>(1).forward(y, true);
       const pw2 = this.child<Sequence>('pwconv2');
       y = pw2.at<Linear>(0).forward(y);
       if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y, updateRunningStats);

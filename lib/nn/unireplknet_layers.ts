@@ -160,8 +160,9 @@ export class GRN extends Module {
     if (opts.bias) this.registerParameter('beta', initConstant(emptyParameter([1, 1, 1, channels], opts), 0));
   }
 
-  forward(x: Tensor): Tensor {
-    return grn(x, this.param('gamma'), this.optionalParam('beta'));
+  /** gelu: GRN of GELU(x), fused (the block's act). */
+  forward(x: Tensor, gelu = false): Tensor {
+    return grn(x, this.param('gamma'), this.optionalParam('beta'), { gelu });
   }
 }
 

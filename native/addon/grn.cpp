@@ -1,9 +1,9 @@
 // GRN's memory passes over [N, P, C] activations (see grn.h):
-//   sampleChannelDot(a, b | null, out)                 out [N, C] f32
-//   sampleChannelAffine(a, fa, b | null, fb | null, beta | null, y)
+//   sampleChannelDot(a, b | null, out, gelu)                 out [N, C] f32
+//   sampleChannelAffine(a, fa, b | null, fb | null, beta | null, y, gelu)
 // a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] with a's dtype or
-// f32 beside bf16 a.
-// b and fb come together or not at all. Outputs must not overlap inputs.
+// f32 beside bf16 a. b and fb come together or not at all; with gelu (the GELU forms), beta
+// only without b. Outputs must not overlap inputs.
 #include "args.h"
 #include "grn.h"
 #include "register.h"
@@ -37,27 +37,29 @@ void expect_factors(Napi::Env env, const char* op, const TensorArg& t, const cha
 Napi::Value dot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "sampleChannelDot";
-  check_arg_count(info, 3, op);
+  check_arg_count(info, 4, op);
   TensorArg a = tensor(info, 0, op, "a");
   std::optional<TensorArg> b = optional_tensor(info, 1, op, "b");
   TensorArg out = tensor(info, 2, op, "out");
+  const bool gelu = boolean(info, 3, op, "gelu");
   expect_samples(env, op, a);
   if (b) expect_like_a(env, op, *b, "b", a);
   expect_factors(env, op, out, "out", a);
   no_overlap(env, op, out, a, "a");
   if (b) no_overlap(env, op, out, *b, "b");
   Stream s = prepare_device(env, a.device(), op);
-  CF_BACKEND_CALL(a.device(), sample_channel_dot, a.dtype, a.data(), data_or_null(b), out.as<float>(), a.dim(0), a.dim(1), a.dim(2), s);
+  CF_BACKEND_CALL(a.device(), sample_channel_dot, a.dtype, a.data(), data_or_null(b), out.as<float>(), a.dim(0), a.dim(1), a.dim(2), gelu, s);
   return env.Undefined();
 }
 
 Napi::Value affine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "sampleChannelAffine";
-  check_arg_count(info, 6, op);
+  check_arg_count(info, 7, op);
   TensorArg a = tensor(info, 0, op, "a"), fa = tensor(info, 1, op, "fa");
   std::optional<TensorArg> b = optional_tensor(info, 2, op, "b"), fb = optional_tensor(info, 3, op, "fb"), beta = optional_tensor(info, 4, op, "beta");
   TensorArg y = tensor(info, 5, op, "y");
+  const bool gelu = boolean(info, 6, op, "gelu");
   expect_samples(env, op, a);
   expect_factors(env, op, fa, "fa", a);
   if (b.has_value() != fb.has_value()) fail_arg(env, op, "fb", b ? "a tensor (b is given)" : "null (b is null)", fb ? fb->shape_str() : "null");
@@ -65,6 +67,7 @@ Napi::Value affine(const Napi::CallbackInfo& info) {
     expect_like_a(env, op, *b, "b", a);
     expect_factors(env, op, *fb, "fb", a);
   }
+  if (gelu && b && beta) fail_arg(env, op, "beta", "null (the GELU form's gradient, b given, has no shift)", beta->shape_str());
   if (beta) {
     expect_same_or_wider(env, op, a, "a", *beta, "beta");
     same_device(env, op, a, "a", *beta, "beta");
@@ -78,7 +81,7 @@ Napi::Value affine(const Napi::CallbackInfo& info) {
   if (beta) no_overlap(env, op, y, *beta, "beta");
   Stream s = prepare_device(env, a.device(), op);
   CF_BACKEND_CALL(a.device(), sample_channel_affine, a.dtype, beta ? beta->dtype : a.dtype, a.data(), fa.as<float>(), data_or_null(b), fb ? fb->as<float>() : nullptr,
-                  data_or_null(beta), y.data(), a.dim(0), a.dim(1), a.dim(2), s);
+                  data_or_null(beta), y.data(), a.dim(0), a.dim(1), a.dim(2), gelu, s);
   return env.Undefined();
 }
 

@@ -1,8 +1,9 @@
 // GRN's passes on CUDA (see grn.h). The dot runs one block per (sample, 32 channels): a
 // warp's lanes on adjacent channels (coalesced), 32 pixel lanes striding over the pixels,
 // f64 partial sums reduced through shared memory in a fixed order. The affine is one thread
-// per element.
+// per element. The GELU forms are template instances.
 #include "check.cuh"
+#include "elementwise_math.h"
 #include "grn.h"
 
 namespace cf::cuda {
@@ -11,7 +12,10 @@ namespace {
 constexpr int kChannels = 32;
 constexpr int kPixelLanes = 32;  // 1024 threads: __launch_bounds__ holds ptxas to 64 registers, or the launch fails
 
-template <typename T>
+__device__ __forceinline__ float gelu_of(float x) { return unary_fn(UnaryOp::GeluErf, x, 0.0f, 0.0f); }
+
+// x, the operand GELU applies to, is b, or a when b is null (a sum of squares).
+template <typename T, bool Gelu>
 __global__ void __launch_bounds__(kChannels * kPixelLanes) dot_kernel(const T* a, const T* b, float* out, int64_t p, int64_t c) {
   __shared__ double s[kPixelLanes][kChannels];
   const int64_t sample = blockIdx.y;
@@ -20,7 +24,9 @@ __global__ void __launch_bounds__(kChannels * kPixelLanes) dot_kernel(const T* a
   if (k < c)
     for (int64_t q = threadIdx.y; q < p; q += kPixelLanes) {
       const int64_t i = (sample * p + q) * c + k;
-      acc += static_cast<double>(Elem<T>::load(a, i)) * Elem<T>::load(b, i);
+      float x = Elem<T>::load(b ? b : a, i);
+      if (Gelu) x = gelu_of(x);
+      acc += static_cast<double>(b ? Elem<T>::load(a, i) : x) * x;
     }
   s[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
@@ -31,13 +37,21 @@ __global__ void __launch_bounds__(kChannels * kPixelLanes) dot_kernel(const T* a
   if (k < c && threadIdx.y == 0) out[sample * c + k] = static_cast<float>(s[0][threadIdx.x]);
 }
 
-template <typename T, typename P>
+template <typename T, typename P, bool Gelu>
 __global__ void affine_kernel(const T* a, const float* fa, const T* b, const float* fb, const P* beta, T* y, int64_t total, int64_t p,
                               int64_t c) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c, nc = (i / c / p) * c + k;
-    float v = Elem<T>::load(a, i) * fa[nc];
-    if (b) v += Elem<T>::load(b, i) * fb[nc];
+    float v;
+    if (!Gelu) {
+      v = Elem<T>::load(a, i) * fa[nc];
+      if (b) v += Elem<T>::load(b, i) * fb[nc];
+    } else if (!b) {
+      v = gelu_of(Elem<T>::load(a, i)) * fa[nc];
+    } else {
+      const float x = Elem<T>::load(b, i);
+      v = (Elem<T>::load(a, i) * fa[nc] + gelu_of(x) * fb[nc]) * unary_grad(UnaryOp::GeluErf, x, 0.0f, 0.0f);
+    }
     if (beta) v += Elem<P>::load(beta, k);
     Elem<T>::store(y, i, v);
   }
@@ -45,21 +59,28 @@ __global__ void affine_kernel(const T* a, const float* fa, const T* b, const flo
 
 }  // namespace
 
-void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c, Stream stream) {
+void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c, bool gelu, Stream stream) {
   if (n == 0 || c == 0) return;
   CF_FLOAT_DTYPE(dtype, T, {
     const dim3 grid(static_cast<unsigned>((c + kChannels - 1) / kChannels), static_cast<unsigned>(n));
-    dot_kernel<T><<<grid, dim3(kChannels, kPixelLanes), 0, as_cuda(stream)>>>(static_cast<const T*>(a), static_cast<const T*>(b ? b : a), out, p, c);
+    const dim3 block(kChannels, kPixelLanes);
+    const T* ta = static_cast<const T*>(a);
+    const T* tb = static_cast<const T*>(b);
+    if (gelu) dot_kernel<T, true><<<grid, block, 0, as_cuda(stream)>>>(ta, tb, out, p, c);
+    else dot_kernel<T, false><<<grid, block, 0, as_cuda(stream)>>>(ta, tb, out, p, c);
   });
 }
 
 void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta, void* y, int64_t n,
-                           int64_t p, int64_t c, Stream stream) {
+                           int64_t p, int64_t c, bool gelu, Stream stream) {
   const int64_t total = n * p * c;
   if (total == 0) return;
   CF_SAME_OR_WIDER_DTYPES(dtype, beta_dtype, T, P, {
-    affine_kernel<T, P><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(a), fa, static_cast<const T*>(b), fb,
-                                                                         static_cast<const P*>(beta), static_cast<T*>(y), total, p, c);
+    const T* ta = static_cast<const T*>(a);
+    const T* tb = static_cast<const T*>(b);
+    const P* pb = static_cast<const P*>(beta);
+    if (gelu) affine_kernel<T, P, true><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(ta, fa, tb, fb, pb, static_cast<T*>(y), total, p, c);
+    else affine_kernel<T, P, false><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(ta, fa, tb, fb, pb, static_cast<T*>(y), total, p, c);
   });
 }
 

@@ -7,6 +7,14 @@
 //   sample_channel_affine: y[n, p, c] = a[n, p, c] * A[n, c] + b[n, p, c] * B[n, c] + beta[c]
 //                          (b and B null: no second term; beta null: no shift)
 //
+// With `gelu`, the activations are the input of a GELU (erf form, G) that GRN normalizes, read
+// without G(x) ever being written (UniRepLKNet's act = GRN(GELU(.))): x is the last tensor
+// operand (b, or a when b is null), and
+//   dot:    sum_p G(a)^2,  or sum_p a * G(b)
+//   affine: y = G(a) * A + beta                          (b null: GRN's forward)
+//           y = (a * A + G(b) * B) * G'(b)               (b given, beta null: GRN's input
+//                                                          gradient carried through the GELU)
+//
 // GRN's forward is one dot (the squared norms) and one affine (x * (1 + gamma * Nx) + beta);
 // its backward one dot (sum_p dy * x) and one affine (dy * gain + x * coefficient). The
 // [N, C]-sized math between them is left to ordinary ops.
@@ -19,9 +27,9 @@
 #define CF_GRN_OPS(NS)                                                                                             \
   namespace cf::NS {                                                                                               \
   void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c,   \
-                          Stream stream);                                                                          \
+                          bool gelu, Stream stream);                                                               \
   void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb,          \
-                             const void* beta, void* y, int64_t n, int64_t p, int64_t c, Stream stream);           \
+                             const void* beta, void* y, int64_t n, int64_t p, int64_t c, bool gelu, Stream stream); \
   }
 
 CF_GRN_OPS(cpu)

@@ -99,6 +99,56 @@ test('wide channels (several native channel blocks): forward matches, gradients 
   for (const k of ['y', 'dx', 'dg', 'db'] as const) assertClose(cuda[k], one[k], { rtol: 1e-4, atol: 1e-5, what: `${k} CUDA vs CPU` });
 });
 
+test('the GELU form equals GRN of a separate GELU, forward and backward, on every backend and storage', () => {
+  const [n, h, w, c] = [2, 5, 3, 70];
+  const size = n * h * w * c;
+  const xs = Float32Array.from(rng.array(size), (v) => 2 * v), gs = rng.array(c), bs = rng.array(c), dys = rng.array(size);
+  const run = (device: string, storage: Storage, fused: boolean, withBeta: boolean) => {
+    const dtype = storage === 'f32' ? 'f32' : 'bf16', pDtype = storage === 'bf16' ? 'bf16' : 'f32';
+    return cf.scope(() => {
+      const x = cf.fromArray(xs, [n, h, w, c], { device, dtype, requiresGrad: true });
+      const g = cf.fromArray(gs, [c], { device, dtype: pDtype, requiresGrad: true });
+      const b = withBeta ? cf.fromArray(bs, [c], { device, dtype: pDtype, requiresGrad: true }) : null;
+      const y = fused ? cf.grn(x, g, b, { gelu: true }) : cf.grn(cf.gelu(x), g, b);
+      y.backward(cf.fromArray(dys, [n, h, w, c], { device, dtype }));
+      return { y: y.toArray(), dx: x.grad!.toArray(), dg: g.grad!.toArray(), db: b ? b.grad!.toArray() : new Float32Array(0) };
+    });
+  };
+  for (const device of devices()) {
+    for (const withBeta of [true, false]) {
+      const composed = run(device, 'f32', false, withBeta), fused = run(device, 'f32', true, withBeta);
+      for (const k of ['y', 'dx', 'dg', 'db'] as const) assertClose(fused[k], composed[k], { rtol: 1e-4, atol: 1e-5, what: `${k} f32 on ${device}${withBeta ? '' : ' without beta'}` });
+    }
+    // bf16: the separate GELU rounds its output to bf16, the fused form does not.
+    for (const storage of ['bf16', 'bf16+f32'] as const) {
+      const composed = run(device, storage, false, true), fused = run(device, storage, true, true);
+      for (const k of ['y', 'dx', 'dg', 'db'] as const) {
+        assert.ok(maxRelError(fused[k], composed[k], 1) < 3e-2, `${k} ${storage} on ${device}: ${maxRelError(fused[k], composed[k], 1)}`);
+      }
+    }
+  }
+  if (!hasCuda()) return;
+  const cpu = run('cpu', 'f32', true, true), cuda = run('cuda:0', 'f32', true, true);
+  for (const k of ['y', 'dx', 'dg', 'db'] as const) assertClose(cuda[k], cpu[k], { rtol: 1e-4, atol: 1e-5, what: `${k} CUDA vs CPU` });
+});
+
+test('the GELU form: gradients match finite differences; bad options are refused', () => {
+  const [n, h, w, c] = [2, 2, 3, 4];
+  gradCheck((x, g, b) => cf.grn(x, g, b, { gelu: true }), [
+    { data: rng.array(n * h * w * c), shape: [n, h, w, c] },
+    { data: rng.array(c), shape: [1, 1, 1, c] },
+    { data: rng.array(c), shape: [1, 1, 1, c] },
+  ]);
+  cf.scope(() => {
+    const x = cf.zeros([1, 2, 2, 4]), v = cf.zeros([4]);
+    assert.throws(() => cf.grn(x, v, v, { gelu: 1 as unknown as boolean }), /grn: expected a boolean for gelu, got 1/);
+    assert.throws(() => cf.grn(x, v, v, null as unknown as cf.GrnOptions), /grn: expected an options object for opts, got null/);
+    const a = cf.zeros([1, 4, 4]), f = cf.zeros([1, 4]);
+    assert.throws(() => cf.native.sampleChannelAffine(a, f, a, f, v, cf.zeros([1, 4, 4]), true), /sampleChannelAffine: expected null \(the GELU form's gradient, b given, has no shift\) for beta, got \[4\]/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, f, 'yes' as unknown as boolean), /sampleChannelDot: expected a boolean for gelu/);
+  });
+});
+
 test('an all-zero channel gets a zero gradient, not NaN', () => {
   const c = 3;
   const xs = rng.array(2 * 2 * 2 * c);
@@ -111,10 +161,10 @@ test('an all-zero channel gets a zero gradient, not NaN', () => {
 test('the native passes check their arguments', () => {
   cf.scope(() => {
     const a = cf.zeros([2, 3, 4]);
-    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3])), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
-    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4])), /sampleChannelDot: .*a/);
-    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4])), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
-    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4])), /sampleChannelAffine: expected \[4\] for beta.shape, got \[3\]/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3]), false), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
+    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4]), false), /sampleChannelDot: .*a/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected \[4\] for beta.shape, got \[3\]/);
   });
 });
 

@@ -4,7 +4,7 @@
 // backward; what lies between them is [N, C]-sized and done with ordinary ops in f32.
 import { native } from '../../native.js';
 import { attachGrad, noGrad } from '../autograd.js';
-import { argError, shapeStr } from '../check.js';
+import { argError, checkBoolean, shapeStr } from '../check.js';
 import { scope } from '../scope.js';
 import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { affine, clamp, div, mul, sqrt, square, sub } from './elementwise.js';
@@ -28,6 +28,16 @@ function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number)
   return v;
 }
 
+export interface GrnOptions {
+  /**
+   * Normalize GELU(x) (erf form) instead of x, without writing GELU(x) anywhere: UniRepLKNet's
+   * act (GELU, then GRN) in GRN's two passes over the activations forward and two backward,
+   * where a separate GELU adds one pass each way and keeps its output for the backward.
+   * Gradients flow to x through the GELU. Default false.
+   */
+  gelu?: boolean;
+}
+
 /**
  * GRN over x [N, H, W, C]: G[n, c] = ||x[n, :, :, c]||_2 (over H and W),
  * Nx = G / (mean over c of G + 1e-6), y = (gamma * Nx + 1) * x + beta. gamma and beta are
@@ -37,8 +47,10 @@ function channelVector(op: string, arg: string, t: Tensor, x: Tensor, c: number)
  * math is f32 either way and the result has x's dtype, rounded once, which is what the
  * product after GRN reads (an f32 result would only be cast there).
  */
-export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null): Tensor {
+export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, opts: GrnOptions = {}): Tensor {
   const op = 'grn';
+  if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
+  const gelu = opts.gelu === undefined ? false : checkBoolean(op, 'gelu', opts.gelu);
   const x = floatTensor(op, 'x', xIn);
   if (x.rank !== 4) throw new Error(`${op}: expected a rank-4 tensor [N, H, W, C] for x, got ${shapeStr(x.shape)}`);
   const [n, h, w, c] = x.shape as [number, number, number, number];
@@ -54,7 +66,7 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
   const [norms, normalized, gain, denom] = noGrad(() =>
     scope(() => {
       const squares = empty([n, c], { device: x.device });
-      native.sampleChannelDot(x3, null, squares);
+      native.sampleChannelDot(x3, null, squares, gelu);
       const g = sqrt(squares);
       const d = affine(mean(g, 1, { keepDims: true }), 1, GRN_EPS);
       const u = div(g, d);
@@ -62,23 +74,25 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null):
     }),
   );
   const betaFlat = beta ? beta.view([c]) : null;
-  native.sampleChannelAffine(x3, gain, null, null, betaFlat, y3);
+  native.sampleChannelAffine(x3, gain, null, null, betaFlat, y3, gelu);
   for (const t of [y3, betaFlat]) t?.dispose();
   const inputs = beta ? [x, gamma, beta] : [x, gamma];
   attachGrad(y, op, inputs, [x, norms, normalized, gain, denom, gamma], (gy, [xs, g, u, gn, d, gm], needs) => {
     const xv = xs!.view([n, h * w, c]);
     const gy3 = gy.view([n, h * w, c]);
-    // S[n, c] = sum over pixels of dy * x: the gradient of every [N, C] quantity runs through it.
+    // S[n, c] = sum over pixels of dy * x (GELU(x) with gelu): the gradient of every [N, C]
+    // quantity runs through it.
     const s = empty([n, c], { device: gy.device });
-    native.sampleChannelDot(gy3, xv, s);
+    native.sampleChannelDot(gy3, xv, s, gelu);
     let dx: Tensor | null = null;
     if (needs[0]) {
-      // dx = dy * gain + x * coef, coef = (a / d - sum_c(a * G) / (C d^2)) / G with a = gamma * S.
+      // dx = dy * gain + x * coef, coef = (a / d - sum_c(a * G) / (C d^2)) / G with a = gamma * S
+      // (with gelu, GELU(x) in place of x and the sum times GELU'(x), in the same pass).
       const a = mul(s, cast(reshape(gm!, [c]), 'f32'));
       const k = div(sum(mul(a, g!), 1, { keepDims: true }), affine(square(d!), c));
       const coef = div(sub(div(a, d!), k), clamp(g!, MIN_NORM));
       dx = emptyLike(xs!);
-      native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]));
+      native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]), gelu);
     }
     const dGamma = needs[1] ? reshape(cast(sum(mul(u!, s), 0), gm!.dtype), gm!.shape) : null;
     const dBeta = beta && needs[2] ? reshape(sum(reshape(gy, [n * h * w, c]), 0, { dtype: beta.dtype }), beta.shape) : null;
