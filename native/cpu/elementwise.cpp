@@ -2,6 +2,7 @@
 #include <utility>
 
 #include "elementwise_math.h"
+#include "gelu.h"
 #include "isa.h"
 #include "row_math.h"
 #include "threadpool.h"
@@ -58,14 +59,14 @@ void for_each_row(const BroadcastPlan& p, F fn) {
 // fit t·exp(-z² + P(t)), t = 1/(1 + z/2), relative error under 1.2e-7 for every z >= 0, so
 // Φ(x) = erfc/2 for x < 0 and 1 - erfc/2 otherwise is accurate in the far negative tail too;
 // the exponentials go through rowmath::exp_shifted in blocks so the loops stay SIMD.
-// dy == nullptr: out = x Φ(x); else out = dy (Φ(x) + x φ(x)), φ(x) = exp(-x²/2)/sqrt(2π).
-// Compiled twice (baseline and AVX2 + FMA, picked at run time) through gelu_erf_range.
+// value[i] = x Φ(x); grad (when not null) [i] = Φ(x) + x φ(x), φ(x) = exp(-x²/2)/sqrt(2π).
+// Compiled twice (baseline and AVX2 + FMA, picked at run time) through gelu_erf_values.
 template <typename T>
-inline __attribute__((always_inline)) void gelu_erf_body(const T* x, const T* dy, T* out, int64_t b, int64_t e) {
+inline __attribute__((always_inline)) void gelu_erf_body(const T* x, float* value, float* grad, int64_t n) {
   constexpr int64_t kBlock = 64;
   float xs[kBlock], arg[kBlock], ex[kBlock], tt[kBlock];
-  for (int64_t i0 = b; i0 < e; i0 += kBlock) {
-    const int64_t c = std::min(kBlock, e - i0);
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t c = std::min(kBlock, n - i0);
     for (int64_t j = 0; j < c; ++j) {
       const float v = Elem<T>::load(x, i0 + j);
       const float z = std::fabs(v) * 0.70710678118654752f;
@@ -87,36 +88,48 @@ inline __attribute__((always_inline)) void gelu_erf_body(const T* x, const T* dy
     for (int64_t j = 0; j < c; ++j) {
       const float half_erfc = 0.5f * tt[j] * ex[j];
       tt[j] = xs[j] < 0.0f ? half_erfc : 1.0f - half_erfc;  // Φ(x)
+      value[i0 + j] = xs[j] * tt[j];
     }
-    if (dy == nullptr) {
-      for (int64_t j = 0; j < c; ++j) Elem<T>::store(out, i0 + j, xs[j] * tt[j]);
-      continue;
-    }
+    if (grad == nullptr) continue;
     for (int64_t j = 0; j < c; ++j) arg[j] = -0.5f * xs[j] * xs[j];
     rowmath::exp_shifted(arg, 0.0f, ex, c);
-    for (int64_t j = 0; j < c; ++j) {
-      const float grad = tt[j] + xs[j] * 0.39894228040143268f * ex[j];
-      Elem<T>::store(out, i0 + j, Elem<T>::load(dy, i0 + j) * grad);
-    }
+    for (int64_t j = 0; j < c; ++j) grad[i0 + j] = tt[j] + xs[j] * 0.39894228040143268f * ex[j];
   }
 }
 
 #ifdef CF_X86_DISPATCH
 template <typename T>
-__attribute__((target("avx2,fma"))) void gelu_erf_avx2(const T* x, const T* dy, T* out, int64_t b, int64_t e) {
-  gelu_erf_body(x, dy, out, b, e);
+__attribute__((target("avx2,fma"))) void gelu_erf_avx2(const T* x, float* value, float* grad, int64_t n) {
+  gelu_erf_body(x, value, grad, n);
 }
 #endif
 
+// y = GELU(x) (dy null) or dy * GELU'(x) over [b, e), through blocks of f32 values.
 template <typename T>
 void gelu_erf_range(const T* x, const T* dy, T* out, int64_t b, int64_t e) {
-#ifdef CF_X86_DISPATCH
-  if (has_avx2_fma()) return gelu_erf_avx2(x, dy, out, b, e);
-#endif
-  gelu_erf_body(x, dy, out, b, e);
+  constexpr int64_t kBlock = 256;
+  float value[kBlock], grad[kBlock];
+  for (int64_t i0 = b; i0 < e; i0 += kBlock) {
+    const int64_t c = std::min(kBlock, e - i0);
+    gelu_erf_values(x + i0, value, dy ? grad : nullptr, c);
+    if (dy == nullptr)
+      for (int64_t j = 0; j < c; ++j) Elem<T>::store(out, i0 + j, value[j]);
+    else
+      for (int64_t j = 0; j < c; ++j) Elem<T>::store(out, i0 + j, Elem<T>::load(dy, i0 + j) * grad[j]);
+  }
 }
 
 }  // namespace
+
+template <typename T>
+void gelu_erf_values(const T* x, float* value, float* grad, int64_t n) {
+#ifdef CF_X86_DISPATCH
+  if (has_avx2_fma()) return gelu_erf_avx2(x, value, grad, n);
+#endif
+  gelu_erf_body(x, value, grad, n);
+}
+template void gelu_erf_values<float>(const float*, float*, float*, int64_t);
+template void gelu_erf_values<bf16>(const bf16*, float*, float*, int64_t);
 
 void unary(UnaryOp op, DType dtype, const void* xv, void* yv, int64_t n, float p0, float p1, Stream) {
   CF_FLOAT_DTYPE(dtype, T, {

@@ -1,10 +1,11 @@
 // GRN's passes on the CPU (see grn.h). The dot runs one task per (sample, block of 64
 // channels), walking the pixels in order with f64 accumulators; the affine is elementwise
-// over rows of C. The GELU forms are template instances, so the plain ones keep their loops.
+// over rows of C. The GELU forms compute GELU (and its derivative) a row segment at a time
+// with the vectorized GELU (gelu.h) into f32 buffers.
 #include <algorithm>
 #include <vector>
 
-#include "elementwise_math.h"
+#include "gelu.h"
 #include "grn.h"
 #include "threadpool.h"
 
@@ -12,8 +13,7 @@ namespace cf::cpu {
 namespace {
 
 constexpr int64_t kChannelBlock = 64;
-
-CF_HD float gelu_of(float x) { return unary_fn(UnaryOp::GeluErf, x, 0.0f, 0.0f); }
+constexpr int64_t kGeluSegment = 256;
 
 template <typename T, bool Gelu>
 void dot(const T* a, const T* b, float* out, int64_t n, int64_t p, int64_t c) {
@@ -23,14 +23,15 @@ void dot(const T* a, const T* b, float* out, int64_t n, int64_t p, int64_t c) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t / blocks, k0 = (t % blocks) * kChannelBlock, k1 = std::min(c, k0 + kChannelBlock);
       std::fill(acc, acc + kChannelBlock, 0.0);
+      // x, the operand GELU applies to, is b (a when b is null).
+      const T* x = b ? b : a;
+      float gx[kChannelBlock];
       for (int64_t q = 0; q < p; ++q) {
         const int64_t row = (s * p + q) * c;
+        if (Gelu) gelu_erf_values(x + row + k0, gx, nullptr, k1 - k0);
         for (int64_t k = k0; k < k1; ++k) {
-          // x, the operand GELU applies to, is b (a when b is null).
-          float x = Elem<T>::load(b ? b : a, row + k);
-          if (Gelu) x = gelu_of(x);
-          const float other = b ? Elem<T>::load(a, row + k) : x;
-          acc[k - k0] += static_cast<double>(other) * x;
+          const float v = Gelu ? gx[k - k0] : Elem<T>::load(x, row + k);
+          acc[k - k0] += static_cast<double>(b ? Elem<T>::load(a, row + k) : v) * v;
         }
       }
       for (int64_t k = k0; k < k1; ++k) out[s * c + k] = static_cast<float>(acc[k - k0]);
@@ -47,19 +48,26 @@ void affine(const T* a, const float* fa, const T* b, const float* fb, const P* b
     for (int64_t r = r0; r < r1; ++r) {
       const float* ra = fa + (r / p) * c;
       const float* rb = b ? fb + (r / p) * c : nullptr;
-      for (int64_t k = 0; k < c; ++k) {
-        const int64_t i = r * c + k;
-        float v;
-        if (!Gelu) {
-          v = Elem<T>::load(a, i) * ra[k] + shift[k];
+      if (!Gelu) {
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t i = r * c + k;
+          float v = Elem<T>::load(a, i) * ra[k] + shift[k];
           if (rb) v += Elem<T>::load(b, i) * rb[k];
-        } else if (!rb) {
-          v = gelu_of(Elem<T>::load(a, i)) * ra[k] + shift[k];
-        } else {
-          const float x = Elem<T>::load(b, i);
-          v = (Elem<T>::load(a, i) * ra[k] + gelu_of(x) * rb[k]) * unary_grad(UnaryOp::GeluErf, x, 0.0f, 0.0f);
+          Elem<T>::store(y, i, v);
         }
-        Elem<T>::store(y, i, v);
+        continue;
+      }
+      float gx[kGeluSegment], dg[kGeluSegment];
+      for (int64_t k0 = 0; k0 < c; k0 += kGeluSegment) {
+        const int64_t len = std::min(kGeluSegment, c - k0), i0 = r * c + k0;
+        if (!rb) {
+          gelu_erf_values(a + i0, gx, nullptr, len);
+          for (int64_t j = 0; j < len; ++j) Elem<T>::store(y, i0 + j, gx[j] * ra[k0 + j] + shift[k0 + j]);
+        } else {
+          gelu_erf_values(b + i0, gx, dg, len);
+          for (int64_t j = 0; j < len; ++j)
+            Elem<T>::store(y, i0 + j, (Elem<T>::load(a, i0 + j) * ra[k0 + j] + gx[j] * rb[k0 + j]) * dg[j]);
+        }
       }
     }
   });
