@@ -22,7 +22,7 @@
 // slow) and most of an hour for UniRepLKNet-L (PyTorch's bf16 depthwise convolutions on the
 // CPU): --torch-counts name=file reads a model's PyTorch count from the JSON that
 // `compare/train_step.py --config <config> --batch <batch> --precision <precision> --count-traffic`
-// printed, instead of running it again.
+// printed, instead of running it again (name=skip leaves that model's PyTorch side out).
 //
 // Run: node --import tsx bench/step_traffic.bench.ts [--models name:batch,...] [--precision amp_bf16|fp32] [--no-torch]
 //        [--torch-counts name=file,...]
@@ -126,10 +126,12 @@ interface TorchCount {
 
 /**
  * PyTorch's forward + backward bytes of non-product ops and product FLOPs, or why not: from
- * `savedFile` when given (checked to be of this batch and precision), else by running it.
+ * `savedFile` when given (checked to be of this batch and precision; 'skip' for none), else by
+ * running it.
  */
 function torchCounts(name: string, batch: number, precision: string, threads: number, savedFile: string | undefined): { gb: number; tflop: number; byOp: OpRow[] } | string {
   let count: TorchCount;
+  if (savedFile === 'skip') return 'skipped (--torch-counts)';
   if (savedFile) {
     count = JSON.parse(readFileSync(savedFile, 'utf8')) as TorchCount;
     if (count.batch !== batch || count.precision !== precision || typeof count.ops !== 'object') {
