@@ -59,7 +59,7 @@ export interface NativeAddon {
   unaryBackward(op: string, x: T, dy: T, dx: T, p0: number, p1: number): void;
   binary(op: string, a: T, b: T, out: T): void;
   binaryBackward(op: string, side: number, a: T, b: T, dy: T, out: T): void;
-  // reduce
+  // reduce: out has x's dtype, or f32 for a bf16 x's sum or mean
   reduce(op: 'sum' | 'mean' | 'max', x: T, out: T, axis: number, indices?: T): void;
   reduceMaxBackward(dy: T, indices: T, dx: T, axis: number): void;
   // embedding: weight [V, D], ids i32 [...], out / dy [..., D]; dweight is overwritten
@@ -116,14 +116,14 @@ export interface NativeAddon {
   // im2col: x / dx [N, H, W, C] <-> cols / dcols [N * Ho * Wo, C * K * K] in (c, kh, kw) column order; dx is overwritten
   im2col(x: T, cols: T, kernelSize: number, stride: number, padH: number, padW: number): void;
   col2im(dcols: T, dx: T, kernelSize: number, stride: number, padH: number, padW: number): void;
-  // batchNorm over the last (channel) axis: x / y / dy / dx [..., C]; weight, bias [C] with x's dtype; mean, var, rstd,
+  // batchNorm over the last (channel) axis: x / y / dy / dx [..., C]; weight, bias [C] of one dtype, x's or f32 beside bf16 x; mean, var, rstd,
   // sumDy, sumDyXhat f32 [C]; batchStats: mean and rstd came from this batch (false: constants, eval mode)
   batchNormStats(x: T, mean: T, variance: T, rstd: T, eps: number): void;
   batchNormApply(x: T, mean: T, rstd: T, weight: T | null, bias: T | null, y: T): void;
   batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
   // GRN passes over a / b / y [N, P, C]: out[n, c] = sum_p a * (b ?? a); y = a * fa[n, c] + b * fb[n, c] + beta[c];
-  // out, fa, fb f32 [N, C]; beta [C] with a's dtype
+  // out, fa, fb f32 [N, C]; beta [C] with a's dtype or f32 beside bf16 a; gelu: the GELU forms (native/include/grn.h)
   sampleChannelDot(a: T, b: T | null, out: T, gelu: boolean): void;
   sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T, gelu: boolean): void;
   // JPEG decode + crop (box [left, top, width, height], stored-image pixels) + bicubic resize + normalize into

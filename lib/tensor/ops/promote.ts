@@ -43,6 +43,14 @@ export function onWidenedInput(op: string, x: Tensor, params: readonly [string, 
 }
 
 /**
+ * True when `wide` is `dtype` or, beside bf16, f32: the mixes the native kernels take for a
+ * norm's parameters and a sum's output (CF_SAME_OR_WIDER_DTYPES in native/include/core.h).
+ */
+export function sameOrWider(dtype: DType, wide: DType): boolean {
+  return wide === dtype || (dtype === 'bf16' && wide === 'f32');
+}
+
+/**
  * The dtype rule of the norms whose kernels read bf16 activations beside f32 parameters
  * (BatchNorm, GRN), as PyTorch's batch norm does under autocast: the parameters share one
  * dtype, x's or f32 beside a bf16 x, and the result keeps x's dtype. An error names the
@@ -55,7 +63,7 @@ export function checkParamDtypes(op: string, x: Tensor, params: readonly [string
   for (const [name, p] of given) {
     if (p.dtype !== first.dtype) throw new Error(`${op}: expected ${firstName} and ${name} of the same dtype, got ${first.dtype} and ${p.dtype}`);
   }
-  if (first.dtype !== x.dtype && !(x.dtype === 'bf16' && first.dtype === 'f32')) {
+  if (!sameOrWider(x.dtype, first.dtype)) {
     throw new Error(`${op}: expected ${firstName} of x's dtype ${x.dtype}${x.dtype === 'bf16' ? ' or f32' : ''}, got ${first.dtype}`);
   }
 }

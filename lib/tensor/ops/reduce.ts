@@ -4,6 +4,7 @@ import { native } from '../../native.js';
 import { attachGrad, noGrad } from '../autograd.js';
 import { argError, checkAxis, checkBoolean, sameShape } from '../check.js';
 import { empty, emptyLike, type DType, type Tensor } from '../tensor.js';
+import { sameOrWider } from './promote.js';
 import { cast } from './shape.js';
 import { floatTensor, numel } from './util.js';
 
@@ -78,7 +79,7 @@ function reduceEntry(op: 'sum' | 'mean', xIn: Tensor, axis: Axis, opts: SumOptio
   const x = floatTensor(op, 'x', xIn);
   const keepDims = opts.keepDims === undefined ? false : checkBoolean(op, 'keepDims', opts.keepDims);
   const dtype = opts.dtype ?? x.dtype;
-  if (dtype !== x.dtype && !(x.dtype === 'bf16' && dtype === 'f32')) throw argError(op, 'dtype', `x's dtype ${x.dtype}${x.dtype === 'bf16' ? " or 'f32'" : ''}`, opts.dtype);
+  if (!sameOrWider(x.dtype, dtype)) throw argError(op, 'dtype', `x's dtype ${x.dtype}${x.dtype === 'bf16' ? " or 'f32'" : ''}`, opts.dtype);
   if (axis === null || axis === undefined) {
     const flat = flatAll(x);
     const flatG = attachGrad(flat, 'reshape', [x], [], (gy) => [gy.view(x.shape)]);
