@@ -18,16 +18,10 @@
 // AdamW is not the fused one a GPU would run); the ratio compares our forward and backward
 // with it. PyTorch's CPU autocast keeps layer_norm in the input's dtype where CUDA's runs it
 // in f32; every LayerNorm input of a ViT CLIP is f32 either way, so the count is CUDA's.
-// It takes a few minutes for ViT-B-32 (bf16 products on a CPU without bf16 instructions are
-// slow) and most of an hour for UniRepLKNet-L (PyTorch's bf16 depthwise convolutions on the
-// CPU): --torch-counts name=file reads a model's PyTorch count from the JSON that
-// `compare/train_step.py --config <config> --batch <batch> --precision <precision> --count-traffic`
-// printed, instead of running it again (name=skip leaves that model's PyTorch side out).
+// It runs on PyTorch's fake tensors (shapes and dtypes only, nothing computed), in seconds.
 //
 // Run: node --import tsx bench/step_traffic.bench.ts [--models name:batch,...] [--precision amp_bf16|fp32] [--no-torch]
-//        [--torch-counts name=file,...]
 // Writes bench/results/<date>-cpu-step_traffic.json.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as cf from '../lib/index.js';
 import type { NativeTensor } from '../lib/native.js';
@@ -119,31 +113,15 @@ function extrapolate(small: Work, large: Work, batch: number): Work {
 }
 
 interface TorchCount {
-  batch: number;
-  precision: string;
   ops: Record<string, OpWork>;
 }
 
-/**
- * PyTorch's forward + backward bytes of non-product ops and product FLOPs, or why not: from
- * `savedFile` when given (checked to be of this batch and precision; 'skip' for none), else by
- * running it.
- */
-function torchCounts(name: string, batch: number, precision: string, threads: number, savedFile: string | undefined): { gb: number; tflop: number; byOp: OpRow[] } | string {
-  let count: TorchCount;
-  if (savedFile === 'skip') return 'skipped (--torch-counts)';
-  if (savedFile) {
-    count = JSON.parse(readFileSync(savedFile, 'utf8')) as TorchCount;
-    if (count.batch !== batch || count.precision !== precision || typeof count.ops !== 'object') {
-      throw new Error(`step_traffic.bench: expected a count at batch ${batch}, ${precision} in ${savedFile}, got batch ${count.batch}, ${count.precision}`);
-    }
-  } else {
-    const configPath = join(benchDir, '..', 'lib', 'nn', 'configs', `${name}.json`);
-    const r = runPython('train_step.py', ['--config', configPath, '--batch', String(batch), '--precision', precision, '--threads', String(threads), '--count-traffic'], 1_800_000);
-    if (!r.ok) return r.why;
-    count = r.value as TorchCount;
-  }
-  return summarize(new Map(Object.entries(count.ops)));
+/** PyTorch's forward + backward bytes of non-product ops and product FLOPs, or why not. */
+function torchCounts(name: string, batch: number, precision: string, threads: number): { gb: number; tflop: number; byOp: OpRow[] } | string {
+  const configPath = join(benchDir, '..', 'lib', 'nn', 'configs', `${name}.json`);
+  const r = runPython('train_step.py', ['--config', configPath, '--batch', String(batch), '--precision', precision, '--threads', String(threads), '--count-traffic'], 600_000);
+  if (!r.ok) return r.why;
+  return summarize(new Map(Object.entries((r.value as TorchCount).ops)));
 }
 
 interface OpRow {
@@ -185,12 +163,6 @@ function main(): void {
     if (!name || !Number.isInteger(Number(batch)) || Number(batch) < LARGE) throw new Error(`step_traffic.bench: expected name:batch (batch >= ${LARGE}) in --models, got '${spec}'`);
     return { name, batch: Number(batch) };
   });
-  const savedCounts = new Map<string, string>();
-  for (const spec of (get('--torch-counts') ?? '').split(',').filter(Boolean)) {
-    const [name, file] = spec.split('=');
-    if (!name || !file) throw new Error(`step_traffic.bench: expected name=file in --torch-counts, got '${spec}'`);
-    savedCounts.set(name, file);
-  }
   const rows = [];
   for (const { name, batch } of runs) {
     const config = getModelConfig(name);
@@ -218,7 +190,7 @@ function main(): void {
     console.log(`${name} batch ${batch} ${precision}, forward + backward: products ${ours.tflop.toFixed(2)} TFLOP, other kernels ${ours.gb.toFixed(2)} GB; ` +
       `floor on the H100 ${JSON.stringify(ms(ours.gb, ours.tflop))}; AdamW ${optimizerGb.toFixed(2)} GB more`);
     printOps(ours.byOp);
-    const theirs = torch ? torchCounts(name, batch, precision, threads, savedCounts.get(name)) : 'skipped (--no-torch)';
+    const theirs = torch ? torchCounts(name, batch, precision, threads) : 'skipped (--no-torch)';
     if (typeof theirs === 'string') console.log(`PyTorch: ${theirs}`);
     else {
       console.log(`PyTorch (OpenCLIP's formulation), forward + backward: products ${theirs.tflop.toFixed(2)} TFLOP, other ops ${theirs.gb.toFixed(2)} GB ` +

@@ -178,7 +178,7 @@ class UniRepLKNetVision(nn.Module):
     """Stem and downsampling layers (stride-2 3 x 3 convs with LayerNorm), four stages of
     blocks, spatial mean -> LayerNorm, then the projection to embed_dim."""
 
-    def __init__(self, cfg, embed_dim):
+    def __init__(self, cfg, embed_dim, init_weights=True):
         super().__init__()
         kwargs = cfg.get("timm_model_kwargs", {})
         if kwargs.get("deploy") or kwargs.get("drop_path_rate") or cfg.get("timm_drop_path"):
@@ -199,8 +199,8 @@ class UniRepLKNetVision(nn.Module):
         self.norm = nn.LayerNorm(dims[3], eps=1e-6)
         self.proj = nn.Linear(dims[3], embed_dim, bias=cfg.get("timm_proj_bias", False))
         # Ours and the official init (N(0, 0.02) weights, zero biases): both sides then compute
-        # on values of the same scale.
-        for m in self.modules():
+        # on values of the same scale. Fake tensors (the traffic count) have no values to draw.
+        for m in self.modules() if init_weights else ():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
@@ -232,11 +232,13 @@ class Text(nn.Module):
 
 
 class Clip(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, init_weights=True):
         super().__init__()
         vc = config["vision_cfg"]
-        unireplknet = vc.get("timm_model_name", "").startswith("unireplknet")
-        self.visual = (UniRepLKNetVision if unireplknet else Vision)(vc, config["embed_dim"])
+        if vc.get("timm_model_name", "").startswith("unireplknet"):
+            self.visual = UniRepLKNetVision(vc, config["embed_dim"], init_weights)
+        else:
+            self.visual = Vision(vc, config["embed_dim"])
         self.text = Text(config["text_cfg"], config["embed_dim"])
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -253,7 +255,9 @@ class Clip(nn.Module):
 # bench/step_traffic.bench.ts does for clipforge's native calls. Views move nothing, and
 # neither do the reshapes that aten does not mark as views.
 PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward"}
-NO_DATA_MOVED = {"_unsafe_view", "_reshape_alias", "alias"}
+# Ops that move no data: reshapes without a copy, and `device`, the query a fake tensor answers
+# through the dispatcher.
+NO_DATA_MOVED = {"_unsafe_view", "_reshape_alias", "alias", "device"}
 
 
 def product_flops(name, args, outs):
@@ -322,12 +326,39 @@ def main():
         torch.set_num_threads(args.threads)
     elif not torch.cuda.is_available():
         raise SystemExit("train_step.py: --device cuda but torch sees no GPU")
+    vc, tc = config["vision_cfg"], config["text_cfg"]
+    if args.count_traffic:
+        # The count needs shapes and dtypes, not values: fake tensors give the same op sequence
+        # under autocast without computing anything (PyTorch's bf16 depthwise convolutions on a
+        # CPU would take hours for UniRepLKNet-L).
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        counts = {}
+        with FakeTensorMode(allow_non_fake_inputs=False):
+            fake_model = Clip(config, init_weights=False)
+            for b in (2, 4):
+                images = torch.randn(b, 3, vc["image_size"], vc["image_size"])
+                ids = torch.randint(1, tc["vocab_size"], (b, tc["context_length"]))
+
+                def forward_backward():
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "amp_bf16"):
+                        loss = fake_model.loss(images, ids)
+                    loss.backward()
+
+                counts[b] = count_traffic(forward_backward)
+                fake_model.zero_grad(set_to_none=True)
+        t = (args.batch - 2) / 2
+        ops = {}
+        for name in set(counts[2]) | set(counts[4]):
+            a = counts[2].get(name, {"calls": 0, "bytes": 0, "flops": 0})
+            c = counts[4].get(name, {"calls": 0, "bytes": 0, "flops": 0})
+            ops[name] = {k: c[k] if k == "calls" else a[k] + t * (c[k] - a[k]) for k in a}
+        print(json.dumps({"device": dev, "precision": args.precision, "batch": args.batch, "ops": ops}))
+        return
     torch.manual_seed(0)
     model = Clip(config).to(dev)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], lr=1e-4, fused=dev == "cuda")
-    vc, tc = config["vision_cfg"], config["text_cfg"]
     n_bufs = 1 if dev == "cpu" else 2
     bufs = [
         (
@@ -347,29 +378,6 @@ def main():
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
 
-    if args.count_traffic:
-        counts = {}
-        for b in (2, 4):
-            images = torch.randn(b, 3, vc["image_size"], vc["image_size"], device=dev)
-            ids = torch.randint(1, tc["vocab_size"], (b, tc["context_length"]), device=dev)
-
-            def forward_backward():
-                with torch.autocast(dev, dtype=torch.bfloat16, enabled=args.precision == "amp_bf16"):
-                    loss = model.loss(images, ids)
-                loss.backward()
-
-            forward_backward()
-            model.zero_grad(set_to_none=True)
-            counts[b] = count_traffic(forward_backward)
-            model.zero_grad(set_to_none=True)
-        t = (args.batch - 2) / 2
-        ops = {}
-        for name in set(counts[2]) | set(counts[4]):
-            a = counts[2].get(name, {"calls": 0, "bytes": 0, "flops": 0})
-            c = counts[4].get(name, {"calls": 0, "bytes": 0, "flops": 0})
-            ops[name] = {k: c[k] if k == "calls" else a[k] + t * (c[k] - a[k]) for k in a}
-        print(json.dumps({"device": dev, "precision": args.precision, "batch": args.batch, "ops": ops}))
-        return
     ms = time_cpu(lambda: step(0), args.reps) if dev == "cpu" else time_cuda(step, n_bufs, args.reps)
     params = sum(p.numel() for p in model.parameters())
     emit(dev, args.precision, [{"batch": args.batch, "ms": ms, "samples_per_s": args.batch / ms * 1e3, "parameters": params}])
