@@ -14,7 +14,7 @@ import { isGradEnabled } from '../tensor/autograd.js';
 import { autocastInput } from '../tensor/autocast.js';
 import { argError, checkFinite, checkInteger } from '../tensor/check.js';
 import { checkpoint } from '../tensor/checkpoint.js';
-import { add, gelu, mul } from '../tensor/ops/elementwise.js';
+import { add, gelu } from '../tensor/ops/elementwise.js';
 import { dropPath } from '../tensor/ops/drop_path.js';
 import { nchwToNhwc } from '../tensor/ops/dwconv.js';
 import { mean } from '../tensor/ops/reduce.js';
@@ -213,9 +213,7 @@ export class UniRepLKNetBlock extends Module {
       y = this.child<Sequence>('act').at<GRN>(1).forward(y, true);
       const pw2 = this.child<Sequence>('pwconv2');
       y = pw2.at<Linear>(0).forward(y);
-      if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y, updateRunningStats);
-      const gamma = this.optionalParam('gamma');
-      if (gamma) y = mul(y, gamma);
+      if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y, updateRunningStats, this.optionalParam('gamma') ?? undefined);
       return add(x, dropPath(y, this.dropPathRate, { training: this.training, generator: this.generator }));
     });
   }

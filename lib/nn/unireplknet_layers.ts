@@ -6,6 +6,7 @@ import { checkInteger } from '../tensor/check.js';
 import { conv2d } from '../tensor/ops/conv2d.js';
 import { batchNorm } from '../tensor/ops/batchnorm.js';
 import { depthwiseConv2d } from '../tensor/ops/dwconv.js';
+import { mul } from '../tensor/ops/elementwise.js';
 import { grn } from '../tensor/ops/grn.js';
 import { squeezeExcite } from '../tensor/ops/squeeze_excite.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -136,9 +137,17 @@ export class BatchNorm2d extends Module {
     return this.buffer('running_var');
   }
 
-  /** updateRunningStats false: a recomputation (gradient checkpointing) of a forward that already updated them. */
-  forward(x: Tensor, updateRunningStats = true): Tensor {
-    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, {
+  /**
+   * updateRunningStats false: a recomputation (gradient checkpointing) of a forward that already
+   * updated them. outputScale [C]: a factor on the output (a block's layer scale), folded into
+   * the weight and bias, gamma * (xhat * w + b) = xhat * (gamma * w) + gamma * b, so that no
+   * pass over the activations (forward or backward) applies it; its gradient comes from the
+   * per-channel sums the BatchNorm backward takes anyway.
+   */
+  forward(x: Tensor, updateRunningStats = true, outputScale?: Tensor): Tensor {
+    const weight = outputScale ? mul(this.weight, outputScale) : this.weight;
+    const bias = outputScale ? mul(this.bias, outputScale) : this.bias;
+    const y = batchNorm(x, weight, bias, this.runningMean, this.runningVar, {
       training: this.training, momentum: this.momentum, eps: this.eps, updateRunningStats,
     });
     if (this.training && updateRunningStats) {
