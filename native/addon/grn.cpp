@@ -1,8 +1,8 @@
 // GRN's memory passes over [N, P, C] activations (see grn.h):
 //   sampleChannelDot(a, b | null, out, gelu)                 out [N, C] f32
 //   sampleChannelAffine(a, fa, b | null, fb | null, beta | null, y, gelu)
-// a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] with a's dtype or
-// f32 beside bf16 a. b and fb come together or not at all; with gelu (the GELU forms), beta
+// a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] or [N, C] (one shift
+// per sample) with a's dtype or f32 beside bf16 a. b and fb come together or not at all; with gelu (the GELU forms), beta
 // only without b. Outputs must not overlap inputs.
 #include "args.h"
 #include "grn.h"
@@ -71,7 +71,9 @@ Napi::Value affine(const Napi::CallbackInfo& info) {
   if (beta) {
     expect_same_or_wider(env, op, a, "a", *beta, "beta");
     same_device(env, op, a, "a", *beta, "beta");
-    expect_shape(env, op, *beta, "beta", {a.dim(2)});
+    const std::vector<int64_t> per_channel{a.dim(2)}, per_sample{a.dim(0), a.dim(2)};
+    if (beta->shape != per_channel && beta->shape != per_sample)
+      fail_arg(env, op, "beta", "shape " + shape_str(per_channel) + " or " + shape_str(per_sample), beta->shape_str());
   }
   expect_like_a(env, op, y, "y", a);
   no_overlap(env, op, y, a, "a");
@@ -81,7 +83,7 @@ Napi::Value affine(const Napi::CallbackInfo& info) {
   if (beta) no_overlap(env, op, y, *beta, "beta");
   Stream s = prepare_device(env, a.device(), op);
   CF_BACKEND_CALL(a.device(), sample_channel_affine, a.dtype, beta ? beta->dtype : a.dtype, a.data(), fa.as<float>(), data_or_null(b), fb ? fb->as<float>() : nullptr,
-                  data_or_null(beta), y.data(), a.dim(0), a.dim(1), a.dim(2), gelu, s);
+                  data_or_null(beta), beta && beta->rank() == 2, y.data(), a.dim(0), a.dim(1), a.dim(2), gelu, s);
   return env.Undefined();
 }
 

@@ -40,14 +40,18 @@ void dot(const T* a, const T* b, float* out, int64_t n, int64_t p, int64_t c) {
 }
 
 template <typename T, typename P, bool Gelu>
-void affine(const T* a, const float* fa, const T* b, const float* fb, const P* beta, T* y, int64_t n, int64_t p, int64_t c) {
-  std::vector<float> shift(static_cast<size_t>(c), 0.0f);
+void affine(const T* a, const float* fa, const T* b, const float* fb, const P* beta, bool beta_per_sample, T* y, int64_t n, int64_t p,
+            int64_t c) {
+  // The shifts as f32, one row per sample (a single row shared by all samples for beta [C]).
+  const int64_t shift_rows = beta_per_sample ? n : 1;
+  std::vector<float> shifts(static_cast<size_t>(shift_rows * c), 0.0f);
   if (beta)
-    for (int64_t k = 0; k < c; ++k) shift[k] = Elem<P>::load(beta, k);
+    for (int64_t k = 0; k < shift_rows * c; ++k) shifts[k] = Elem<P>::load(beta, k);
   parallel_for(n * p, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* ra = fa + (r / p) * c;
       const float* rb = b ? fb + (r / p) * c : nullptr;
+      const float* shift = shifts.data() + (beta_per_sample ? (r / p) * c : 0);
       if (!Gelu) {
         for (int64_t k = 0; k < c; ++k) {
           const int64_t i = r * c + k;
@@ -85,13 +89,13 @@ void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, i
 }
 
 void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta,
-                           void* y, int64_t n, int64_t p, int64_t c, bool gelu, Stream) {
+                           bool beta_per_sample, void* y, int64_t n, int64_t p, int64_t c, bool gelu, Stream) {
   CF_SAME_OR_WIDER_DTYPES(dtype, beta_dtype, T, P, {
     const T* ta = static_cast<const T*>(a);
     const T* tb = static_cast<const T*>(b);
     const P* pb = static_cast<const P*>(beta);
-    if (gelu) affine<T, P, true>(ta, fa, tb, fb, pb, static_cast<T*>(y), n, p, c);
-    else affine<T, P, false>(ta, fa, tb, fb, pb, static_cast<T*>(y), n, p, c);
+    if (gelu) affine<T, P, true>(ta, fa, tb, fb, pb, beta_per_sample, static_cast<T*>(y), n, p, c);
+    else affine<T, P, false>(ta, fa, tb, fb, pb, beta_per_sample, static_cast<T*>(y), n, p, c);
   });
 }
 

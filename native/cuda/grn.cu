@@ -38,8 +38,8 @@ __global__ void __launch_bounds__(kChannels * kPixelLanes) dot_kernel(const T* a
 }
 
 template <typename T, typename P, bool Gelu>
-__global__ void affine_kernel(const T* a, const float* fa, const T* b, const float* fb, const P* beta, T* y, int64_t total, int64_t p,
-                              int64_t c) {
+__global__ void affine_kernel(const T* a, const float* fa, const T* b, const float* fb, const P* beta, bool beta_per_sample, T* y,
+                              int64_t total, int64_t p, int64_t c) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c, nc = (i / c / p) * c + k;
     float v;
@@ -52,7 +52,7 @@ __global__ void affine_kernel(const T* a, const float* fa, const T* b, const flo
       const float x = Elem<T>::load(b, i);
       v = (Elem<T>::load(a, i) * fa[nc] + gelu_of(x) * fb[nc]) * unary_grad(UnaryOp::GeluErf, x, 0.0f, 0.0f);
     }
-    if (beta) v += Elem<P>::load(beta, k);
+    if (beta) v += Elem<P>::load(beta, beta_per_sample ? nc : k);
     Elem<T>::store(y, i, v);
   }
 }
@@ -71,16 +71,18 @@ void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, i
   });
 }
 
-void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta, void* y, int64_t n,
-                           int64_t p, int64_t c, bool gelu, Stream stream) {
+void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb, const void* beta,
+                           bool beta_per_sample, void* y, int64_t n, int64_t p, int64_t c, bool gelu, Stream stream) {
   const int64_t total = n * p * c;
   if (total == 0) return;
   CF_SAME_OR_WIDER_DTYPES(dtype, beta_dtype, T, P, {
     const T* ta = static_cast<const T*>(a);
     const T* tb = static_cast<const T*>(b);
     const P* pb = static_cast<const P*>(beta);
-    if (gelu) affine_kernel<T, P, true><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(ta, fa, tb, fb, pb, static_cast<T*>(y), total, p, c);
-    else affine_kernel<T, P, false><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(ta, fa, tb, fb, pb, static_cast<T*>(y), total, p, c);
+    if (gelu) affine_kernel<T, P, true><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(ta, fa, tb, fb, pb, beta_per_sample, static_cast<T*>(y),
+                                                                                     total, p, c);
+    else affine_kernel<T, P, false><<<grid_1d(total, 256), 256, 0, as_cuda(stream)>>>(ta, fa, tb, fb, pb, beta_per_sample, static_cast<T*>(y),
+                                                                                      total, p, c);
   });
 }
 

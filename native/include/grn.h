@@ -1,11 +1,13 @@
 // The two memory passes of global response normalization (GRN, lib/tensor/ops/grn.ts) over
 // channels-last activations a, b, y of shape [N, P, C] (P = H * W pixels per sample), f32 or
 // bf16, with per-sample, per-channel factors A, B and sums `out` of shape [N, C] in f32;
-// beta [C] in beta_dtype, a's or f32 beside bf16 a (GRN's f32 parameter under autocast):
+// beta [C] (or [N, C] with beta_per_sample) in beta_dtype, a's or f32 beside bf16 a (GRN's f32
+// parameter under autocast):
 //
 //   sample_channel_dot:    out[n, c] = sum_p a[n, p, c] * b[n, p, c]     (b null: a * a)
 //   sample_channel_affine: y[n, p, c] = a[n, p, c] * A[n, c] + b[n, p, c] * B[n, c] + beta[c]
-//                          (b and B null: no second term; beta null: no shift)
+//                          (b and B null: no second term; beta null: no shift; beta_per_sample:
+//                          beta[n, c], as squeeze-and-excitation's input gradient needs)
 //
 // With `gelu`, the activations are the input of a GELU (erf form, G) that GRN normalizes, read
 // without G(x) ever being written (UniRepLKNet's act = GRN(GELU(.))): x is the last tensor
@@ -29,7 +31,8 @@
   void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c,   \
                           bool gelu, Stream stream);                                                               \
   void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb,          \
-                             const void* beta, void* y, int64_t n, int64_t p, int64_t c, bool gelu, Stream stream); \
+                             const void* beta, bool beta_per_sample, void* y, int64_t n, int64_t p, int64_t c, bool gelu,  \
+                             Stream stream);                                                                       \
   }
 
 CF_GRN_OPS(cpu)

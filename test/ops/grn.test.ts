@@ -164,8 +164,34 @@ test('the native passes check their arguments', () => {
     assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3]), false), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
     assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4]), false), /sampleChannelDot: .*a/);
     assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
-    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected \[4\] for beta.shape, got \[3\]/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[3\]/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([1, 4]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[1, 4\]/);
   });
+});
+
+test('the affine pass takes a shift per sample, beta [N, C], in the GELU form too, on every backend and storage', () => {
+  const [n, p, c] = [3, 5, 37];
+  const as = rng.array(n * p * c), fas = rng.array(n * c), shifts = rng.array(n * c);
+  for (const device of devices()) {
+    for (const [dtype, shiftDtype] of [['f32', 'f32'], ['bf16', 'f32'], ['bf16', 'bf16']] as const) {
+      for (const withGelu of [false, true]) {
+        cf.scope(() => {
+          const a = cf.fromArray(as, [n, p, c], { device, dtype });
+          const y = cf.zeros([n, p, c], { device, dtype });
+          cf.native.sampleChannelAffine(a, cf.fromArray(fas, [n, c], { device }), null, null, cf.fromArray(shifts, [n, c], { device, dtype: shiftDtype }), y, withGelu);
+          // The operand as stored (bf16-rounded), GELU'd by the CPU's checked elementwise GELU.
+          const av = cf.fromArray(a.toArray(), [n * p * c]);
+          const xv = (withGelu ? cf.gelu(av) : av).toArray(), sv = cf.fromArray(shifts, [n, c], { dtype: shiftDtype }).toArray();
+          const want = Float64Array.from(xv, (v, i) => {
+            const s = Math.floor(i / (p * c)), k = i % c;
+            return v * fas[s * c + k]! + sv[s * c + k]!;
+          });
+          const tol = dtype === 'f32' ? 1e-5 : 1e-2;
+          assertClose(y.toArray(), want, { rtol: tol, atol: tol, what: `${dtype} a, ${shiftDtype} shift${withGelu ? ', GELU form' : ''} on ${device}` });
+        });
+      }
+    }
+  }
 });
 
 test('bad arguments throw errors naming the op, the argument and the value', () => {

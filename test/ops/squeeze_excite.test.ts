@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, devices, gradCheck, Rng } from '../support/helpers.js';
+import { assertClose, devices, gradCheck, maxRelError, Rng } from '../support/helpers.js';
 
 const test = suite('squeeze_excite');
 const rng = new Rng(51);
@@ -41,6 +41,57 @@ test('gradients match finite differences for x and every weight and bias', () =>
     { data: rng.array(c * r), shape: [c, r, 1, 1] },
     { data: rng.array(c), shape: [c] },
   ]);
+});
+
+test('bf16 x beside f32 weights (autocast): y and gradients close to f32, y and dx in bf16, on every backend', () => {
+  const [n, h, w, c, r] = [3, 5, 4, 70, 9];
+  const xs = rng.array(n * h * w * c), ws = [rng.array(r * c), rng.array(r), rng.array(c * r), rng.array(c)], dys = rng.array(n * h * w * c);
+  const shapes = [[r, c, 1, 1], [r], [c, r, 1, 1], [c]];
+  const run = (device: string, dtype: 'f32' | 'bf16') =>
+    cf.scope(() => {
+      const x = cf.fromArray(xs, [n, h, w, c], { device, dtype, requiresGrad: true });
+      const params = ws.map((v, i) => cf.fromArray(v, shapes[i]!, { device, requiresGrad: true }));
+      const y = cf.autocast(dtype === 'bf16' ? 'bf16' : null, () => cf.squeezeExcite(x, params[0]!, params[1]!, params[2]!, params[3]!));
+      y.backward(cf.fromArray(dys, y.shape, { device, dtype }));
+      assert.is(y.dtype, dtype);
+      assert.is(x.grad!.dtype, dtype);
+      return [y.toArray(), x.grad!.toArray(), ...params.map((p) => p.grad!.toArray())];
+    });
+  const names = ['y', 'dx', 'dDownWeight', 'dDownBias', 'dUpWeight', 'dUpBias'];
+  const reference = run('cpu', 'f32');
+  for (const device of devices()) {
+    const f32 = run(device, 'f32'), bf16 = run(device, 'bf16');
+    names.forEach((name, i) => {
+      assertClose(f32[i]!, reference[i]!, { rtol: 1e-4, atol: 1e-5, what: `${name} f32 on ${device}` });
+      assert.ok(maxRelError(bf16[i]!, reference[i]!, 1) < 3e-2, `${name} bf16 on ${device}: ${maxRelError(bf16[i]!, reference[i]!, 1)}`);
+    });
+  }
+});
+
+test('the backward writes one activation-sized tensor (dx) and reads x and dy twice at most', () => {
+  const [n, h, w, c, r] = [2, 6, 6, 16, 4];
+  cf.scope(() => {
+    const x = cf.fromArray(rng.array(n * h * w * c), [n, h, w, c], { requiresGrad: true });
+    const params = [[r, c, 1, 1], [r], [c, r, 1, 1], [c]].map((s) => cf.fromArray(rng.array(s.reduce((a, b) => a * b)), s, { requiresGrad: true }));
+    const y = cf.squeezeExcite(x, params[0]!, params[1]!, params[2]!, params[3]!);
+    const seed = cf.onesLike(y);
+    const calls: string[] = [];
+    const addon = cf.native as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const originals = new Map(Object.entries(addon).filter(([, f]) => typeof f === 'function'));
+    for (const [name, fn] of originals) {
+      addon[name] = (...args: unknown[]) => {
+        if (args.some((a) => a instanceof cf.Tensor && a.size >= x.size)) calls.push(name);
+        return fn.apply(addon, args);
+      };
+    }
+    try {
+      y.backward(seed);
+    } finally {
+      for (const [name, fn] of originals) addon[name] = fn;
+    }
+    // The copy is backward's of the seed gradient; then S = sum dy * x, and dx in one pass.
+    assert.equal(calls, ['copy', 'sampleChannelDot', 'sampleChannelAffine']);
+  });
 });
 
 test('bad arguments throw errors naming the op, the argument and the value', () => {
