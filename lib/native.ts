@@ -120,6 +120,8 @@ export interface NativeAddon {
   // sumDy, sumDyXhat f32 [C]; batchStats: mean and rstd came from this batch (false: constants, eval mode)
   batchNormStats(x: T, mean: T, variance: T, rstd: T, eps: number): void;
   batchNormApply(x: T, mean: T, rstd: T, weight: T | null, bias: T | null, y: T): void;
+  // y = the sum over 1 to 8 branches of batchNormApply's value; the branches' x of one dtype and shape, their weights and biases of one dtype
+  batchNormSumApply(xs: T[], means: T[], rstds: T[], weights: (T | null)[], biases: (T | null)[], y: T): void;
   batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
   // GRN passes over a / b / y [N, P, C]: out[n, c] = sum_p a * (b ?? a); y = a * fa[n, c] + b * fb[n, c] + beta[c];

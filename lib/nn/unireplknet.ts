@@ -160,12 +160,12 @@ export class DilatedReparamBlock extends Module {
     if (this.deploy) return main.forward(x);
     return scope(() => {
       const input = autocastInput(x);
-      let out = this.child<BatchNorm2d>('origin_bn').forward(main.forward(input), updateRunningStats);
+      const terms: [BatchNorm2d, Tensor][] = [[this.child<BatchNorm2d>('origin_bn'), main.forward(input)]];
       for (const { kernel, dilation } of this.branches) {
         const conv = this.child<DepthwiseConv>(`dil_conv_k${kernel}_${dilation}`);
-        out = add(out, this.child<BatchNorm2d>(`dil_bn_k${kernel}_${dilation}`).forward(conv.forward(input), updateRunningStats));
+        terms.push([this.child<BatchNorm2d>(`dil_bn_k${kernel}_${dilation}`), conv.forward(input)]);
       }
-      return out;
+      return BatchNorm2d.sum(terms, updateRunningStats);
     });
   }
 }

@@ -4,7 +4,7 @@
 import { noGrad } from '../tensor/autograd.js';
 import { checkInteger } from '../tensor/check.js';
 import { conv2d } from '../tensor/ops/conv2d.js';
-import { batchNorm } from '../tensor/ops/batchnorm.js';
+import { batchNorm, batchNormSum, type BatchNormOptions } from '../tensor/ops/batchnorm.js';
 import { depthwiseConv2d } from '../tensor/ops/dwconv.js';
 import { mul } from '../tensor/ops/elementwise.js';
 import { grn } from '../tensor/ops/grn.js';
@@ -147,14 +147,33 @@ export class BatchNorm2d extends Module {
   forward(x: Tensor, updateRunningStats = true, outputScale?: Tensor): Tensor {
     const weight = outputScale ? mul(this.weight, outputScale) : this.weight;
     const bias = outputScale ? mul(this.bias, outputScale) : this.bias;
-    const y = batchNorm(x, weight, bias, this.runningMean, this.runningVar, {
-      training: this.training, momentum: this.momentum, eps: this.eps, updateRunningStats,
-    });
-    if (this.training && updateRunningStats) {
-      const count = this.buffer('num_batches_tracked');
-      noGrad(() => native.unary('affine', count, count, 1, 1));
-    }
+    const y = batchNorm(x, weight, bias, this.runningMean, this.runningVar, this.options(updateRunningStats));
+    this.countBatch(updateRunningStats);
     return y;
+  }
+
+  /**
+   * sum_i norms[i].forward(xs[i]) with one native pass writing the sum (batchNormSum): a
+   * Dilated Reparam Block's parallel branches. The mode, momentum and eps are the first norm's
+   * (a block's norms are switched together).
+   */
+  static sum(terms: readonly (readonly [BatchNorm2d, Tensor])[], updateRunningStats = true): Tensor {
+    const first = terms[0]![0];
+    const branches = terms.map(([bn, x]) => ({ x, weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar }));
+    const y = batchNormSum(branches, first.options(updateRunningStats));
+    for (const [bn] of terms) bn.countBatch(updateRunningStats);
+    return y;
+  }
+
+  private options(updateRunningStats: boolean): BatchNormOptions {
+    return { training: this.training, momentum: this.momentum, eps: this.eps, updateRunningStats };
+  }
+
+  /** num_batches_tracked counts the training forwards that updated the running statistics, as PyTorch's does. */
+  private countBatch(updateRunningStats: boolean): void {
+    if (!this.training || !updateRunningStats) return;
+    const count = this.buffer('num_batches_tracked');
+    noGrad(() => native.unary('affine', count, count, 1, 1));
   }
 }
 

@@ -16,12 +16,6 @@
 namespace cf::addon {
 namespace {
 
-Napi::Array array_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg) {
-  Napi::Value v = i < info.Length() ? info[i] : info.Env().Undefined();
-  if (!v.IsArray()) fail_arg(info.Env(), op, arg, "an array", describe(v));
-  return v.As<Napi::Array>();
-}
-
 std::vector<double> number_list(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg, uint32_t n) {
   Napi::Array a = array_arg(info, i, op, arg);
   if (a.Length() != n)

@@ -125,6 +125,12 @@ TensorArg tensor(const Napi::CallbackInfo& info, size_t i, const char* op, const
   return tensor_value(info.Env(), arg_at(info, i), op, arg);
 }
 
+Napi::Array array_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg) {
+  Napi::Value v = i < info.Length() ? info[i] : info.Env().Undefined();
+  if (!v.IsArray()) fail_arg(info.Env(), op, arg, "an array", describe(v));
+  return v.As<Napi::Array>();
+}
+
 TensorArg tensor_value(Napi::Env env, Napi::Value v, const char* op, const char* arg) {
   if (!v.IsObject()) fail_arg(env, op, arg, "a Tensor", describe(v));
   Napi::Object o = v.As<Napi::Object>();

@@ -50,6 +50,8 @@ void check_arg_count(const Napi::CallbackInfo& info, size_t n, const char* op);
 TensorArg tensor(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 // A tensor given as a value (an element of an array argument) rather than a positional argument.
 TensorArg tensor_value(Napi::Env env, Napi::Value v, const char* op, const char* arg);
+// Argument i as an array (of tensors or numbers, read by the caller).
+Napi::Array array_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 double number(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 double finite_number(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg);
 int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg, int64_t lo, int64_t hi);

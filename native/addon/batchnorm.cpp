@@ -1,10 +1,14 @@
 // BatchNorm over the channel (last) axis of channels-last data (see batchnorm.h):
 //   batchNormStats(x, mean, var, rstd, eps)
 //   batchNormApply(x, mean, rstd, weight | null, bias | null, y)
+//   batchNormSumApply(xs, means, rstds, weights, biases, y)   arrays of 1 to 8 branches; y = the
+//                                                             sum of the branches' apply
+//                                                             (weights, biases: tensors or nulls)
 //   batchNormBackwardReduce(x, dy, mean, rstd, sumDy, sumDyXhat)
 //   batchNormBackwardInput(x, dy, mean, rstd, weight | null, sumDy, sumDyXhat, dx, batchStats)
 // x, y, dy, dx [..., C] f32 or bf16; weight and bias [C] of one dtype, x's or f32 beside bf16
-// x; mean, var, rstd, sumDy, sumDyXhat [C] f32. Outputs must not overlap inputs.
+// x (all of a sum's branches one dtype); mean, var, rstd, sumDy, sumDyXhat [C] f32. Outputs must
+// not overlap inputs.
 #include "args.h"
 #include "batchnorm.h"
 #include "register.h"
@@ -92,6 +96,63 @@ Napi::Value apply(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value sum_apply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormSumApply";
+  check_arg_count(info, 6, op);
+  const char* names[] = {"xs", "means", "rstds", "weights", "biases"};
+  Napi::Array lists[5];
+  for (int l = 0; l < 5; ++l) lists[l] = array_arg(info, l, op, names[l]);
+  const uint32_t count = lists[0].Length();
+  if (count < 1 || count > kMaxBatchNormBranches)
+    fail_arg(env, op, "xs", "an array of 1 to " + std::to_string(kMaxBatchNormBranches) + " tensors", "an array of length " + std::to_string(count));
+  for (int l = 1; l < 5; ++l)
+    if (lists[l].Length() != count)
+      fail_arg(env, op, names[l], "an array of " + std::to_string(count) + " entries (one per branch)", "an array of length " + std::to_string(lists[l].Length()));
+  TensorArg y = tensor(info, 5, op, "y");
+  const TensorArg x0 = tensor_value(env, lists[0].Get(0u), op, "xs[0]");
+  const RowsView rv = channels_last(env, op, x0);
+  expect_like_x(env, op, y, "y", x0);
+  BatchNormBranches br{};
+  br.count = static_cast<int>(count);
+  std::optional<DType> pd;
+  for (uint32_t k = 0; k < count; ++k) {
+    std::string name[5];
+    for (int l = 0; l < 5; ++l) name[l] = std::string(names[l]) + "[" + std::to_string(k) + "]";
+    const TensorArg x = tensor_value(env, lists[0].Get(k), op, name[0].c_str());
+    expect_same_dtype(env, op, x0, "xs[0]", x, name[0].c_str());
+    same_device(env, op, x0, "xs[0]", x, name[0].c_str());
+    expect_shape(env, op, x, name[0].c_str(), x0.shape);
+    no_overlap(env, op, y, x, name[0].c_str());
+    TensorArg stats[2];
+    for (int l = 1; l < 3; ++l) {
+      stats[l - 1] = tensor_value(env, lists[l].Get(k), op, name[l].c_str());
+      expect_channel_stats(env, op, stats[l - 1], name[l].c_str(), x0, rv.n);
+      no_overlap(env, op, y, stats[l - 1], name[l].c_str());
+    }
+    std::optional<TensorArg> params[2];
+    for (int l = 3; l < 5; ++l) {
+      const Napi::Value v = lists[l].Get(k);
+      if (v.IsNull() || v.IsUndefined()) continue;
+      params[l - 3] = tensor_value(env, v, op, name[l].c_str());
+      expect_channel_param(env, op, params[l - 3], name[l].c_str(), x0, rv.n);
+      if (pd && params[l - 3]->dtype != *pd)
+        fail_arg(env, op, name[l].c_str(), std::string("the dtype of the other branches' weights and biases, ") + dtype_name(*pd),
+                 dtype_name(params[l - 3]->dtype));
+      pd = params[l - 3]->dtype;
+      no_overlap(env, op, y, *params[l - 3], name[l].c_str());
+    }
+    br.x[k] = x.data();
+    br.mean[k] = stats[0].as<float>();
+    br.rstd[k] = stats[1].as<float>();
+    br.weight[k] = data_or_null(params[0]);
+    br.bias[k] = data_or_null(params[1]);
+  }
+  Stream s = prepare_device(env, x0.device(), op);
+  CF_BACKEND_CALL(x0.device(), batchnorm_sum_apply, x0.dtype, pd.value_or(x0.dtype), br, y.data(), rv.rows, rv.n, s);
+  return env.Undefined();
+}
+
 Napi::Value backward_reduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "batchNormBackwardReduce";
@@ -146,6 +207,7 @@ Napi::Value backward_input(const Napi::CallbackInfo& info) {
 void register_batchnorm(Napi::Env, Napi::Object exports) {
   CF_EXPORT(exports, "batchNormStats", stats);
   CF_EXPORT(exports, "batchNormApply", apply);
+  CF_EXPORT(exports, "batchNormSumApply", sum_apply);
   CF_EXPORT(exports, "batchNormBackwardReduce", backward_reduce);
   CF_EXPORT(exports, "batchNormBackwardInput", backward_input);
 }

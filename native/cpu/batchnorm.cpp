@@ -79,6 +79,35 @@ void batchnorm_apply(DType dtype, DType param_dtype, const void* xv, const float
   });
 }
 
+void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* yv, int64_t rows, int64_t c, Stream) {
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+    T* y = static_cast<T*>(yv);
+    const int count = branches.count;
+    std::vector<float> scale(static_cast<size_t>(count * c)), shift(static_cast<size_t>(count * c));
+    for (int b = 0; b < count; ++b) {
+      const P* weight = static_cast<const P*>(branches.weight[b]);
+      const P* bias = static_cast<const P*>(branches.bias[b]);
+      for (int64_t k = 0; k < c; ++k) {
+        scale[b * c + k] = branches.rstd[b][k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
+        shift[b * c + k] = bias ? Elem<P>::load(bias, k) : 0.0f;
+      }
+    }
+    parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
+      std::vector<float> acc(static_cast<size_t>(c));
+      for (int64_t r = r0; r < r1; ++r) {
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        // Branch by branch along the row (contiguous reads), summed in branch order.
+        for (int b = 0; b < count; ++b) {
+          const T* x = static_cast<const T*>(branches.x[b]) + r * c;
+          const float* mean = branches.mean[b];
+          for (int64_t k = 0; k < c; ++k) acc[k] += (Elem<T>::load(x, k) - mean[k]) * scale[b * c + k] + shift[b * c + k];
+        }
+        for (int64_t k = 0; k < c; ++k) Elem<T>::store(y, r * c + k, acc[k]);
+      }
+    });
+  });
+}
+
 void batchnorm_backward_reduce(DType dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, float* sum_dy,
                                float* sum_dy_xhat, int64_t rows, int64_t c, Stream) {
   CF_FLOAT_DTYPE(dtype, T, {

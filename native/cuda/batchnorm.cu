@@ -83,6 +83,23 @@ __global__ void apply_kernel(const T* x, const float* mean, const float* rstd, c
   }
 }
 
+// Branches summed in order, each term as apply_kernel computes it.
+template <typename T, typename P>
+__global__ void sum_apply_kernel(BatchNormBranches br, T* y, int64_t n, int64_t c) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = i % c;
+    float acc = 0.0f;
+    for (int b = 0; b < br.count; ++b) {
+      const P* weight = static_cast<const P*>(br.weight[b]);
+      const P* bias = static_cast<const P*>(br.bias[b]);
+      const float w = weight ? Elem<P>::load(weight, k) : 1.0f;
+      const float bb = bias ? Elem<P>::load(bias, k) : 0.0f;
+      acc += (Elem<T>::load(static_cast<const T*>(br.x[b]), i) - br.mean[b][k]) * (br.rstd[b][k] * w) + bb;
+    }
+    Elem<T>::store(y, i, acc);
+  }
+}
+
 template <typename T, typename P>
 __global__ void input_grad_kernel(const T* x, const T* dy, const float* mean, const float* rstd, const P* weight, const float* sum_dy,
                                   const float* sum_dy_xhat, T* dx, int64_t n, int64_t c, float inv_rows, bool batch_stats) {
@@ -116,6 +133,14 @@ void batchnorm_apply(DType dtype, DType param_dtype, const void* x, const float*
   CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
     apply_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const P*>(weight),
                                                                     static_cast<const P*>(bias), static_cast<T*>(y), n, c);
+  });
+}
+
+void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* y, int64_t rows, int64_t c, Stream stream) {
+  const int64_t n = rows * c;
+  if (n == 0) return;
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+    sum_apply_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(branches, static_cast<T*>(y), n, c);
   });
 }
 

@@ -8,6 +8,10 @@
 //                    rstd_c = 1 / sqrt(var_c + eps)
 //   apply:           y_rc = (x_rc - mean_c) * rstd_c * weight_c + bias_c
 //                    (eval mode passes the running mean and 1 / sqrt(running_var + eps))
+//   sum_apply:       y_rc = sum over branches b of apply's value for x_b, mean_b, ... (the parallel
+//                    branches of a Dilated Reparam Block, whose BatchNorm outputs are summed):
+//                    one pass that reads each x_b and writes y once, where apply per branch and
+//                    a sum would write and read every branch's output again
 //   backward_reduce: sum_dy_c = sum_r dy_rc,  sum_dy_xhat_c = sum_r dy_rc * (x_rc - mean_c) * rstd_c
 //                    (the bias and weight gradients)
 //   backward_input:  dx_rc = weight_c * rstd_c * (dy_rc - (sum_dy_c + xhat_rc * sum_dy_xhat_c) / rows)
@@ -15,9 +19,27 @@
 //                    were constants (eval mode)
 //
 // Floor: memory bound. stats reads x twice, apply reads x and writes y, the backward reads
-// x and dy twice and writes dx: 2, 2 and 5 passes of rows * C * sizeof(T) bytes.
+// x and dy twice and writes dx: 2, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply
+// reads the branches' x and writes y: branches + 1 passes.
 #pragma once
 #include "core.h"
+
+namespace cf {
+
+constexpr int kMaxBatchNormBranches = 8;
+
+// sum_apply's branches: x [rows, C] in one dtype; mean, rstd [C] f32; weight, bias [C] in one
+// dtype for all branches (null: 1 and 0).
+struct BatchNormBranches {
+  const void* x[kMaxBatchNormBranches];
+  const float* mean[kMaxBatchNormBranches];
+  const float* rstd[kMaxBatchNormBranches];
+  const void* weight[kMaxBatchNormBranches];
+  const void* bias[kMaxBatchNormBranches];
+  int count;
+};
+
+}  // namespace cf
 
 #define CF_BATCHNORM_OPS(NS)                                                                                      \
   namespace cf::NS {                                                                                              \
@@ -25,6 +47,8 @@
                        float eps, Stream stream);                                                                 \
   void batchnorm_apply(DType dtype, DType param_dtype, const void* x, const float* mean, const float* rstd, const void* weight,       \
                        const void* bias, void* y, int64_t rows, int64_t c, Stream stream);                        \
+  void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* y, int64_t rows,     \
+                           int64_t c, Stream stream);                                                             \
   void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd,  \
                                  float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream);      \
   void batchnorm_backward_input(DType dtype, DType param_dtype, const void* x, const void* dy, const float* mean, const float* rstd,   \

@@ -173,6 +173,73 @@ test('bf16 storage, and bf16 activations beside f32 parameters, stay within 2e-2
   }
 });
 
+test('batchNormSum equals the separate BatchNorms added: values, running statistics, every gradient; both modes, every backend and storage', () => {
+  const [rows, c, k] = [300, 37, 3];
+  const xs = Array.from({ length: k }, (_, i) => Float32Array.from(rng.array(rows * c), (v) => 2 * v + i));
+  const vecs = Array.from({ length: k }, () => [rng.array(c), rng.array(c), rng.array(c), Float32Array.from(rng.array(c), (v) => 1 + Math.abs(v))]);
+  const dys = rng.array(rows * c);
+  const run = (device: string, storage: 'f32' | 'bf16+f32', training: boolean, fused: boolean) =>
+    cf.scope(() => {
+      const dtype = storage === 'f32' ? 'f32' : 'bf16';
+      const branches = xs.map((x, i) => {
+        const [w, b, rm, rv] = vecs[i]!.map((v, j) => cf.fromArray(v, [c], { device, requiresGrad: j < 2 }));
+        return { x: cf.fromArray(x, [rows, c], { device, dtype, requiresGrad: true }), weight: w!, bias: b!, runningMean: rm!, runningVar: rv! };
+      });
+      const y = fused ? cf.batchNormSum(branches, { training }) : branches.map((b) => cf.batchNorm(b.x, b.weight, b.bias, b.runningMean, b.runningVar, { training })).reduce((a, b) => cf.add(a, b));
+      assert.is(y.dtype, dtype);
+      y.backward(cf.fromArray(dys, [rows, c], { device, dtype }));
+      return [y, ...branches.flatMap((b) => [b.x.grad!, b.weight.grad!, b.bias.grad!, b.runningMean, b.runningVar])].map((t) => t.toArray());
+    });
+  for (const device of devices()) {
+    for (const training of [true, false]) {
+      const f32 = run(device, 'f32', training, false);
+      run(device, 'f32', training, true).forEach((got, i) => assertClose(got, f32[i]!, { rtol: 1e-5, atol: 1e-5, what: `f32 ${training ? 'training' : 'eval'} on ${device}, tensor ${i}` }));
+      // bf16 x beside f32 vectors: the separate norms round each branch's output before the sum,
+      // the fused pass only the sum; the gradients and statistics are the same computation.
+      const separate = run(device, 'bf16+f32', training, false);
+      run(device, 'bf16+f32', training, true).forEach((got, i) => {
+        const what = `bf16 x, f32 vectors (${training ? 'training' : 'eval'}) on ${device}, tensor ${i}`;
+        // Five roundings (three outputs, two sums) against one: a few bf16 steps apart at most.
+        if (i === 0) assert.ok(maxRelError(got, separate[0]!, 1) < 4e-2, `${what}: ${maxRelError(got, separate[0]!, 1)}`);
+        else assertClose(got, separate[i]!, { rtol: 1e-5, atol: 1e-5, what });
+      });
+    }
+  }
+});
+
+test('batchNormSum: gradients match finite differences', () => {
+  const [rows, c] = [6, 3];
+  const vec = () => ({ data: rng.array(c), shape: [c] });
+  const running = Array.from({ length: 4 }, () => cf.fromArray(Float32Array.from(rng.array(c), (v) => 1 + Math.abs(v)), [c]));
+  for (const training of [true, false]) {
+    gradCheck(
+      (x0, w0, b0, x1, w1, b1) =>
+        cf.batchNormSum([{ x: x0, weight: w0, bias: b0, runningMean: running[0]!, runningVar: running[1]! }, { x: x1, weight: w1, bias: b1, runningMean: running[2]!, runningVar: running[3]! }], { training, updateRunningStats: false }),
+      [{ data: rng.array(rows * c), shape: [rows, c] }, vec(), vec(), { data: rng.array(rows * c), shape: [rows, c] }, vec(), vec()],
+    );
+  }
+  for (const t of running) t.dispose();
+});
+
+test('batchNormSum: bad branches throw errors naming the branch and the argument', () => {
+  cf.scope(() => {
+    const branch = (x = cf.zeros([4, 3]), v = cf.ones([3])) => ({ x, weight: v, bias: v, runningMean: v, runningVar: v });
+    assert.throws(() => cf.batchNormSum([]), /batchNormSum: expected an array of 1 to 8 branches for branches, got/);
+    assert.throws(() => cf.batchNormSum(Array.from({ length: 9 }, () => branch())), /batchNormSum: expected an array of 1 to 8 branches/);
+    assert.throws(() => cf.batchNormSum([branch(), null as unknown as cf.BatchNormBranch]), /batchNormSum: expected an object \{ x, weight, bias, runningMean, runningVar \} for branches\[1\], got null/);
+    assert.throws(() => cf.batchNormSum([branch(), branch(cf.zeros([5, 3]))]), /batchNormSum: expected branches\[1\].x like branches\[0\].x \(f32 \[4, 3\]\), got f32 \[5, 3\]/);
+    assert.throws(() => cf.batchNormSum([branch(), branch(cf.zeros([4, 3], { dtype: 'bf16' }))]), /batchNormSum: expected branches\[1\].x like branches\[0\].x/);
+    assert.throws(() => cf.batchNormSum([branch(), branch(cf.zeros([4, 3]), cf.ones([2]))]), /batchNormSum: expected shape \[3\] for branches\[1\].weight, got \[2\]/);
+    const bx = cf.zeros([4, 3], { dtype: 'bf16' });
+    assert.throws(() => cf.batchNormSum([branch(bx), branch(bx, cf.ones([3], { dtype: 'bf16' }))]), /batchNormSum: expected the weights and biases of every branch in one dtype \(f32, as branches\[0\]'s\), got bf16 in branches\[1\]/);
+    const x = cf.zeros([4, 3]), v = cf.ones([3]), y = cf.zeros([4, 3]);
+    assert.throws(() => cf.native.batchNormSumApply([x, x], [v], [v, v], [v, v], [v, v], y), /batchNormSumApply: expected an array of 2 entries \(one per branch\) for means, got an array of length 1/);
+    assert.throws(() => cf.native.batchNormSumApply([x, cf.zeros([4, 2])], [v, v], [v, v], [v, v], [v, v], y), /batchNormSumApply: expected \[4, 3\] for xs\[1\].shape, got \[4, 2\]/);
+    assert.throws(() => cf.native.batchNormSumApply([x, y], [v, v], [v, v], [null, null], [null, null], y), /batchNormSumApply: .*y.*xs\[1\]|xs\[1\].*y/);
+    assert.throws(() => cf.native.batchNormSumApply([], [], [], [], [], y), /batchNormSumApply: expected an array of 1 to 8 tensors for xs, got an array of length 0/);
+  });
+});
+
 test('the native kernels check their arguments', () => {
   cf.scope(() => {
     const x = cf.zeros([4, 3]);

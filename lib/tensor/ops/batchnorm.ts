@@ -5,7 +5,7 @@
 // Eval mode runs the same kernels with the running statistics as constants.
 import { native } from '../../native.js';
 import { attachGrad, noGrad } from '../autograd.js';
-import { argError, checkBoolean, checkFinite, shapeStr } from '../check.js';
+import { argError, checkBoolean, checkFinite, sameShape, shapeStr } from '../check.js';
 import { scope } from '../scope.js';
 import { empty, emptyLike, type Tensor } from '../tensor.js';
 import { add, affine, rsqrt } from './elementwise.js';
@@ -41,65 +41,158 @@ export function batchNorm(
   xIn: Tensor, weightIn: Tensor, biasIn: Tensor, runningMeanIn: Tensor, runningVarIn: Tensor, opts: BatchNormOptions = {},
 ): Tensor {
   const op = 'batchNorm';
+  const o = options(op, opts);
+  const b = checkBranch(op, '', xIn, weightIn, biasIn, runningMeanIn, runningVarIn);
+  const [mean, rstd] = statistics(op, b, o);
+  const y = emptyLike(b.x);
+  native.batchNormApply(b.x, mean, rstd, b.weight, b.bias, y);
+  attachGrad(y, op, [b.x, b.weight, b.bias], [b.x, mean, rstd, b.weight], (gy, [xs, ms, rs, ws], needs) =>
+    branchGrads(gy, xs!, ms!, rs!, ws!, needs, o.training),
+  );
+  mean.dispose();
+  rstd.dispose();
+  return y;
+}
+
+/** The native sum pass's limit on branches (kMaxBatchNormBranches in native/include/batchnorm.h). */
+const MAX_BRANCHES = 8;
+
+/** One BatchNorm's input, parameters and running statistics: a branch of batchNormSum. */
+export interface BatchNormBranch {
+  x: Tensor;
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+}
+
+/**
+ * The sum of BatchNorms of several inputs of one shape, sum_i batchNorm(x_i, weight_i, ...),
+ * as a Dilated Reparam Block adds its parallel branches: the same values and gradients as
+ * the separate BatchNorms added, but one native pass writes the sum (the branches' normalized
+ * outputs are never written), and the backward hands every branch the same gradient. Each
+ * branch's statistics and running averages are its own, as with batchNorm (same options, for
+ * all branches). At most 8 branches; the inputs share a dtype, their vectors one dtype too.
+ */
+export function batchNormSum(branches: readonly BatchNormBranch[], opts: BatchNormOptions = {}): Tensor {
+  const op = 'batchNormSum';
+  if (!Array.isArray(branches) || branches.length < 1 || branches.length > MAX_BRANCHES) {
+    throw argError(op, 'branches', `an array of 1 to ${MAX_BRANCHES} branches`, branches);
+  }
+  const o = options(op, opts);
+  const checked = branches.map((b, i) => {
+    if (b === null || typeof b !== 'object') throw argError(op, `branches[${i}]`, 'an object { x, weight, bias, runningMean, runningVar }', b);
+    return checkBranch(op, `branches[${i}].`, b.x, b.weight, b.bias, b.runningMean, b.runningVar);
+  });
+  const first = checked[0]!;
+  for (const [i, b] of checked.entries()) {
+    sameDevice(op, ['branches[0].x', `branches[${i}].x`], first.x, b.x);
+    if (b.x.dtype !== first.x.dtype || !sameShape(b.x.shape, first.x.shape)) {
+      throw new Error(`${op}: expected branches[${i}].x like branches[0].x (${first.x.dtype} ${shapeStr(first.x.shape)}), got ${b.x.dtype} ${shapeStr(b.x.shape)}`);
+    }
+    if (b.weight.dtype !== first.weight.dtype) {
+      throw new Error(`${op}: expected the weights and biases of every branch in one dtype (${first.weight.dtype}, as branches[0]'s), got ${b.weight.dtype} in branches[${i}]`);
+    }
+  }
+  const stats = checked.map((b) => statistics(op, b, o));
+  const y = emptyLike(first.x);
+  native.batchNormSumApply(checked.map((b) => b.x), stats.map(([m]) => m), stats.map(([, r]) => r), checked.map((b) => b.weight), checked.map((b) => b.bias), y);
+  const inputs = checked.flatMap((b) => [b.x, b.weight, b.bias]);
+  const saved = checked.flatMap((b, i) => [b.x, stats[i]![0], stats[i]![1], b.weight]);
+  attachGrad(y, op, inputs, saved, (gy, kept, needs) =>
+    checked.flatMap((_, i) => branchGrads(gy, kept[4 * i]!, kept[4 * i + 1]!, kept[4 * i + 2]!, kept[4 * i + 3]!, needs.slice(3 * i, 3 * i + 3), o.training)),
+  );
+  for (const [m, r] of stats) {
+    m.dispose();
+    r.dispose();
+  }
+  return y;
+}
+
+/** One BatchNorm's tensors, checked: x [..., C] and its four [C] vectors. */
+interface Branch {
+  x: Tensor;
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  c: number;
+}
+
+interface Options {
+  training: boolean;
+  momentum: number;
+  eps: number;
+  updateRunning: boolean;
+}
+
+function options(op: string, opts: BatchNormOptions): Options {
   if (opts === null || typeof opts !== 'object') throw argError(op, 'opts', 'an options object', opts);
-  const x = floatTensor(op, 'x', xIn);
-  if (x.rank < 2) throw new Error(`${op}: expected a tensor [..., C] of rank >= 2 for x, got ${shapeStr(x.shape)}`);
-  const c = x.shape[x.rank - 1]!;
-  const vectors = { weight: weightIn, bias: biasIn, runningMean: runningMeanIn, runningVar: runningVarIn };
-  const [weight, bias, runningMean, runningVar] = Object.entries(vectors).map(([name, t]) => {
-    const v = floatTensor(op, name, t);
-    sameDevice(op, ['x', name], x, v);
-    expectShape(op, name, v, [c]);
-    return v;
-  }) as [Tensor, Tensor, Tensor, Tensor];
-  checkParamDtypes(op, x, [['weight', weight], ['bias', bias], ['runningMean', runningMean], ['runningVar', runningVar]]);
   const training = opts.training === undefined ? false : checkBoolean(op, 'training', opts.training);
   const momentum = checkFinite(op, 'momentum', opts.momentum ?? 0.1);
   if (momentum < 0 || momentum > 1) throw argError(op, 'momentum', 'a number in [0, 1]', momentum);
   const eps = checkFinite(op, 'eps', opts.eps ?? 1e-5);
   if (eps < 0) throw argError(op, 'eps', 'a finite number >= 0', eps);
   const updateRunning = opts.updateRunningStats === undefined ? true : checkBoolean(op, 'updateRunningStats', opts.updateRunningStats);
+  return { training, momentum, eps, updateRunning };
+}
+
+/** prefix names the branch in errors ('' for a lone batchNorm, 'branches[i].' in a sum). */
+function checkBranch(op: string, prefix: string, xIn: Tensor, weightIn: Tensor, biasIn: Tensor, runningMeanIn: Tensor, runningVarIn: Tensor): Branch {
+  const x = floatTensor(op, `${prefix}x`, xIn);
+  if (x.rank < 2) throw new Error(`${op}: expected a tensor [..., C] of rank >= 2 for ${prefix}x, got ${shapeStr(x.shape)}`);
+  const c = x.shape[x.rank - 1]!;
+  const vectors = { weight: weightIn, bias: biasIn, runningMean: runningMeanIn, runningVar: runningVarIn };
+  const [weight, bias, runningMean, runningVar] = Object.entries(vectors).map(([name, t]) => {
+    const v = floatTensor(op, `${prefix}${name}`, t);
+    sameDevice(op, [`${prefix}x`, `${prefix}${name}`], x, v);
+    expectShape(op, `${prefix}${name}`, v, [c]);
+    return v;
+  }) as [Tensor, Tensor, Tensor, Tensor];
+  checkParamDtypes(op, x, [[`${prefix}weight`, weight], [`${prefix}bias`, bias], [`${prefix}runningMean`, runningMean], [`${prefix}runningVar`, runningVar]]);
+  return { x, weight, bias, runningMean, runningVar, c };
+}
+
+/** The mean and 1 / sqrt(var + eps) to normalize with, f32 [C]; in training the batch's, folded into the running ones. */
+function statistics(op: string, { x, c, runningMean, runningVar }: Branch, o: Options): [Tensor, Tensor] {
   const rows = x.size / c;
-  if (training && rows < 2) throw new Error(`${op}: expected more than one value per channel in training, got x of shape ${shapeStr(x.shape)}`);
-  const channelStats = (): Tensor => empty([c], { device: x.device });
-  let mean: Tensor, rstd: Tensor;
-  if (training) {
-    mean = channelStats();
-    rstd = channelStats();
-    const variance = channelStats();
-    native.batchNormStats(x, mean, variance, rstd, eps);
-    if (updateRunning) noGrad(() =>
-      scope(() => {
-        // PyTorch's running update: the biased variance normalizes, the unbiased one is tracked.
-        const newMean = add(affine(runningMean, 1 - momentum), cast(affine(mean, momentum), runningMean.dtype));
-        const newVar = add(affine(runningVar, 1 - momentum), cast(affine(variance, (momentum * rows) / (rows - 1)), runningVar.dtype));
-        native.copy(newMean, runningMean);
-        native.copy(newVar, runningVar);
-      }),
-    );
-    variance.dispose();
-  } else {
+  if (!o.training) {
     // Copies: the saved statistics must not change if the running ones are updated before backward.
-    [mean, rstd] = noGrad(() => scope(() => [affine(cast(runningMean, 'f32'), 1), rsqrt(affine(cast(runningVar, 'f32'), 1, eps))]));
+    return noGrad(() => scope(() => [affine(cast(runningMean, 'f32'), 1), rsqrt(affine(cast(runningVar, 'f32'), 1, o.eps))]));
   }
-  const y = emptyLike(x);
-  native.batchNormApply(x, mean, rstd, weight, bias, y);
-  attachGrad(y, op, [x, weight, bias], [x, mean, rstd, weight], (gy, [xs, ms, rs, ws], needs) => {
-    const sumDy = empty([c], { device: gy.device });
-    const sumDyXhat = empty([c], { device: gy.device });
-    native.batchNormBackwardReduce(xs!, gy, ms!, rs!, sumDy, sumDyXhat);
-    let dx: Tensor | null = null;
-    if (needs[0]) {
-      dx = emptyLike(xs!);
-      native.batchNormBackwardInput(xs!, gy, ms!, rs!, ws!, sumDy, sumDyXhat, dx, training);
-    }
-    const dw = needs[1] ? cast(sumDyXhat, ws!.dtype) : null;
-    const db = needs[2] ? cast(sumDy, ws!.dtype) : null;
-    if (dw !== sumDyXhat) sumDyXhat.dispose();
-    if (db !== sumDy) sumDy.dispose();
-    return [dx, dw, db];
-  });
-  mean.dispose();
-  rstd.dispose();
-  return y;
+  if (rows < 2) throw new Error(`${op}: expected more than one value per channel in training, got x of shape ${shapeStr(x.shape)}`);
+  const channelStats = (): Tensor => empty([c], { device: x.device });
+  const mean = channelStats();
+  const rstd = channelStats();
+  const variance = channelStats();
+  native.batchNormStats(x, mean, variance, rstd, o.eps);
+  if (o.updateRunning) noGrad(() =>
+    scope(() => {
+      // PyTorch's running update: the biased variance normalizes, the unbiased one is tracked.
+      const newMean = add(affine(runningMean, 1 - o.momentum), cast(affine(mean, o.momentum), runningMean.dtype));
+      const newVar = add(affine(runningVar, 1 - o.momentum), cast(affine(variance, (o.momentum * rows) / (rows - 1)), runningVar.dtype));
+      native.copy(newMean, runningMean);
+      native.copy(newVar, runningVar);
+    }),
+  );
+  variance.dispose();
+  return [mean, rstd];
+}
+
+/** One BatchNorm's gradients [dx, dweight, dbias] from dy, its input and statistics. */
+function branchGrads(gy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor, needs: boolean[], batchStats: boolean): (Tensor | null)[] {
+  const c = x.shape[x.rank - 1]!;
+  const sumDy = empty([c], { device: gy.device });
+  const sumDyXhat = empty([c], { device: gy.device });
+  native.batchNormBackwardReduce(x, gy, mean, rstd, sumDy, sumDyXhat);
+  let dx: Tensor | null = null;
+  if (needs[0]) {
+    dx = emptyLike(x);
+    native.batchNormBackwardInput(x, gy, mean, rstd, weight, sumDy, sumDyXhat, dx, batchStats);
+  }
+  const dw = needs[1] ? cast(sumDyXhat, weight.dtype) : null;
+  const db = needs[2] ? cast(sumDy, weight.dtype) : null;
+  if (dw !== sumDyXhat) sumDyXhat.dispose();
+  if (db !== sumDy) sumDy.dispose();
+  return [dx, dw, db];
 }
