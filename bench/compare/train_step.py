@@ -316,7 +316,8 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--count-traffic", action="store_true",
                     help="instead of timing: count each op's bytes and the products' FLOPs of the forward and backward "
-                         "(no optimizer) at batch 2 and 4 and print them extrapolated to --batch")
+                         "(no optimizer) at batch 2 and 4 and print them extrapolated to --batch; on fake tensors under "
+                         "the CPU's autocast, whatever --device says")
     args = ap.parse_args()
 
     with open(args.config) as f:
@@ -352,7 +353,7 @@ def main():
             a = counts[2].get(name, {"calls": 0, "bytes": 0, "flops": 0})
             c = counts[4].get(name, {"calls": 0, "bytes": 0, "flops": 0})
             ops[name] = {k: c[k] if k == "calls" else a[k] + t * (c[k] - a[k]) for k in a}
-        print(json.dumps({"device": dev, "precision": args.precision, "batch": args.batch, "ops": ops}))
+        print(json.dumps({"device": "cpu (fake tensors)", "precision": args.precision, "batch": args.batch, "ops": ops}))
         return
     torch.manual_seed(0)
     model = Clip(config).to(dev)

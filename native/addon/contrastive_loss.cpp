@@ -11,17 +11,13 @@
 #include "args.h"
 #include "contrastive_loss.h"
 #include "register.h"
+#include "rows.h"
 
 namespace cf::addon {
 namespace {
 
 constexpr int64_t kMaxRows = 2147483647;  // row indices of the CUDA kernels are 32-bit grid coordinates
 constexpr int64_t kMaxDim = 65536;
-
-std::optional<TensorArg> optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* op, const char* arg) {
-  if (i >= info.Length() || info[i].IsUndefined() || info[i].IsNull()) return std::nullopt;
-  return tensor(info, i, op, arg);
-}
 
 void expect_scalar(Napi::Env env, const char* op, const TensorArg& t, const char* arg) {
   if (!(t.rank() == 0 || (t.rank() == 1 && t.shape[0] == 1)))
