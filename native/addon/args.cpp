@@ -275,7 +275,11 @@ void no_partial_overlap(Napi::Env env, const char* op, const TensorArg& out, con
 }
 
 void no_overlap(Napi::Env env, const char* op, const TensorArg& out, const TensorArg& in, const char* in_name) {
-  if (overlaps(out, in)) fail(env, std::string(op) + ": out must not share memory with " + in_name);
+  no_overlap(env, op, out, "out", in, in_name);
+}
+
+void no_overlap(Napi::Env env, const char* op, const TensorArg& out, const char* out_name, const TensorArg& in, const char* in_name) {
+  if (overlaps(out, in)) fail(env, std::string(op) + ": " + out_name + " must not share memory with " + in_name);
 }
 
 Stream prepare_device(Napi::Env env, const Device& d, const char* op) {

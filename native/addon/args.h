@@ -74,6 +74,8 @@ void expect_rank(Napi::Env env, const char* op, const TensorArg& t, const char* 
 // Output must not overlap an input unless it is exactly the same memory (in-place ops).
 void no_partial_overlap(Napi::Env env, const char* op, const TensorArg& out, const TensorArg& in, const char* in_name);
 void no_overlap(Napi::Env env, const char* op, const TensorArg& out, const TensorArg& in, const char* in_name);
+// The same for an output not named "out".
+void no_overlap(Napi::Env env, const char* op, const TensorArg& out, const char* out_name, const TensorArg& in, const char* in_name);
 
 // The stream and device context for an op on `d`; throws a clear error when `d` is CUDA
 // and the addon was built without it.

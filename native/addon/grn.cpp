@@ -1,5 +1,5 @@
 // GRN's memory passes over [N, P, C] activations (see grn.h):
-//   sampleChannelDot(a, b | null, out, gelu)                 out [N, C] f32
+//   sampleChannelDot(a, b | null, out, gelu, aSums | null)   out, aSums [N, C] f32
 //   sampleChannelAffine(a, fa, b | null, fb | null, beta | null, y, gelu)
 // a, b, y [N, P, C] f32 or bf16 of one dtype; fa, fb [N, C] f32; beta [C] or [N, C] (one shift
 // per sample) with a's dtype or f32 beside bf16 a. b and fb come together or not at all; with gelu (the GELU forms), beta
@@ -37,18 +37,26 @@ void expect_factors(Napi::Env env, const char* op, const TensorArg& t, const cha
 Napi::Value dot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "sampleChannelDot";
-  check_arg_count(info, 4, op);
+  check_arg_count(info, 5, op);
   TensorArg a = tensor(info, 0, op, "a");
   std::optional<TensorArg> b = optional_tensor(info, 1, op, "b");
   TensorArg out = tensor(info, 2, op, "out");
   const bool gelu = boolean(info, 3, op, "gelu");
+  std::optional<TensorArg> a_sums = optional_tensor(info, 4, op, "aSums");
   expect_samples(env, op, a);
   if (b) expect_like_a(env, op, *b, "b", a);
   expect_factors(env, op, out, "out", a);
   no_overlap(env, op, out, a, "a");
   if (b) no_overlap(env, op, out, *b, "b");
+  if (a_sums) {
+    expect_factors(env, op, *a_sums, "aSums", a);
+    no_overlap(env, op, *a_sums, "aSums", a, "a");
+    if (b) no_overlap(env, op, *a_sums, "aSums", *b, "b");
+    no_overlap(env, op, out, *a_sums, "aSums");
+  }
   Stream s = prepare_device(env, a.device(), op);
-  CF_BACKEND_CALL(a.device(), sample_channel_dot, a.dtype, a.data(), data_or_null(b), out.as<float>(), a.dim(0), a.dim(1), a.dim(2), gelu, s);
+  CF_BACKEND_CALL(a.device(), sample_channel_dot, a.dtype, a.data(), data_or_null(b), out.as<float>(), a_sums ? a_sums->as<float>() : nullptr,
+                  a.dim(0), a.dim(1), a.dim(2), gelu, s);
   return env.Undefined();
 }
 

@@ -16,13 +16,14 @@ constexpr int64_t kChannelBlock = 64;
 constexpr int64_t kGeluSegment = 256;
 
 template <typename T, bool Gelu>
-void dot(const T* a, const T* b, float* out, int64_t n, int64_t p, int64_t c) {
+void dot(const T* a, const T* b, float* out, float* a_sums, int64_t n, int64_t p, int64_t c) {
   const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
   parallel_for(n * blocks, 1, [&](int64_t t0, int64_t t1) {
-    double acc[kChannelBlock];
+    double acc[kChannelBlock], acc_a[kChannelBlock];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t / blocks, k0 = (t % blocks) * kChannelBlock, k1 = std::min(c, k0 + kChannelBlock);
       std::fill(acc, acc + kChannelBlock, 0.0);
+      std::fill(acc_a, acc_a + kChannelBlock, 0.0);
       // x, the operand GELU applies to, is b (a when b is null).
       const T* x = b ? b : a;
       float gx[kChannelBlock];
@@ -33,8 +34,12 @@ void dot(const T* a, const T* b, float* out, int64_t n, int64_t p, int64_t c) {
           const float v = Gelu ? gx[k - k0] : Elem<T>::load(x, row + k);
           acc[k - k0] += static_cast<double>(b ? Elem<T>::load(a, row + k) : v) * v;
         }
+        if (a_sums)
+          for (int64_t k = k0; k < k1; ++k) acc_a[k - k0] += Elem<T>::load(a, row + k);
       }
       for (int64_t k = k0; k < k1; ++k) out[s * c + k] = static_cast<float>(acc[k - k0]);
+      if (a_sums)
+        for (int64_t k = k0; k < k1; ++k) a_sums[s * c + k] = static_cast<float>(acc_a[k - k0]);
     }
   });
 }
@@ -79,12 +84,13 @@ void affine(const T* a, const float* fa, const T* b, const float* fb, const P* b
 
 }  // namespace
 
-void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c, bool gelu, Stream) {
+void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, float* a_sums, int64_t n, int64_t p, int64_t c, bool gelu,
+                        Stream) {
   CF_FLOAT_DTYPE(dtype, T, {
     const T* ta = static_cast<const T*>(a);
     const T* tb = static_cast<const T*>(b);
-    if (gelu) dot<T, true>(ta, tb, out, n, p, c);
-    else dot<T, false>(ta, tb, out, n, p, c);
+    if (gelu) dot<T, true>(ta, tb, out, a_sums, n, p, c);
+    else dot<T, false>(ta, tb, out, a_sums, n, p, c);
   });
 }
 

@@ -5,6 +5,8 @@
 // parameter under autocast):
 //
 //   sample_channel_dot:    out[n, c] = sum_p a[n, p, c] * b[n, p, c]     (b null: a * a)
+//                          and, when a_sums is given, a_sums[n, c] = sum_p a[n, p, c] in the
+//                          same pass (GRN's beta gradient from the dy its backward reads anyway)
 //   sample_channel_affine: y[n, p, c] = a[n, p, c] * A[n, c] + b[n, p, c] * B[n, c] + beta[c]
 //                          (b and B null: no second term; beta null: no shift; beta_per_sample:
 //                          beta[n, c], as squeeze-and-excitation's input gradient needs)
@@ -28,8 +30,8 @@
 
 #define CF_GRN_OPS(NS)                                                                                             \
   namespace cf::NS {                                                                                               \
-  void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, int64_t n, int64_t p, int64_t c,   \
-                          bool gelu, Stream stream);                                                               \
+  void sample_channel_dot(DType dtype, const void* a, const void* b, float* out, float* a_sums, int64_t n, int64_t p, \
+                          int64_t c, bool gelu, Stream stream);                                                    \
   void sample_channel_affine(DType dtype, DType beta_dtype, const void* a, const float* fa, const void* b, const float* fb,          \
                              const void* beta, bool beta_per_sample, void* y, int64_t n, int64_t p, int64_t c, bool gelu,  \
                              Stream stream);                                                                       \

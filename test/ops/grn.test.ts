@@ -145,7 +145,7 @@ test('the GELU form: gradients match finite differences; bad options are refused
     assert.throws(() => cf.grn(x, v, v, null as unknown as cf.GrnOptions), /grn: expected an options object for opts, got null/);
     const a = cf.zeros([1, 4, 4]), f = cf.zeros([1, 4]);
     assert.throws(() => cf.native.sampleChannelAffine(a, f, a, f, v, cf.zeros([1, 4, 4]), true), /sampleChannelAffine: expected null \(the GELU form's gradient, b given, has no shift\) for beta, got \[4\]/);
-    assert.throws(() => cf.native.sampleChannelDot(a, null, f, 'yes' as unknown as boolean), /sampleChannelDot: expected a boolean for gelu/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, f, 'yes' as unknown as boolean, null), /sampleChannelDot: expected a boolean for gelu/);
   });
 });
 
@@ -161,8 +161,11 @@ test('an all-zero channel gets a zero gradient, not NaN', () => {
 test('the native passes check their arguments', () => {
   cf.scope(() => {
     const a = cf.zeros([2, 3, 4]);
-    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3]), false), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
-    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4]), false), /sampleChannelDot: .*a/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3]), false, null), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
+    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4]), false, null), /sampleChannelDot: .*a/);
+    assert.throws(() => cf.native.sampleChannelDot(a, a, cf.zeros([2, 4]), false, cf.zeros([4])), /sampleChannelDot: expected \[2, 4\] for aSums.shape, got \[4\]/);
+    const out = cf.zeros([2, 4]);
+    assert.throws(() => cf.native.sampleChannelDot(a, a, out, false, out), /sampleChannelDot: out must not share memory with aSums/);
     assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
     assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[3\]/);
     assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([1, 4]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[1, 4\]/);
@@ -188,6 +191,30 @@ test('the affine pass takes a shift per sample, beta [N, C], in the GELU form to
           });
           const tol = dtype === 'f32' ? 1e-5 : 1e-2;
           assertClose(y.toArray(), want, { rtol: tol, atol: tol, what: `${dtype} a, ${shiftDtype} shift${withGelu ? ', GELU form' : ''} on ${device}` });
+        });
+      }
+    }
+  }
+});
+
+test('the dot pass sums a per sample beside the products, in the GELU form too, on every backend and storage', () => {
+  const [n, p, c] = [3, 7, 37];
+  const as = rng.array(n * p * c), bs = rng.array(n * p * c);
+  for (const device of devices()) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      for (const withGelu of [false, true]) {
+        cf.scope(() => {
+          const a = cf.fromArray(as, [n, p, c], { device, dtype }), b = cf.fromArray(bs, [n, p, c], { device, dtype });
+          const out = cf.zeros([n, c], { device }), sums = cf.zeros([n, c], { device });
+          const alone = cf.zeros([n, c], { device });
+          cf.native.sampleChannelDot(a, b, out, withGelu, sums);
+          cf.native.sampleChannelDot(a, b, alone, withGelu, null);
+          // The products are those of the pass without sums; the sums are of a as stored.
+          assert.equal(out.toArray(), alone.toArray(), `products unchanged, ${dtype}${withGelu ? ', GELU form' : ''} on ${device}`);
+          const av = a.toArray();
+          const want = new Float64Array(n * c);
+          for (let i = 0; i < av.length; i++) want[Math.floor(i / (p * c)) * c + (i % c)] += av[i]!;
+          assertClose(sums.toArray(), want, { rtol: 1e-5, atol: 1e-5, what: `sums of a, ${dtype}${withGelu ? ', GELU form' : ''} on ${device}` });
         });
       }
     }

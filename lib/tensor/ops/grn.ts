@@ -66,7 +66,7 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, 
   const [norms, normalized, gain, denom] = noGrad(() =>
     scope(() => {
       const squares = empty([n, c], { device: x.device });
-      native.sampleChannelDot(x3, null, squares, gelu);
+      native.sampleChannelDot(x3, null, squares, gelu, null);
       const g = sqrt(squares);
       const d = affine(mean(g, 1, { keepDims: true }), 1, GRN_EPS);
       const u = div(g, d);
@@ -81,9 +81,10 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, 
     const xv = xs!.view([n, h * w, c]);
     const gy3 = gy.view([n, h * w, c]);
     // S[n, c] = sum over pixels of dy * x (GELU(x) with gelu): the gradient of every [N, C]
-    // quantity runs through it.
+    // quantity runs through it. The same pass sums dy per sample for beta's gradient.
     const s = empty([n, c], { device: gy.device });
-    native.sampleChannelDot(gy3, xv, s, gelu);
+    const dySums = beta && needs[2] ? empty([n, c], { device: gy.device }) : null;
+    native.sampleChannelDot(gy3, xv, s, gelu, dySums);
     let dx: Tensor | null = null;
     if (needs[0]) {
       // dx = dy * gain + x * coef, coef = (a / d - sum_c(a * G) / (C d^2)) / G with a = gamma * S
@@ -95,7 +96,7 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, 
       native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]), gelu);
     }
     const dGamma = needs[1] ? reshape(cast(sum(mul(u!, s), 0), gm!.dtype), gm!.shape) : null;
-    const dBeta = beta && needs[2] ? reshape(sum(reshape(gy, [n * h * w, c]), 0, { dtype: beta.dtype }), beta.shape) : null;
+    const dBeta = dySums ? reshape(cast(sum(dySums, 0), beta!.dtype), beta!.shape) : null;
     return beta ? [dx, dGamma, dBeta] : [dx, dGamma];
   });
   for (const t of [x3, norms, normalized, gain, denom]) t.dispose();

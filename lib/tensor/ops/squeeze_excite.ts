@@ -74,7 +74,7 @@ export function squeezeExcite(xIn: Tensor, downWeightIn: Tensor, downBiasIn: Ten
     const gy3 = gy.view([n, pixels, c]);
     const xv = xs!.view([n, pixels, c]);
     const dGate = empty([n, c], { device: gy.device });
-    native.sampleChannelDot(gy3, xv, dGate, false);
+    native.sampleChannelDot(gy3, xv, dGate, false, null);
     xv.dispose();
     // Back through the sigmoid, the up layer, the ReLU (hidden > 0 exactly where its input is) and the down layer.
     const [dUpIn, dDownIn] = smallPath(() => {
