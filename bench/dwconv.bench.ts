@@ -131,7 +131,7 @@ function oursOneImage(s: Shape, device: string, dtype: 'f32' | 'bf16', x: Float3
     const dx = cf.empty([1, s.H, s.W, s.C], { device, dtype });
     const dw = cf.empty([s.C, 1, s.K, s.K], { device, dtype });
     cf.native.dwconvForward(xt, wt, null, y, s.stride, p, p, s.dilation);
-    cf.native.dwconvBackwardInput(dyt, wt, dx, s.stride, p, p, s.dilation);
+    cf.native.dwconvBackwardInput(dyt, wt, dx, s.stride, p, p, s.dilation, false);
     cf.native.dwconvBackwardWeight(xt, dyt, dw, null, s.K, s.stride, p, p, s.dilation);
     return { y: y.toArray(), dx: dx.toArray(), dw: dw.toArray() };
   });
@@ -189,7 +189,7 @@ function timeOurs(s: Shape, device: 'cpu' | 'cuda'): Times {
     const next = () => bufs[k++ % nbuf]!;
     const kernels: Record<keyof Times, () => void> = {
       fwdMs: () => cf.native.dwconvForward(next().x, w, b, y, s.stride, p, p, s.dilation),
-      dgradMs: () => cf.native.dwconvBackwardInput(next().dy, w, dx, s.stride, p, p, s.dilation),
+      dgradMs: () => cf.native.dwconvBackwardInput(next().dy, w, dx, s.stride, p, p, s.dilation, false),
       wgradMs: () => {
         const v = next();
         cf.native.dwconvBackwardWeight(v.x, v.dy, dw, db, s.K, s.stride, p, p, s.dilation);

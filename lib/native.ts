@@ -106,7 +106,8 @@ export interface NativeAddon {
   // dwconv: depthwise conv, NHWC x / dx [N, H, W, C], y / dy [N, Ho, Wo, C], w / dw [C, 1, K, K] or [C, K, K],
   // bias / db [C]; x may be null in the weight gradient when dw is (db needs dy alone)
   dwconvForward(x: T, w: T, bias: T | null, y: T, stride: number, padH: number, padW: number, dilation: number): void;
-  dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number): void;
+  // accumulate: dx += the input gradient (rounded once) instead of dx = it
+  dwconvBackwardInput(dy: T, w: T, dx: T, stride: number, padH: number, padW: number, dilation: number, accumulate: boolean): void;
   dwconvBackwardWeight(x: T | null, dy: T, dw: T | null, db: T | null, kernelSize: number, stride: number, padH: number, padW: number, dilation: number): void;
   // adamw: one AdamW update of each listed parameter in place; params / expAvgs / expAvgSqs f32, grads f32 or
   // bf16 (one dtype per call), one shape per entry, one device; lrs / weightDecays / steps (after this update) per entry

@@ -6,7 +6,7 @@
 // Memory: a node is reference-counted by the tensors it produced and the nodes downstream
 // of it; backward() releases each node's saved tensors as soon as it has run, and a graph
 // that is never run is released when its last tensor is disposed.
-import { argError } from './check.js';
+import { argError, sameShape } from './check.js';
 import { scope } from './scope.js';
 import { dtypeBytes, ones, Storage, Tensor } from './tensor.js';
 import { native } from '../native.js';
@@ -50,9 +50,20 @@ interface NodeInput {
 /**
  * Gradient closure: given the output gradient, the saved tensors and which inputs need a
  * gradient, returns one gradient per input (null where not needed). A returned gradient may
- * be `gy` itself or a view of it; everything else must be a new tensor.
+ * be `gy` itself, a view of it, a new tensor, or the tensor `pendingGrad(i)` gave after adding
+ * input i's gradient into it in place.
  */
-export type GradFn = (gy: Tensor, saved: Tensor[], needs: boolean[]) => (Tensor | null)[];
+export type GradFn = (gy: Tensor, saved: Tensor[], needs: boolean[], pendingGrad: PendingGrad) => (Tensor | null)[];
+
+/**
+ * The gradient already collected for input i from its other consumers, when the gradient
+ * function may add input i's gradient into it in place and return it (so an input that feeds
+ * several ops, like the input of parallel convolutions or a residual stream, gets one tensor
+ * written in place rather than a new tensor per consumer and a sum): a contiguous tensor of the
+ * input's shape that nothing else references. Null when there is none (the first consumer, a
+ * leaf, memory shared with another tensor); the function then returns a new tensor as usual.
+ */
+export type PendingGrad = (i: number) => Tensor | null;
 
 export class GradNode {
   refs = 1;
@@ -241,16 +252,24 @@ export function backward(root: Tensor, grad?: Tensor): void {
         }
         const needs = node.inputs.map((i) => i.node !== null || i.leaf !== null);
         const gyOwned = { taken: false, usesLeft: 0 };
+        const pendingGrad: PendingGrad = (i) => {
+          const inp = node.inputs[i];
+          const prev = inp?.node ? pending.get(inp.node) : undefined;
+          if (!prev || !needs[i] || prev.storage.refs !== 1) return null;
+          return sameShape(prev.shape, inp!.shape) ? prev : null;
+        };
+        const isPending = (g: Tensor | null): boolean => g !== null && node.inputs.some((inp) => inp.node !== null && pending.get(inp.node) === g);
         let grads: (Tensor | null)[] = [];
         try {
           // In a scope: temporaries of the gradient function (views, partial results) are
           // freed now, not left to the caller's scope or the garbage collector.
-          grads = scope(() => node.gradFn(gy, node.saved, needs));
+          grads = scope(() => node.gradFn(gy, node.saved, needs, pendingGrad));
           gyOwned.usesLeft = grads.filter((g, i) => g === gy && needs[i]).length;
           node.inputs.forEach((inp, i) => {
             const g = grads[i];
             if (!g) return;
             grads[i] = null;
+            if (isPending(g)) return;
             if (!needs[i]) {
               if (g !== gy) g.dispose();
               return;
@@ -274,7 +293,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
             }
           });
         } catch (e) {
-          if (Array.isArray(grads)) for (const g of grads) if (g instanceof Tensor && g !== gy) g.dispose();
+          if (Array.isArray(grads)) for (const g of grads) if (g instanceof Tensor && g !== gy && !isPending(g)) g.dispose();
           if (!gyOwned.taken) gy.dispose();
           throw e;
         }

@@ -1,6 +1,6 @@
 // Depthwise convolution, NHWC (see dwconv.h):
 //   dwconvForward(x, w, bias | null, y, stride, padH, padW, dilation)
-//   dwconvBackwardInput(dy, w, dx, stride, padH, padW, dilation)
+//   dwconvBackwardInput(dy, w, dx, stride, padH, padW, dilation, accumulate)   accumulate: dx += the gradient
 //   dwconvBackwardWeight(x | null, dy, dw | null, db | null, kernelSize, stride, padH, padW, dilation)
 // x [N, H, W, C], w and dw [C, K, K] or [C, 1, K, K], bias and db [C], y and dy [N, Ho, Wo, C].
 // x may be null in the weight gradient only when dw is (the bias gradient needs dy alone).
@@ -102,8 +102,9 @@ Napi::Value forward(const Napi::CallbackInfo& info) {
 Napi::Value backward_input(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "dwconvBackwardInput";
-  check_arg_count(info, 7, op);
+  check_arg_count(info, 8, op);
   TensorArg dy = tensor(info, 0, op, "dy"), w = tensor(info, 1, op, "w"), dx = tensor(info, 2, op, "dx");
+  const bool accumulate = boolean(info, 7, op, "accumulate");
   expect_dtype(env, op, dx, "dx", {DType::F32, DType::BF16});
   const int k = kernel_size(env, op, w, "w");
   const Attrs a = attrs(info, 3, op, k);
@@ -117,7 +118,7 @@ Napi::Value backward_input(const Napi::CallbackInfo& info) {
   no_overlap(env, op, dx, dy, "dy");
   no_overlap(env, op, dx, w, "w");
   Stream s = prepare_device(env, dx.device(), op);
-  CF_BACKEND_CALL(dx.device(), dwconv_backward_input, dx.dtype, g, dy.data(), w.data(), dx.data(), s);
+  CF_BACKEND_CALL(dx.device(), dwconv_backward_input, dx.dtype, g, dy.data(), w.data(), dx.data(), accumulate, s);
   return env.Undefined();
 }
 

@@ -91,17 +91,19 @@ CF_DW_INLINE void load_row(const T* src, int64_t C, int nc, float* dst, int64_t 
   std::memset(dst + q1 * kG, 0, sizeof(float) * (cols - q1) * kG);
 }
 
+// Stores (or, with accumulate, adds to what dst holds) one pixel's nc channels.
 template <typename T>
-CF_DW_INLINE void store_pixel(T* dst, const v8f& lo, const v8f& hi, int nc) {
+CF_DW_INLINE void store_pixel(T* dst, const v8f& lo, const v8f& hi, int nc, bool accumulate) {
   if (std::is_same<T, float>::value && nc == kG) {
-    store8(reinterpret_cast<float*>(dst), lo);
-    store8(reinterpret_cast<float*>(dst) + 8, hi);
+    float* f = reinterpret_cast<float*>(dst);
+    store8(f, accumulate ? lo + load8(f) : lo);
+    store8(f + 8, accumulate ? hi + load8(f + 8) : hi);
     return;
   }
   float tmp[kG];
   store8(tmp, lo);
   store8(tmp + 8, hi);
-  for (int c = 0; c < nc; ++c) Elem<T>::store(dst, c, tmp[c]);
+  for (int c = 0; c < nc; ++c) Elem<T>::store(dst, c, accumulate ? tmp[c] + Elem<T>::load(dst, c) : tmp[c]);
 }
 
 template <typename T>
@@ -112,6 +114,7 @@ struct PassJob {
   T* out = nullptr;
   const float* wt = nullptr;    // [kh][kw][Cp] f32 sub-kernel
   const float* bias = nullptr;  // [Cp] or null
+  bool accumulate = false;      // out += the pass's values
 };
 
 template <typename T>
@@ -167,7 +170,7 @@ CF_DW_INLINE void pass_task(const PassJob<T>& J, int64_t task) {
         }
       }
       const int nb = static_cast<int>(std::min<int64_t>(kR, p.out_w - b0));
-      for (int r = 0; r < nb; ++r) store_pixel(orow + (b0 + r) * p.out_col * J.C, acc[r][0], acc[r][1], nc);
+      for (int r = 0; r < nb; ++r) store_pixel(orow + (b0 + r) * p.out_col * J.C, acc[r][0], acc[r][1], nc, J.accumulate);
     }
   }
 }
@@ -278,10 +281,11 @@ __attribute__((target("avx2,fma"))) void wgrad_avx2(const WgradJob<T>& J, int64_
 #endif
 
 template <typename T>
-void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T* bias, T* out) {
+void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T* bias, T* out, bool accumulate) {
   if (g.n == 0 || g.c == 0 || p.out_h == 0 || p.out_w == 0) return;
   PassJob<T> J;
   J.p = p;
+  J.accumulate = accumulate;
   J.C = g.c;
   J.groups = (g.c + kG - 1) / kG;
   J.Cp = J.groups * kG;
@@ -390,15 +394,15 @@ void run_wgrad(const DwGeom& g, const T* x, const T* dy, T* dw, T* db) {
 void dwconv_forward(DType dtype, const DwGeom& g, const void* x, const void* w, const void* bias, void* y, Stream) {
   CF_FLOAT_DTYPE(dtype, T,
                  run_pass<T>(g, dw_forward_pass(g), static_cast<const T*>(x), static_cast<const T*>(w),
-                             static_cast<const T*>(bias), static_cast<T*>(y)));
+                             static_cast<const T*>(bias), static_cast<T*>(y), false));
 }
 
-void dwconv_backward_input(DType dtype, const DwGeom& g, const void* dy, const void* w, void* dx, Stream) {
+void dwconv_backward_input(DType dtype, const DwGeom& g, const void* dy, const void* w, void* dx, bool accumulate, Stream) {
   DwPass passes[4];
   const int np = dw_backward_input_passes(g, passes);
   CF_FLOAT_DTYPE(dtype, T, {
     for (int i = 0; i < np; ++i)
-      run_pass<T>(g, passes[i], static_cast<const T*>(dy), static_cast<const T*>(w), nullptr, static_cast<T*>(dx));
+      run_pass<T>(g, passes[i], static_cast<const T*>(dy), static_cast<const T*>(w), nullptr, static_cast<T*>(dx), accumulate);
   });
 }
 

@@ -62,9 +62,15 @@ __global__ void prep_weights_kernel(const T* __restrict__ w, float* __restrict__
   }
 }
 
+// Stores v at out[i], or with accumulate adds it to what out[i] holds (rounded once).
+template <typename T>
+__device__ __forceinline__ void put(T* out, int64_t i, float v, bool accumulate) {
+  Elem<T>::store(out, i, accumulate ? v + Elem<T>::load(out, i) : v);
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) pass_s1_kernel(PassArgs a, const T* __restrict__ in, const float* __restrict__ wt,
-                                                           const T* __restrict__ bias, T* __restrict__ out) {
+                                                           const T* __restrict__ bias, T* __restrict__ out, bool accumulate) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t c = blockIdx.y * 32 + lane;
@@ -178,7 +184,7 @@ __global__ void __launch_bounds__(kThreads) pass_s1_kernel(PassArgs a, const T* 
       const int64_t v = v0 + r;
       if (v < sub_w) {
         const int64_t ob = rc + static_cast<int64_t>(d) * v;
-        Elem<T>::store(out, (n * a.out_img + a.out_base + oa * a.out_row + ob * a.out_col) * a.c + c, acc[r]);
+        put(out, (n * a.out_img + a.out_base + oa * a.out_row + ob * a.out_col) * a.c + c, acc[r], accumulate);
       }
     }
   }
@@ -186,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) pass_s1_kernel(PassArgs a, const T* 
 
 template <typename T>
 __global__ void pass_direct_kernel(PassArgs a, int64_t n_img, const T* __restrict__ in, const float* __restrict__ wt,
-                                   const T* __restrict__ bias, T* __restrict__ out) {
+                                   const T* __restrict__ bias, T* __restrict__ out, bool accumulate) {
   const int64_t total = n_img * a.out_h * a.out_w * a.c;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t c = idx % a.c;
@@ -206,7 +212,7 @@ __global__ void pass_direct_kernel(PassArgs a, int64_t n_img, const T* __restric
         acc = fmaf(wt[(static_cast<int64_t>(i) * a.kw + j) * a.c + c], Elem<T>::load(in_n, (ih * a.in_w + iw) * a.c), acc);
       }
     }
-    Elem<T>::store(out, (n * a.out_img + a.out_base + oa * a.out_row + ob * a.out_col) * a.c + c, acc);
+    put(out, (n * a.out_img + a.out_base + oa * a.out_row + ob * a.out_col) * a.c + c, acc, accumulate);
   }
 }
 
@@ -378,7 +384,7 @@ void check_grid(int64_t blocks, int64_t cgroups, const char* what) {
 }
 
 template <typename T>
-void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T* bias, T* out, Stream s) {
+void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T* bias, T* out, bool accumulate, Stream s) {
   if (g.n == 0 || g.c == 0 || p.out_h == 0 || p.out_w == 0) return;
   const int dev = current_device();
   cudaStream_t st = as_cuda(s);
@@ -395,9 +401,9 @@ void run_pass(const DwGeom& g, const DwPass& p, const T* in, const T* w, const T
     check_grid(blocks, (g.c + 31) / 32, "a convolution pass");
     const size_t smem = static_cast<size_t>(kTile * (kTile + p.kw) + p.kw) * 32 * sizeof(float);  // <= 44 KB
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>((g.c + 31) / 32));
-    pass_s1_kernel<T><<<grid, kThreads, smem, st>>>(a, in, wt.as<float>(), bias, out);
+    pass_s1_kernel<T><<<grid, kThreads, smem, st>>>(a, in, wt.as<float>(), bias, out, accumulate);
   } else {
-    pass_direct_kernel<T><<<grid_1d(g.n * p.out_h * p.out_w * g.c, 256), 256, 0, st>>>(a, g.n, in, wt.as<float>(), bias, out);
+    pass_direct_kernel<T><<<grid_1d(g.n * p.out_h * p.out_w * g.c, 256), 256, 0, st>>>(a, g.n, in, wt.as<float>(), bias, out, accumulate);
   }
 }
 
@@ -472,15 +478,15 @@ void run_wgrad(const DwGeom& g, const T* x, const T* dy, T* dw, T* db, Stream s)
 void dwconv_forward(DType dtype, const DwGeom& g, const void* x, const void* w, const void* bias, void* y, Stream s) {
   CF_FLOAT_DTYPE(dtype, T,
                  run_pass<T>(g, dw_forward_pass(g), static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
-                             static_cast<T*>(y), s));
+                             static_cast<T*>(y), false, s));
 }
 
-void dwconv_backward_input(DType dtype, const DwGeom& g, const void* dy, const void* w, void* dx, Stream s) {
+void dwconv_backward_input(DType dtype, const DwGeom& g, const void* dy, const void* w, void* dx, bool accumulate, Stream s) {
   DwPass passes[4];
   const int np = dw_backward_input_passes(g, passes);
   CF_FLOAT_DTYPE(dtype, T, {
     for (int i = 0; i < np; ++i)
-      run_pass<T>(g, passes[i], static_cast<const T*>(dy), static_cast<const T*>(w), nullptr, static_cast<T*>(dx), s);
+      run_pass<T>(g, passes[i], static_cast<const T*>(dy), static_cast<const T*>(w), nullptr, static_cast<T*>(dx), accumulate, s);
   });
 }
 

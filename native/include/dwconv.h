@@ -140,8 +140,10 @@ inline int dw_backward_input_passes(const DwGeom& g, DwPass out[4]) {
   /* y = dwconv(x, w) + bias; x [N, H, W, C], w [C, K, K], bias [C] or null, y [N, Ho, Wo, C] */                   \
   void dwconv_forward(DType dtype, const DwGeom& g, const void* x, const void* w, const void* bias, void* y,       \
                       Stream stream);                                                                              \
-  /* dx = gradient of the forward with respect to x, given dy [N, Ho, Wo, C] */                                    \
-  void dwconv_backward_input(DType dtype, const DwGeom& g, const void* dy, const void* w, void* dx, Stream stream); \
+  /* dx = gradient of the forward with respect to x, given dy [N, Ho, Wo, C]; with accumulate, dx += it instead    \
+     (parallel convolutions of one input sum their input gradients in place, rounded once) */                      \
+  void dwconv_backward_input(DType dtype, const DwGeom& g, const void* dy, const void* w, void* dx, bool accumulate, \
+                             Stream stream);                                                                       \
   /* dw [C, K, K] and db [C] (either may be null) from x and dy; f32 accumulation, deterministic */                \
   void dwconv_backward_weight(DType dtype, const DwGeom& g, const void* x, const void* dy, void* dw, void* db,    \
                               Stream stream);                                                                      \

@@ -267,6 +267,89 @@ test('CUDA matches the CPU, f32 and bf16', () => {
   }
 });
 
+test('the input gradient adds into dx with accumulate: every backend, dtype, stride and dilation', () => {
+  const round = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
+  for (const device of devices()) {
+    for (const g of [
+      { n: 2, h: 11, w: 13, c: 19, k: 13, stride: 1, dil: 1, ph: 6, pw: 6 },
+      { n: 1, h: 12, w: 9, c: 21, k: 3, stride: 1, dil: 3, ph: 3, pw: 3 },
+      { n: 2, h: 9, w: 10, c: 7, k: 5, stride: 2, dil: 2, ph: 4, pw: 3 },
+    ]) {
+      const d = data(g);
+      const prior = rng.array(g.n * g.h * g.w * g.c);
+      for (const dtype of ['f32', 'bf16'] as const) {
+        cf.scope(() => {
+          const [ws, dys, ps] = dtype === 'f32' ? [d.ws, d.dys, prior] : [round(d.ws), round(d.dys), round(prior)];
+          const oh = outSize(g.h, g.ph, g), ow = outSize(g.w, g.pw, g);
+          const dx = cf.fromArray(ps, [g.n, g.h, g.w, g.c], { device, dtype });
+          const w = cf.fromArray(ws, [g.c, g.k, g.k], { device, dtype });
+          cf.native.dwconvBackwardInput(cf.fromArray(dys, [g.n, oh, ow, g.c], { device, dtype }), w, dx, g.stride, g.ph, g.pw, g.dil, true);
+          const ref = refBackward(d.xs, ws, dys, g).dx.map((v, i) => v + ps[i]!);
+          const what = `${describeGeom(g)} ${dtype} on ${device}`;
+          if (dtype === 'f32') assertClose(dx.toArray(), ref, { rtol: 1e-4, atol: 1e-4, what });
+          else assert.ok(maxRelError(dx.toArray(), ref, 0.5) < 1e-2, what);
+        });
+      }
+    }
+  }
+});
+
+test('parallel convolutions of one input sum their input gradients in place, without a separate add', () => {
+  const [n, h, w, c] = [2, 9, 8, 12];
+  const xs = rng.array(n * h * w * c);
+  const branches = [
+    { k: 7, dil: 1 },
+    { k: 3, dil: 2 },
+    { k: 3, dil: 3 },
+  ];
+  const weights = branches.map((b) => rng.array(c * b.k * b.k, 1 / b.k));
+  const coef = rng.array(n * h * w * c);
+  for (const device of devices()) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const calls: string[] = [];
+      const addon = cf.native as unknown as Record<string, (...a: unknown[]) => void>;
+      const originals = { binary: addon.binary!, dwconvBackwardInput: addon.dwconvBackwardInput! };
+      const dx = cf.scope(() => {
+        const x = cf.fromArray(xs, [n, h, w, c], { device, requiresGrad: true });
+        // A node (the bf16 cast, or x * 1) feeding every branch, as a Dilated Reparam Block's input.
+        const input = dtype === 'bf16' ? cf.cast(x, 'bf16') : cf.mul(x, 1);
+        const ys = branches.map((b, i) => cf.depthwiseConv2d(input, cf.fromArray(weights[i]!, [c, b.k, b.k], { device, dtype }), null, { dilation: b.dil }));
+        const y = cf.add(cf.add(ys[0]!, ys[1]!), ys[2]!);
+        const loss = cf.sum(cf.mul(cf.cast(y, 'f32'), cf.fromArray(coef, [n, h, w, c], { device })));
+        addon.binary = (...a: unknown[]) => {
+          calls.push(`binary ${a[0]}`);
+          originals.binary.apply(cf.native, a);
+        };
+        addon.dwconvBackwardInput = (...a: unknown[]) => {
+          calls.push(`dwconvBackwardInput accumulate=${a[7]}`);
+          originals.dwconvBackwardInput.apply(cf.native, a);
+        };
+        try {
+          loss.backward();
+        } finally {
+          Object.assign(addon, originals);
+        }
+        return x.grad!.toArray();
+      });
+      const what = `${dtype} on ${device}`;
+      assert.equal(calls.filter((s) => s.startsWith('dwconv')), ['dwconvBackwardInput accumulate=false', 'dwconvBackwardInput accumulate=true', 'dwconvBackwardInput accumulate=true'], what);
+      // (The loss's sum broadcasts its gradient with an add before the branches run.)
+      const afterBranches = calls.slice(calls.indexOf('dwconvBackwardInput accumulate=false'));
+      assert.not.ok(afterBranches.includes('binary add'), `no gradient sum, ${what}: ${calls.join(', ')}`);
+      // The reference: the sum of the branches' own input gradients.
+      const g0 = { n, h, w, c, k: 0, stride: 1, dil: 1, ph: 0, pw: 0 };
+      const want = new Float64Array(xs.length);
+      branches.forEach((b, i) => {
+        const pad = (b.dil * (b.k - 1)) / 2;
+        const ws = dtype === 'f32' ? weights[i]! : cf.scope(() => cf.fromArray(weights[i]!, [weights[i]!.length], { dtype: 'bf16' }).toArray());
+        refBackward(xs, ws, coef, { ...g0, k: b.k, dil: b.dil, ph: pad, pw: pad }).dx.forEach((v, j) => (want[j] += v));
+      });
+      if (dtype === 'f32') assertClose(dx, want, { rtol: 1e-4, atol: 1e-4, what });
+      else assert.ok(maxRelError(dx, want, 1) < 2e-2, `${what}: ${maxRelError(dx, want, 1)}`);
+    }
+  }
+});
+
 test('the weight gradient is deterministic, whatever the CPU thread count', () => {
   const g: Geom = { n: 3, h: 20, w: 18, c: 21, k: 7, stride: 1, dil: 1, ph: 3, pw: 3 };
   const { xs, ws, bs, dys } = data(g);
@@ -390,7 +473,8 @@ test('the addon checks direct callers too', () => {
     assert.throws(() => native.dwconvForward(x, w, cf.zeros([4, 1]), y, 1, 1, 1, 1), /for bias.shape/);
     assert.throws(() => native.dwconvForward(x, w, 7 as unknown as cf.Tensor, y, 1, 1, 1, 1), /expected a Tensor for bias/);
     assert.throws(() => native.dwconvForward(cf.zeros([1, 2, 2, 4]), w, null, y, 1, 0, 0, 1), /dilated kernel extent 3/);
-    assert.throws(() => native.dwconvBackwardInput(y, w, cf.zeros([1, 8, 8, 4], { dtype: 'bf16' }), 1, 1, 1, 1), /same dtype/);
+    assert.throws(() => native.dwconvBackwardInput(y, w, cf.zeros([1, 8, 8, 4], { dtype: 'bf16' }), 1, 1, 1, 1, false), /same dtype/);
+    assert.throws(() => native.dwconvBackwardInput(y, w, x, 1, 1, 1, 1, 1 as unknown as boolean), /dwconvBackwardInput: expected a boolean for accumulate, got 1/);
     assert.throws(() => native.dwconvBackwardWeight(x, y, null, null, 3, 1, 1, 1, 1), /at least one output tensor/);
     assert.throws(() => native.dwconvBackwardWeight(null, y, cf.zeros([4, 3, 3]), null, 3, 1, 1, 1, 1), /dw needs the input/);
     assert.throws(() => native.dwconvBackwardWeight(x, y, cf.zeros([4, 5, 5]), null, 3, 1, 1, 1, 1), /kernelSize 3/);

@@ -124,6 +124,86 @@ test('gradients reach nodes without copies (a reshape, a tensor used twice); a l
   }
 });
 
+/** y = h * k with a gradient function that adds into h's pending gradient when offered one. */
+function scaleInPlace(h: cf.Tensor, k: number, offered: (cf.Tensor | null)[]): cf.Tensor {
+  const y = cf.noGrad(() => cf.mul(h, k));
+  return cf.attachGrad(y, 'scaleInPlace', [h], [], (gy, _saved, _needs, pendingGrad) => {
+    const sum = pendingGrad(0);
+    offered.push(sum);
+    const g = cf.mul(gy, k);
+    if (!sum) return [g];
+    native.binary('add', sum, g, sum);
+    return [sum];
+  });
+}
+
+test('a gradient function may add into the gradient an input already has, when nothing else holds it', () => {
+  const xData = [1, -2, 3, 0.5];
+  const c = [1, 2, 3, 4];
+  const x = cf.fromArray(xData, [4], { requiresGrad: true });
+  const offered: (cf.Tensor | null)[] = [];
+  try {
+    // Three consumers of the node h: the first finds nothing pending, the next two get the
+    // first one's gradient and add theirs into it (the same tensor both times).
+    cf.scope(() => {
+      const h = cf.mul(x, 2);
+      const y = cf.add(cf.add(scaleInPlace(h, 2, offered), scaleInPlace(h, 3, offered)), scaleInPlace(h, 5, offered));
+      cf.sum(cf.mul(y, cf.fromArray(c, [4]))).backward();
+    });
+    assert.is(offered.length, 3);
+    assert.is(offered[0], null, 'the first consumer has nothing to add into');
+    assert.ok(offered[1] !== null && offered[2] === offered[1], 'the later ones share one pending gradient');
+    assertClose(vals(x.grad), c.map((v) => 2 * 10 * v), { atol: 1e-5 });
+    x.grad!.dispose();
+    x.grad = null;
+    // A leaf's gradient is never offered (it belongs to the leaf, across backward calls).
+    offered.length = 0;
+    cf.scope(() => cf.sum(cf.add(scaleInPlace(x, 2, offered), scaleInPlace(x, 3, offered))).backward());
+    assert.equal(offered, [null, null]);
+    assertClose(vals(x.grad), [5, 5, 5, 5], { atol: 1e-6 });
+    x.grad!.dispose();
+    x.grad = null;
+    // h + f(h): h's pending gradient is a view of the add's gradient, which f's gradient
+    // function is still reading: not offered.
+    offered.length = 0;
+    cf.scope(() => {
+      const h = cf.mul(x, 2);
+      cf.sum(cf.mul(cf.add(h, scaleInPlace(h, 3, offered)), cf.fromArray(c, [4]))).backward();
+    });
+    assert.equal(offered, [null]);
+    assertClose(vals(x.grad), c.map((v) => 2 * 4 * v), { atol: 1e-5 });
+  } finally {
+    x.dispose();
+  }
+});
+
+test('a cast to bf16 adds its gradient into the wider input\'s pending one: no widened copy', () => {
+  const xData = [1.5, -2.25, 3.125, 0.5];
+  const x = cf.fromArray(xData, [4], { requiresGrad: true });
+  const addon = native as unknown as { cast: (...a: unknown[]) => void };
+  const castFn = addon.cast;
+  let casts = 0;
+  try {
+    cf.scope(() => {
+      // y = h + f32(bf16(h)^2), h = 2 x (exact in bf16 here): dy/dx = 2 (1 + 2 h).
+      const h = cf.mul(x, 2);
+      const b = cf.cast(h, 'bf16');
+      const y = cf.add(h, cf.cast(cf.mul(b, b), 'f32'));
+      addon.cast = (...a: unknown[]) => {
+        casts++;
+        castFn.apply(native, a);
+      };
+      cf.sum(y).backward();
+    });
+    // The f32 -> bf16 narrowing of the branch's gradient only; the widening is the in-place add.
+    assert.is(casts, 1);
+    assertClose(vals(x.grad), xData.map((v) => 2 * (1 + 4 * v)), { atol: 1e-5 });
+  } finally {
+    addon.cast = castFn;
+    x.dispose();
+  }
+});
+
 test('noGrad records nothing and restores the mode, also after a throw', () => {
   const x = cf.ones([2], { requiresGrad: true });
   assert.ok(cf.isGradEnabled());

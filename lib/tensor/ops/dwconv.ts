@@ -113,11 +113,15 @@ function dwconvNhwc(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry): Ten
   const wi = x.requiresGrad ? saved.push(w) - 1 : -1;
   const xi = w.requiresGrad ? saved.push(x) - 1 : -1;
   const xShape = x.shape, wShape = w.shape;
-  return attachGrad(y, 'depthwiseConv2d', bias ? [x, w, bias] : [x, w], saved, (gy, s, needs) => {
+  return attachGrad(y, 'depthwiseConv2d', bias ? [x, w, bias] : [x, w], saved, (gy, s, needs, pendingGrad) => {
     let dx: Tensor | null = null;
     if (needs[0] && wi >= 0) {
-      dx = empty(xShape, { dtype: gy.dtype, device: gy.device });
-      native.dwconvBackwardInput(gy, s[wi]!, dx, g.stride, g.ph, g.pw, g.dilation);
+      // The parallel convolutions of a Dilated Reparam Block share x: each adds its gradient
+      // into the one tensor the first wrote.
+      const sum = pendingGrad(0);
+      const accumulate = sum !== null && sum.dtype === gy.dtype;
+      dx = accumulate ? sum : empty(xShape, { dtype: gy.dtype, device: gy.device });
+      native.dwconvBackwardInput(gy, s[wi]!, dx, g.stride, g.ph, g.pw, g.dilation, accumulate);
     }
     const dw = needs[1] && xi >= 0 ? empty(wShape, { dtype: gy.dtype, device: gy.device }) : null;
     const db = bias && needs[2] ? empty([g.c], { dtype: gy.dtype, device: gy.device }) : null;

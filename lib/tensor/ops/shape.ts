@@ -74,7 +74,14 @@ export function cast(xIn: Tensor, dtype: DType): Tensor {
   const y = emptyLike(x, x.shape, dt);
   native.cast(x, y);
   if (dt === 'i32' || x.dtype === 'i32') return y;
-  return attachGrad(y, 'cast', [x], [], (gy) => {
+  return attachGrad(y, 'cast', [x], [], (gy, _saved, _needs, pendingGrad) => {
+    // A wider x that has a gradient from elsewhere (the residual stream beside a bf16 branch)
+    // takes this one added in place: no widened copy of gy and no separate sum.
+    const sum = pendingGrad(0);
+    if (sum && sum.dtype === 'f32') {
+      native.binary('add', sum, gy, sum);
+      return [sum];
+    }
     const g = emptyLike(gy, gy.shape, x.dtype);
     native.cast(gy, g);
     return [g];
