@@ -9,8 +9,9 @@
 // Activations grow linearly with the batch and weights do not, so each op's count at the
 // target batch is the batch-2 count plus (target - 2) times half the difference. Bytes are
 // each tensor argument's size once (what a kernel that reads each input and writes each output
-// once moves); FLOPs: GEMMs 2·M·N·K, attention 4·B·H·S²·D forward and 10·B·H·S²·D backward
-// (halved when causal). The floor times use PERF.md's H100 ceilings (3.0 TB/s, 798 TFLOP/s bf16).
+// once moves), twice for an output a call adds into (an accumulating input gradient); FLOPs:
+// GEMMs 2·M·N·K, attention 4·B·H·S²·D forward and 10·B·H·S²·D backward (halved when causal).
+// The floor times use PERF.md's H100 ceilings (3.0 TB/s, 798 TFLOP/s bf16).
 //
 // PyTorch's side (bench/compare/train_step.py --count-traffic, unless --no-torch): the same
 // count over aten ops for OpenCLIP's formulation of the model (nn.MultiheadAttention, the
@@ -83,12 +84,17 @@ function productFlops(name: string, args: unknown[]): number {
   return args[causalIndex] === true ? flops / 2 : flops;
 }
 
+/** Bytes a call moves beyond each tensor argument once: an output it also reads (accumulate). */
+function readBackBytes(name: string, args: unknown[]): number {
+  return name === 'dwconvBackwardInput' && args[7] === true ? tensorBytes(args[2]) : 0;
+}
+
 function countStep(step: () => void): Work {
   const work: Work = new Map();
   const undo = instrumentNative((name, args) => {
     const w = work.get(name) ?? { calls: 0, bytes: 0, flops: 0 };
     w.calls++;
-    w.bytes += tensorBytes(args);
+    w.bytes += tensorBytes(args) + readBackBytes(name, args);
     w.flops += productFlops(name, args);
     work.set(name, w);
   });
