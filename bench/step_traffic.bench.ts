@@ -86,7 +86,9 @@ function productFlops(name: string, args: unknown[]): number {
 
 /** Bytes a call moves beyond each tensor argument once: an output it also reads (accumulate). */
 function readBackBytes(name: string, args: unknown[]): number {
-  return name === 'dwconvBackwardInput' && args[7] === true ? tensorBytes(args[2]) : 0;
+  if (name === 'dwconvBackwardInput' && args[7] === true) return tensorBytes(args[2]);
+  if (name === 'layerNormBackward' && args[8] === true) return tensorBytes(args[5]);
+  return 0;
 }
 
 function countStep(step: () => void): Work {

@@ -77,7 +77,8 @@ export interface NativeAddon {
   crossEntropyBackward(logits: T, labels: T, lse: T, dy: T, dlogits: T, reduction: 'mean' | 'sum' | 'none', ignoreIndex: number, labelSmoothing: number): void;
   // layernorm: x [..., D], weight / bias / dweight / dbias [D] or null, mean / rstd f32 [...]
   layerNorm(x: T, weight: T | null, bias: T | null, y: T, mean: T, rstd: T, eps: number): void;
-  layerNormBackward(x: T, weight: T | null, mean: T, rstd: T, dy: T, dx: T | null, dweight: T | null, dbias: T | null): void;
+  // accumulate (dx given): dx += the input gradient instead of dx = it
+  layerNormBackward(x: T, weight: T | null, mean: T, rstd: T, dy: T, dx: T | null, dweight: T | null, dbias: T | null, accumulate: boolean): void;
   // l2norm: x / max(||x||, eps) over the last axis; norm f32 [...] (unclamped)
   l2Normalize(x: T, y: T, norm: T, eps: number): void;
   l2NormalizeBackward(x: T, norm: T, dy: T, dx: T, eps: number): void;

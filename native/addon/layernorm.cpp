@@ -1,8 +1,8 @@
 // layerNorm(x, weight, bias, y, mean, rstd, eps) and
-// layerNormBackward(x, weight, mean, rstd, dy, dx, dweight, dbias). x [..., D]; weight,
+// layerNormBackward(x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate). x [..., D]; weight,
 // bias, dweight, dbias [D] with x's dtype, each may be null; mean and rstd f32 [...]; y and
 // dy with x's dtype, or bf16 when x is f32.
-// Backward outputs that are null are not computed.
+// Backward outputs that are null are not computed; accumulate (only with dx): dx += the gradient.
 #include "args.h"
 #include "layernorm.h"
 #include "register.h"
@@ -66,6 +66,8 @@ Napi::Value layer_norm_backward(const Napi::CallbackInfo& info) {
   TensorArg mean = tensor(info, 2, op, "mean"), rstd = tensor(info, 3, op, "rstd"), dy = tensor(info, 4, op, "dy");
   std::optional<TensorArg> dx = optional_tensor(info, 5, op, "dx"), dw = optional_tensor(info, 6, op, "dweight"),
                            db = optional_tensor(info, 7, op, "dbias");
+  const bool accumulate = boolean(info, 8, op, "accumulate");
+  if (accumulate && !dx) fail_arg(env, op, "accumulate", "false when dx is null", "true");
   expect_dtype(env, op, x, "x", {DType::F32, DType::BF16});
   const RowsView rv = rows_of(env, op, x, "x");
   expect_param(env, op, w, "weight", x);
@@ -93,7 +95,7 @@ Napi::Value layer_norm_backward(const Napi::CallbackInfo& info) {
   }
   Stream s = prepare_device(env, x.device(), op);
   CF_BACKEND_CALL(x.device(), layernorm_backward, x.dtype, dy.dtype, x.data(), data_or_null(w), mean.as<float>(), rstd.as<float>(), dy.data(),
-                  data_or_null(dx), data_or_null(dw), data_or_null(db), rv.rows, rv.n, s);
+                  data_or_null(dx), accumulate, data_or_null(dw), data_or_null(db), rv.rows, rv.n, s);
   return env.Undefined();
 }
 

@@ -78,7 +78,7 @@ void layernorm_forward(DType dtype, DType y_dtype, const void* xv, const void* w
 }
 
 void layernorm_backward(DType dtype, DType dy_dtype, const void* xv, const void* weight, const float* mean, const float* rstd,
-                        const void* dyv, void* dxv, void* dweight, void* dbias, int64_t rows, int64_t n, Stream) {
+                        const void* dyv, void* dxv, bool accumulate, void* dweight, void* dbias, int64_t rows, int64_t n, Stream) {
   CF_LAYERNORM_DTYPES(dtype, dy_dtype, T, TY, {
     const T* x = static_cast<const T*>(xv);
     const TY* dy = static_cast<const TY*>(dyv);
@@ -117,11 +117,12 @@ void layernorm_backward(DType dtype, DType dy_dtype, const void* xv, const void*
               b += g * ((xr[i] - mu) * rs);
             });
             const float mg = sg * inv_n, mgx = sgx * inv_n;
-            float* dr = dout.target(dx + r * n);
+            float* dr = accumulate ? dout.update(dx + r * n) : dout.target(dx + r * n);
             for (int64_t i = 0; i < n; ++i) {
               float g = gr[i];
               if constexpr (decltype(has_w)::value) g *= w[i];
-              dr[i] = rs * (g - mg - (xr[i] - mu) * rs * mgx);
+              const float v = rs * (g - mg - (xr[i] - mu) * rs * mgx);
+              dr[i] = accumulate ? dr[i] + v : v;
             }
             dout.store(dx + r * n);
           }

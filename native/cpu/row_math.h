@@ -140,6 +140,8 @@ class Row {
       return buf_.data();
     }
   }
+  // A row to add into: dst's current values, written back by store(dst).
+  float* update(T* dst) { return const_cast<float*>(load(dst)); }
   void store(T* dst) {
     if constexpr (!std::is_same_v<T, float>) {
       for (int64_t i = 0; i < n_; ++i) dst[i] = float_to_bf16(buf_[i]);

@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
 
 template <typename T, typename TY, int G>
 __global__ void __launch_bounds__(Group<G>::kBlock)
-    layernorm_dx_kernel(const T* x, const T* w, const float* mean, const float* rstd, const TY* dy, T* dx, int64_t nrows, int n) {
+    layernorm_dx_kernel(const T* x, const T* w, const float* mean, const float* rstd, const TY* dy, T* dx, bool accumulate, int64_t nrows, int n) {
   using Gr = Group<G>;
   __shared__ typename Gr::Scratch red;
   const int t = Gr::lane();
@@ -80,7 +80,8 @@ __global__ void __launch_bounds__(Group<G>::kBlock)
     for (int i = t; i < n; i += G) {
       float g = Elem<TY>::load(gr, i);
       if (w) g *= Elem<T>::load(w, i);
-      Elem<T>::store(dr, i, rs * (g - mg - (Elem<T>::load(xr, i) - mu) * rs * mgx));
+      const float v = rs * (g - mg - (Elem<T>::load(xr, i) - mu) * rs * mgx);
+      Elem<T>::store(dr, i, accumulate ? v + Elem<T>::load(dr, i) : v);
     }
   }
 }
@@ -154,13 +155,13 @@ void layernorm_forward(DType dtype, DType y_dtype, const void* x, const void* we
 }
 
 void layernorm_backward(DType dtype, DType dy_dtype, const void* x, const void* weight, const float* mean, const float* rstd,
-                        const void* dy, void* dx, void* dweight, void* dbias, int64_t nrows, int64_t n, Stream s) {
+                        const void* dy, void* dx, bool accumulate, void* dweight, void* dbias, int64_t nrows, int64_t n, Stream s) {
   CF_LAYERNORM_DTYPES(dtype, dy_dtype, T, TY, {
     if (dx && nrows > 0)
       rows::for_rows(nrows, n, [&](auto g, unsigned grid, int threads) {
         layernorm_dx_kernel<T, TY, decltype(g)::kThreads><<<grid, threads, 0, as_cuda(s)>>>(
-            static_cast<const T*>(x), static_cast<const T*>(weight), mean, rstd, static_cast<const TY*>(dy), static_cast<T*>(dx), nrows,
-            static_cast<int>(n));
+            static_cast<const T*>(x), static_cast<const T*>(weight), mean, rstd, static_cast<const TY*>(dy), static_cast<T*>(dx), accumulate,
+            nrows, static_cast<int>(n));
       });
     if (dweight || dbias) {
       // At least 64 rows per chunk, and at most kMaxChunks chunks (bounds the partials).

@@ -6,7 +6,8 @@
 // Backward, with g_i = dy_i * w_i:
 //   dx_i = rstd * (g_i - mean_j g_j - xhat_i * mean_j (g_j xhat_j))
 //   dweight_i = sum_rows dy_i xhat_i,   dbias_i = sum_rows dy_i
-// Any of dx, dweight, dbias may be null (not computed). dweight and dbias are summed over
+// Any of dx, dweight, dbias may be null (not computed). With accumulate, dx += its value
+// instead (a residual stream's gradient taking the norm's in place). dweight and dbias are summed over
 // rows in a fixed order on both backends, so they are deterministic.
 // y (and so dy) may be bf16 when x is f32 (y_dtype): the normalized rows go straight to a
 // bf16 product under autocast, rounded once, instead of being written in f32 and cast.
@@ -37,8 +38,8 @@
   void layernorm_forward(DType dtype, DType y_dtype, const void* x, const void* weight, const void* bias, void* y, \
                          float* mean, float* rstd, int64_t rows, int64_t n, float eps, Stream stream);            \
   void layernorm_backward(DType dtype, DType dy_dtype, const void* x, const void* weight, const float* mean,      \
-                          const float* rstd, const void* dy, void* dx, void* dweight, void* dbias, int64_t rows,  \
-                          int64_t n, Stream stream);                                                              \
+                          const float* rstd, const void* dy, void* dx, bool accumulate, void* dweight,            \
+                          void* dbias, int64_t rows, int64_t n, Stream stream);                                   \
   }
 
 CF_LAYERNORM_OPS(cpu)

@@ -175,6 +175,51 @@ test('outDtype bf16 writes an f32 x\'s rows rounded once; its bf16 gradient give
   }
 });
 
+test('a pre-norm residual x + f(LN(x)): the norm adds its input gradient into the residual\'s in place', () => {
+  const [rows, d] = [5, 24];
+  const xs = rng.array(rows * d), ws = rng.array(d), bs = rng.array(d), coef = rng.array(rows * d);
+  for (const device of devices()) {
+    for (const [dtype, outDtype] of [['f32', null], ['f32', 'bf16'], ['bf16', null]] as const) {
+      // asNode: x reaches the block through an op (as in a model), so its gradient is pending
+      // there and the norm can add into it; as a leaf the engine sums the two gradients.
+      const run = (asNode: boolean): { grad: Float32Array; calls: string[] } => {
+        const calls: string[] = [];
+        const addon = cf.native as unknown as Record<string, (...a: unknown[]) => void>;
+        const originals = { binary: addon.binary!, layerNormBackward: addon.layerNormBackward! };
+        const grad = cf.scope(() => {
+          const x = cf.fromArray(xs, [rows, d], { device, dtype, requiresGrad: true });
+          const h = asNode ? cf.mul(x, 1) : x;
+          const w = cf.fromArray(ws, [d], { device, dtype }), b = cf.fromArray(bs, [d], { device, dtype });
+          const branch = cf.mul(cf.cast(cf.layerNorm(h, w, b, 1e-5, outDtype), dtype), cf.fromArray(coef, [rows, d], { device, dtype }));
+          const y = cf.add(h, branch);
+          addon.binary = (...a: unknown[]) => {
+            calls.push(`binary ${a[0]}`);
+            originals.binary.apply(cf.native, a);
+          };
+          addon.layerNormBackward = (...a: unknown[]) => {
+            calls.push(`layerNormBackward accumulate=${a[8]}`);
+            originals.layerNormBackward.apply(cf.native, a);
+          };
+          try {
+            y.backward(cf.ones([rows, d], { device, dtype }));
+          } finally {
+            Object.assign(addon, originals);
+          }
+          return x.grad!.toArray() as Float32Array;
+        });
+        return { grad, calls };
+      };
+      const inPlace = run(true), summed = run(false);
+      const what = `${dtype} x${outDtype ? `, ${outDtype} y` : ''} on ${device}`;
+      assert.ok(inPlace.calls.includes('layerNormBackward accumulate=true'), `${what}: ${inPlace.calls.join(', ')}`);
+      assert.not.ok(inPlace.calls.includes('binary add'), `no separate sum, ${what}: ${inPlace.calls.join(', ')}`);
+      assert.ok(summed.calls.includes('layerNormBackward accumulate=false') && summed.calls.includes('binary add'), `the leaf's sum, ${what}`);
+      const tol = dtype === 'f32' ? 1e-6 : 1e-2;
+      assertClose(inPlace.grad, summed.grad, { rtol: tol, atol: tol, what });
+    }
+  }
+});
+
 test('bad arguments throw errors naming the op and the argument', () => {
   cf.scope(() => {
     assert.throws(() => cf.layerNorm(cf.zeros([2, 4], { dtype: 'bf16' }), null, null, 1e-5, 'f32'), /layerNorm: expected null or 'bf16' for a bf16 x \(only f32 rows can be written as bf16\) for outDtype, got 'f32'/);
@@ -199,8 +244,9 @@ test('bad arguments throw errors naming the op and the argument', () => {
     assert.throws(() => cf.native.layerNorm(x, null, null, y, mean, cf.zeros([4]), 1e-5), /layerNorm: expected \[3\] for rstd.shape, got \[4\]/);
     assert.throws(() => cf.native.layerNorm(x, 'w' as never, null, y, mean, rstd, 1e-5), /layerNorm: expected a Tensor for weight, got 'w'/);
     assert.throws(() => cf.native.layerNorm(x, null, null, x, mean, rstd, 1e-5), /must not share memory with x/);
-    assert.throws(() => cf.native.layerNormBackward(x, null, mean, rstd, y, null, cf.zeros([3]), null), /layerNormBackward: expected \[4\] for dweight.shape, got \[3\]/);
-    assert.throws(() => cf.native.layerNormBackward(x, null, mean, rstd, y, y, null, null), /must not share memory with dy/);
+    assert.throws(() => cf.native.layerNormBackward(x, null, mean, rstd, y, null, cf.zeros([3]), null, false), /layerNormBackward: expected \[4\] for dweight.shape, got \[3\]/);
+    assert.throws(() => cf.native.layerNormBackward(x, null, mean, rstd, y, y, null, null, false), /must not share memory with dy/);
+    assert.throws(() => cf.native.layerNormBackward(x, null, mean, rstd, y, null, null, cf.zeros([4]), true), /layerNormBackward: expected false when dx is null for accumulate, got true/);
   });
 });
 

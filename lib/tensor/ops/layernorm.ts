@@ -45,12 +45,15 @@ export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: T
   // Inputs are [x, weight?, bias?]; saved are [x, mean, rstd, weight?].
   const wi = weight ? 1 : -1;
   const bi = bias ? params.length : -1;
-  attachGrad(y, op, [x, ...params], weight ? [x, mean, rstd, weight] : [x, mean, rstd], (gy, saved, needs) => {
+  attachGrad(y, op, [x, ...params], weight ? [x, mean, rstd, weight] : [x, mean, rstd], (gy, saved, needs, pendingGrad) => {
     const [xs, ms, rs, ws] = saved;
-    const dx = needs[0] ? emptyLike(xs!) : null;
+    // A pre-norm residual block's x has the residual's gradient already: add into it.
+    const sum = needs[0] ? pendingGrad(0) : null;
+    const accumulate = sum !== null && sum.dtype === xs!.dtype;
+    const dx = needs[0] ? (accumulate ? sum : emptyLike(xs!)) : null;
     const dw = wi > 0 && needs[wi] ? empty([d], { dtype: xs!.dtype, device: xs!.device }) : null;
     const db = bi > 0 && needs[bi] ? empty([d], { dtype: xs!.dtype, device: xs!.device }) : null;
-    native.layerNormBackward(xs!, ws ?? null, ms!, rs!, gy, dx, dw, db);
+    native.layerNormBackward(xs!, ws ?? null, ms!, rs!, gy, dx, dw, db, accumulate);
     const grads: (Tensor | null)[] = [dx];
     if (weight) grads.push(dw);
     if (bias) grads.push(db);
