@@ -126,11 +126,12 @@ export interface NativeAddon {
   batchNormSumApply(xs: T[], means: T[], rstds: T[], weights: (T | null)[], biases: (T | null)[], y: T): void;
   batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
-  // GRN passes over a / b / y [N, P, C]: out[n, c] = sum_p a * (b ?? a) (and aSums[n, c] = sum_p a in the same pass);
-  // y = a * fa[n, c] + b * fb[n, c] + beta[c]; out, aSums, fa, fb f32 [N, C]; beta [C] or [N, C] with a's dtype or
-  // f32 beside bf16 a; gelu: the GELU forms (native/include/grn.h)
-  sampleChannelDot(a: T, b: T | null, out: T, gelu: boolean, aSums: T | null): void;
-  sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T, gelu: boolean): void;
+  // GRN passes over a / b / y [N, P, C] with x = (b ?? a) + xBias[c]: out[n, c] = sum_p a * x (b null: x * x; and
+  // aSums[n, c] = sum_p a in the same pass); y = a * fa[n, c] + b * fb[n, c] + beta[c] (and ySums[n, c] = sum_p y);
+  // out, aSums, ySums, fa, fb f32 [N, C]; beta [C] or [N, C] and xBias [C] with a's dtype or f32 beside bf16 a;
+  // gelu: the GELU forms (native/include/grn.h)
+  sampleChannelDot(a: T, b: T | null, out: T, gelu: boolean, aSums: T | null, xBias: T | null): void;
+  sampleChannelAffine(a: T, fa: T, b: T | null, fb: T | null, beta: T | null, y: T, gelu: boolean, xBias: T | null, ySums: T | null): void;
   // JPEG decode + crop (box [left, top, width, height], stored-image pixels) + bicubic resize + normalize into
   // out[offset ..] as CHW, synchronously (native/include/jpeg.h); returns M of the DCT scale M/8 it decoded at
   decodeJpegCrop(bytes: Uint8Array, box: number[], outWidth: number, outHeight: number, mean: readonly number[], std: readonly number[], out: Float32Array, offset: number): number;

@@ -16,6 +16,7 @@ import { argError, checkFinite, checkInteger } from '../tensor/check.js';
 import { checkpoint } from '../tensor/checkpoint.js';
 import { add, gelu } from '../tensor/ops/elementwise.js';
 import { dropPath } from '../tensor/ops/drop_path.js';
+import { linear } from '../tensor/ops/matmul.js';
 import { nchwToNhwc } from '../tensor/ops/dwconv.js';
 import { mean } from '../tensor/ops/reduce.js';
 import { reshape } from '../tensor/ops/shape.js';
@@ -209,8 +210,9 @@ export class UniRepLKNetBlock extends Module {
       let y = this.dwconv instanceof DilatedReparamBlock ? this.dwconv.forward(x, updateRunningStats) : this.dwconv ? this.dwconv.forward(x) : x;
       if (!this.deploy && this.dwconv) y = this.child<BatchNorm2d>('norm').forward(y, updateRunningStats);
       y = this.child<SEBlock>('se').forward(y);
-      y = this.child<Sequence>('pwconv1').at<Linear>(1).forward(y);
-      y = this.child<Sequence>('act').at<GRN>(1).forward(y, true);
+      // pwconv1's bias is added inside GRN's passes, whose backward then sums its gradient.
+      const pw1 = this.child<Sequence>('pwconv1').at<Linear>(1);
+      y = this.child<Sequence>('act').at<GRN>(1).forward(linear(y, pw1.weight, null), true, pw1.bias);
       const pw2 = this.child<Sequence>('pwconv2');
       y = pw2.at<Linear>(0).forward(y);
       if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y, updateRunningStats, this.optionalParam('gamma') ?? undefined);

@@ -188,9 +188,9 @@ export class GRN extends Module {
     if (opts.bias) this.registerParameter('beta', initConstant(emptyParameter([1, 1, 1, channels], opts), 0));
   }
 
-  /** gelu: GRN of GELU(x), fused (the block's act). */
-  forward(x: Tensor, gelu = false): Tensor {
-    return grn(x, this.param('gamma'), this.optionalParam('beta'), { gelu });
+  /** gelu: GRN of GELU(x), fused (the block's act); inputBias: the preceding linear layer's bias, added to x as GRN reads it. */
+  forward(x: Tensor, gelu = false, inputBias: Tensor | null = null): Tensor {
+    return grn(x, this.param('gamma'), this.optionalParam('beta'), { gelu, inputBias });
   }
 }
 

@@ -144,8 +144,119 @@ test('the GELU form: gradients match finite differences; bad options are refused
     assert.throws(() => cf.grn(x, v, v, { gelu: 1 as unknown as boolean }), /grn: expected a boolean for gelu, got 1/);
     assert.throws(() => cf.grn(x, v, v, null as unknown as cf.GrnOptions), /grn: expected an options object for opts, got null/);
     const a = cf.zeros([1, 4, 4]), f = cf.zeros([1, 4]);
-    assert.throws(() => cf.native.sampleChannelAffine(a, f, a, f, v, cf.zeros([1, 4, 4]), true), /sampleChannelAffine: expected null \(the GELU form's gradient, b given, has no shift\) for beta, got \[4\]/);
-    assert.throws(() => cf.native.sampleChannelDot(a, null, f, 'yes' as unknown as boolean, null), /sampleChannelDot: expected a boolean for gelu/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, f, a, f, v, cf.zeros([1, 4, 4]), true, null, null), /sampleChannelAffine: expected null \(the GELU form's gradient, b given, has no shift\) for beta, got \[4\]/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, f, 'yes' as unknown as boolean, null, null), /sampleChannelDot: expected a boolean for gelu/);
+  });
+});
+
+test('an input bias: grn(x, { inputBias }) equals grn(x + inputBias), forward and all gradients, GELU form or not, every backend and storage', () => {
+  const [n, h, w, c] = [2, 3, 5, 70];
+  const size = n * h * w * c;
+  // bf16-exact inputs, so bf16 storage differs from f32 only in what it rounds on the way.
+  const rounded = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
+  const [xs, gs, bs, ibs, dys] = [Float32Array.from(rng.array(size), (v) => 2 * v), rng.array(c), rng.array(c), rng.array(c), rng.array(size)].map(rounded) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+  const run = (device: string, storage: Storage, fused: boolean, withGelu: boolean) => {
+    const dtype = storage === 'f32' ? 'f32' : 'bf16', pDtype = storage === 'bf16' ? 'bf16' : 'f32';
+    return cf.scope(() => {
+      const x = cf.fromArray(xs, [n, h, w, c], { device, dtype, requiresGrad: true });
+      const g = cf.fromArray(gs, [c], { device, dtype: pDtype, requiresGrad: true });
+      const b = cf.fromArray(bs, [c], { device, dtype: pDtype, requiresGrad: true });
+      const ib = cf.fromArray(ibs, [c], { device, dtype: pDtype, requiresGrad: true });
+      // The composed form adds in f32 and rounds once to x's dtype, as the fused passes read it.
+      const shifted = fused ? x : cf.cast(cf.add(cf.cast(x, 'f32'), cf.cast(ib, 'f32')), dtype);
+      const y = cf.grn(shifted, g, b, { gelu: withGelu, inputBias: fused ? ib : null });
+      y.backward(cf.fromArray(dys, [n, h, w, c], { device, dtype }));
+      return { y: y.toArray(), dx: x.grad!.toArray(), dg: g.grad!.toArray(), db: b.grad!.toArray(), dib: ib.grad!.toArray() };
+    });
+  };
+  for (const device of devices()) {
+    for (const withGelu of [false, true]) {
+      const composed = run(device, 'f32', false, withGelu), fused = run(device, 'f32', true, withGelu);
+      for (const k of ['y', 'dx', 'dg', 'db', 'dib'] as const) {
+        assertClose(fused[k], composed[k], { rtol: 1e-4, atol: 1e-4, what: `${k} f32${withGelu ? ' GELU form' : ''} on ${device}` });
+      }
+      // bf16 storage against f32 (the composed bf16 form would round x + inputBias once more).
+      for (const storage of ['bf16', 'bf16+f32'] as const) {
+        const f2 = run(device, storage, true, withGelu);
+        for (const k of ['y', 'dx', 'dg', 'db', 'dib'] as const) {
+          assert.ok(maxRelError(f2[k], fused[k], 1) < 2e-2, `${k} ${storage}${withGelu ? ' GELU form' : ''} on ${device}: ${maxRelError(f2[k], fused[k], 1)}`);
+        }
+      }
+    }
+  }
+});
+
+test('an input bias: gradients match finite differences; the bias gradient needs no pass of its own', () => {
+  const [n, h, w, c] = [2, 2, 3, 4];
+  gradCheck((x, g, b, ib) => cf.grn(x, g, b, { gelu: true, inputBias: ib }), [
+    { data: rng.array(n * h * w * c), shape: [n, h, w, c] },
+    { data: rng.array(c), shape: [1, 1, 1, c] },
+    { data: rng.array(c), shape: [1, 1, 1, c] },
+    { data: rng.array(c), shape: [c] },
+  ]);
+  const calls: string[] = [];
+  const addon = cf.native as unknown as Record<string, (...a: unknown[]) => void>;
+  const originals = Object.fromEntries(['sampleChannelDot', 'sampleChannelAffine', 'reduce', 'binary', 'cast', 'copy'].map((k) => [k, addon[k]!]));
+  cf.scope(() => {
+    const size = n * h * w * c;
+    const x = cf.fromArray(rng.array(size), [n, h, w, c], { requiresGrad: true });
+    const param = () => cf.fromArray(rng.array(c), [c], { requiresGrad: true });
+    const y = cf.grn(x, param(), param(), { gelu: true, inputBias: param() });
+    const dy = cf.fromArray(rng.array(size), [n, h, w, c]);
+    for (const k of Object.keys(originals)) {
+      addon[k] = (...a: unknown[]) => {
+        // Only calls that touch an activation-sized tensor.
+        if (a.some((t) => t instanceof cf.Tensor && t.size >= size)) calls.push(k);
+        originals[k]!.apply(cf.native, a);
+      };
+    }
+    try {
+      y.backward(dy);
+    } finally {
+      Object.assign(addon, originals);
+    }
+  });
+  // The backward copies dy for the root and runs GRN's two passes: nothing else reads the activations.
+  assert.equal(calls, ['copy', 'sampleChannelDot', 'sampleChannelAffine']);
+});
+
+test('the affine pass sums its output per sample when asked, on every backend and storage', () => {
+  const [n, p, c] = [3, 6, 37];
+  const as = rng.array(n * p * c), bs = rng.array(n * p * c), fas = rng.array(n * c), fbs = rng.array(n * c), xbs = rng.array(c);
+  for (const device of devices()) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      for (const [withB, withGelu] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+        cf.scope(() => {
+          const a = cf.fromArray(as, [n, p, c], { device, dtype });
+          const b = withB ? cf.fromArray(bs, [n, p, c], { device, dtype }) : null;
+          const fb = withB ? cf.fromArray(fbs, [n, c], { device }) : null;
+          const fa = cf.fromArray(fas, [n, c], { device }), xb = cf.fromArray(xbs, [c], { device });
+          const y = cf.zeros([n, p, c], { device, dtype }), alone = cf.zeros([n, p, c], { device, dtype });
+          const sums = cf.zeros([n, c], { device });
+          cf.native.sampleChannelAffine(a, fa, b, fb, null, y, withGelu, xb, sums);
+          cf.native.sampleChannelAffine(a, fa, b, fb, null, alone, withGelu, xb, null);
+          const what = `${dtype}${withB ? ', b' : ''}${withGelu ? ', GELU form' : ''} on ${device}`;
+          assert.equal(y.toArray(), alone.toArray(), `y unchanged by the sums, ${what}`);
+          const yv = y.toArray();
+          const want = new Float64Array(n * c);
+          for (let i = 0; i < yv.length; i++) want[Math.floor(i / (p * c)) * c + (i % c)] += yv[i]!;
+          // The sums are of the values before rounding to y's dtype.
+          const tol = dtype === 'f32' ? 1e-5 : 2e-2;
+          assertClose(sums.toArray(), want, { rtol: tol, atol: tol, what });
+        });
+      }
+    }
+  }
+  cf.scope(() => {
+    const a = cf.zeros([2, 3, 4]), f = cf.zeros([2, 4]), y = cf.zeros([2, 3, 4]);
+    assert.throws(() => cf.native.sampleChannelAffine(a, f, null, null, null, y, false, cf.zeros([3]), null), /sampleChannelAffine: expected \[4\] for xBias.shape, got \[3\]/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, f, null, null, null, y, false, null, cf.zeros([4])), /sampleChannelAffine: expected \[2, 4\] for ySums.shape, got \[4\]/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, f, null, null, null, y, false, null, f), /sampleChannelAffine: ySums must not share memory with fa/);
+    const ab = cf.zeros([2, 3, 4], { dtype: 'bf16' }), yb = cf.zeros([2, 3, 4], { dtype: 'bf16' });
+    assert.throws(() => cf.native.sampleChannelAffine(ab, f, null, null, cf.zeros([4]), yb, false, cf.zeros([4], { dtype: 'bf16' }), null), /sampleChannelAffine: .*beta.*xBias/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, f, false, null, cf.zeros([5])), /sampleChannelDot: expected \[4\] for xBias.shape, got \[5\]/);
+    assert.throws(() => cf.grn(cf.zeros([1, 2, 2, 4]), cf.zeros([4]), null, { inputBias: 3 as unknown as cf.Tensor }), /grn: expected a Tensor or null for inputBias, got 3/);
+    assert.throws(() => cf.grn(cf.zeros([1, 2, 2, 4]), cf.zeros([4]), null, { inputBias: cf.zeros([4], { dtype: 'bf16' }) }), /grn: expected gamma and inputBias of the same dtype, got f32 and bf16/);
   });
 });
 
@@ -161,14 +272,14 @@ test('an all-zero channel gets a zero gradient, not NaN', () => {
 test('the native passes check their arguments', () => {
   cf.scope(() => {
     const a = cf.zeros([2, 3, 4]);
-    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3]), false, null), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
-    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4]), false, null), /sampleChannelDot: .*a/);
-    assert.throws(() => cf.native.sampleChannelDot(a, a, cf.zeros([2, 4]), false, cf.zeros([4])), /sampleChannelDot: expected \[2, 4\] for aSums.shape, got \[4\]/);
+    assert.throws(() => cf.native.sampleChannelDot(a, null, cf.zeros([2, 3]), false, null, null), /sampleChannelDot: expected \[2, 4\] for out.shape, got \[2, 3\]/);
+    assert.throws(() => cf.native.sampleChannelDot(cf.zeros([2, 4]), null, cf.zeros([2, 4]), false, null, null), /sampleChannelDot: .*a/);
+    assert.throws(() => cf.native.sampleChannelDot(a, a, cf.zeros([2, 4]), false, cf.zeros([4]), null), /sampleChannelDot: expected \[2, 4\] for aSums.shape, got \[4\]/);
     const out = cf.zeros([2, 4]);
-    assert.throws(() => cf.native.sampleChannelDot(a, a, out, false, out), /sampleChannelDot: out must not share memory with aSums/);
-    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
-    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[3\]/);
-    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([1, 4]), cf.zeros([2, 3, 4]), false), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[1, 4\]/);
+    assert.throws(() => cf.native.sampleChannelDot(a, a, out, false, out, null), /sampleChannelDot: out must not share memory with aSums/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), a, null, null, cf.zeros([2, 3, 4]), false, null, null), /sampleChannelAffine: expected a tensor \(b is given\) for fb, got null/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([3]), cf.zeros([2, 3, 4]), false, null, null), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[3\]/);
+    assert.throws(() => cf.native.sampleChannelAffine(a, cf.zeros([2, 4]), null, null, cf.zeros([1, 4]), cf.zeros([2, 3, 4]), false, null, null), /sampleChannelAffine: expected shape \[4\] or \[2, 4\] for beta, got \[1, 4\]/);
   });
 });
 
@@ -181,7 +292,7 @@ test('the affine pass takes a shift per sample, beta [N, C], in the GELU form to
         cf.scope(() => {
           const a = cf.fromArray(as, [n, p, c], { device, dtype });
           const y = cf.zeros([n, p, c], { device, dtype });
-          cf.native.sampleChannelAffine(a, cf.fromArray(fas, [n, c], { device }), null, null, cf.fromArray(shifts, [n, c], { device, dtype: shiftDtype }), y, withGelu);
+          cf.native.sampleChannelAffine(a, cf.fromArray(fas, [n, c], { device }), null, null, cf.fromArray(shifts, [n, c], { device, dtype: shiftDtype }), y, withGelu, null, null);
           // The operand as stored (bf16-rounded), GELU'd by the CPU's checked elementwise GELU.
           const av = cf.fromArray(a.toArray(), [n * p * c]);
           const xv = (withGelu ? cf.gelu(av) : av).toArray(), sv = cf.fromArray(shifts, [n, c], { dtype: shiftDtype }).toArray();
@@ -207,8 +318,8 @@ test('the dot pass sums a per sample beside the products, in the GELU form too, 
           const a = cf.fromArray(as, [n, p, c], { device, dtype }), b = cf.fromArray(bs, [n, p, c], { device, dtype });
           const out = cf.zeros([n, c], { device }), sums = cf.zeros([n, c], { device });
           const alone = cf.zeros([n, c], { device });
-          cf.native.sampleChannelDot(a, b, out, withGelu, sums);
-          cf.native.sampleChannelDot(a, b, alone, withGelu, null);
+          cf.native.sampleChannelDot(a, b, out, withGelu, sums, null);
+          cf.native.sampleChannelDot(a, b, alone, withGelu, null, null);
           // The products are those of the pass without sums; the sums are of a as stored.
           assert.equal(out.toArray(), alone.toArray(), `products unchanged, ${dtype}${withGelu ? ', GELU form' : ''} on ${device}`);
           const av = a.toArray();

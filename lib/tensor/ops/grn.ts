@@ -36,14 +36,21 @@ export interface GrnOptions {
    * Gradients flow to x through the GELU. Default false.
    */
   gelu?: boolean;
+  /**
+   * A per-channel bias [C] added to x as GRN's passes read it: GRN(x + inputBias), the bias of
+   * the linear layer before GRN, which then writes its product without one. Its gradient (the
+   * sum of x's over N, H and W) comes out of the pass that writes x's gradient, where the
+   * linear layer would read that gradient once more. Same dtype rules as gamma. Default none.
+   */
+  inputBias?: Tensor | null;
 }
 
 /**
- * GRN over x [N, H, W, C]: G[n, c] = ||x[n, :, :, c]||_2 (over H and W),
+ * GRN over x [N, H, W, C] (x + inputBias when given): G[n, c] = ||x[n, :, :, c]||_2 (over H and W),
  * Nx = G / (mean over c of G + 1e-6), y = (gamma * Nx + 1) * x + beta. gamma and beta are
  * [C] or [1, 1, 1, C] (the checkpoint's shape); beta may be null (the deploy form, where it
- * was folded into the next linear layer). Gradients flow to x, gamma and beta. gamma and beta
- * share one dtype, x's or f32 beside a bf16 x (a GELU of a bf16 product under autocast): the
+ * was folded into the next linear layer). Gradients flow to x, gamma, beta and inputBias. gamma,
+ * beta and inputBias share one dtype, x's or f32 beside a bf16 x (a GELU of a bf16 product under autocast): the
  * math is f32 either way and the result has x's dtype, rounded once, which is what the
  * product after GRN reads (an f32 result would only be cast there).
  */
@@ -57,7 +64,11 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, 
   const gamma = channelVector(op, 'gamma', gammaIn, x, c);
   if (betaIn !== null && betaIn !== undefined && typeof betaIn !== 'object') throw argError(op, 'beta', 'a Tensor or null', betaIn);
   const beta = betaIn ? channelVector(op, 'beta', betaIn, x, c) : null;
-  checkParamDtypes(op, x, [['gamma', gamma], ['beta', beta]]);
+  const biasIn = opts.inputBias;
+  if (biasIn !== null && biasIn !== undefined && typeof biasIn !== 'object') throw argError(op, 'inputBias', 'a Tensor or null', biasIn);
+  const inputBias = biasIn ? channelVector(op, 'inputBias', biasIn, x, c) : null;
+  checkParamDtypes(op, x, [['gamma', gamma], ['beta', beta], ['inputBias', inputBias]]);
+  const xBias = inputBias ? inputBias.view([c]) : null;
   const x3 = x.view([n, h * w, c]);
   const y = emptyLike(x);
   const y3 = y.view([n, h * w, c]);
@@ -66,7 +77,7 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, 
   const [norms, normalized, gain, denom] = noGrad(() =>
     scope(() => {
       const squares = empty([n, c], { device: x.device });
-      native.sampleChannelDot(x3, null, squares, gelu, null);
+      native.sampleChannelDot(x3, null, squares, gelu, null, xBias);
       const g = sqrt(squares);
       const d = affine(mean(g, 1, { keepDims: true }), 1, GRN_EPS);
       const u = div(g, d);
@@ -74,31 +85,39 @@ export function grn(xIn: Tensor, gammaIn: Tensor, betaIn: Tensor | null = null, 
     }),
   );
   const betaFlat = beta ? beta.view([c]) : null;
-  native.sampleChannelAffine(x3, gain, null, null, betaFlat, y3, gelu);
+  native.sampleChannelAffine(x3, gain, null, null, betaFlat, y3, gelu, xBias, null);
   for (const t of [y3, betaFlat]) t?.dispose();
-  const inputs = beta ? [x, gamma, beta] : [x, gamma];
-  attachGrad(y, op, inputs, [x, norms, normalized, gain, denom, gamma], (gy, [xs, g, u, gn, d, gm], needs) => {
+  const inputs = [x, gamma];
+  const betaIndex = beta ? inputs.push(beta) - 1 : -1;
+  const biasIndex = inputBias ? inputs.push(inputBias) - 1 : -1;
+  const saved = [x, norms, normalized, gain, denom, gamma];
+  if (xBias) saved.push(xBias);
+  attachGrad(y, op, inputs, saved, (gy, [xs, g, u, gn, d, gm, xb], needs) => {
     const xv = xs!.view([n, h * w, c]);
     const gy3 = gy.view([n, h * w, c]);
     // S[n, c] = sum over pixels of dy * x (GELU(x) with gelu): the gradient of every [N, C]
     // quantity runs through it. The same pass sums dy per sample for beta's gradient.
     const s = empty([n, c], { device: gy.device });
-    const dySums = beta && needs[2] ? empty([n, c], { device: gy.device }) : null;
-    native.sampleChannelDot(gy3, xv, s, gelu, dySums);
+    const dySums = betaIndex > 0 && needs[betaIndex] ? empty([n, c], { device: gy.device }) : null;
+    native.sampleChannelDot(gy3, xv, s, gelu, dySums, xb ?? null);
     let dx: Tensor | null = null;
-    if (needs[0]) {
+    // inputBias's gradient: the sums of dx, from the pass that writes dx.
+    const dxSums = biasIndex > 0 && needs[biasIndex] ? empty([n, c], { device: gy.device }) : null;
+    if (needs[0] || dxSums) {
       // dx = dy * gain + x * coef, coef = (a / d - sum_c(a * G) / (C d^2)) / G with a = gamma * S
       // (with gelu, GELU(x) in place of x and the sum times GELU'(x), in the same pass).
       const a = mul(s, cast(reshape(gm!, [c]), 'f32'));
       const k = div(sum(mul(a, g!), 1, { keepDims: true }), affine(square(d!), c));
       const coef = div(sub(div(a, d!), k), clamp(g!, MIN_NORM));
       dx = emptyLike(xs!);
-      native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]), gelu);
+      native.sampleChannelAffine(gy3, gn!, xv, coef, null, dx.view([n, h * w, c]), gelu, xb ?? null, dxSums);
     }
-    const dGamma = needs[1] ? reshape(cast(sum(mul(u!, s), 0), gm!.dtype), gm!.shape) : null;
-    const dBeta = dySums ? reshape(cast(sum(dySums, 0), beta!.dtype), beta!.shape) : null;
-    return beta ? [dx, dGamma, dBeta] : [dx, dGamma];
+    const channelSums = (sums: Tensor | null, like: Tensor | null): Tensor | null => (sums && like ? reshape(cast(sum(sums, 0), like.dtype), like.shape) : null);
+    const grads = [dx, needs[1] ? reshape(cast(sum(mul(u!, s), 0), gm!.dtype), gm!.shape) : null];
+    if (beta) grads.push(channelSums(dySums, beta));
+    if (inputBias) grads.push(channelSums(dxSums, inputBias));
+    return grads;
   });
-  for (const t of [x3, norms, normalized, gain, denom]) t.dispose();
+  for (const t of [x3, norms, normalized, gain, denom, xBias]) t?.dispose();
   return y;
 }

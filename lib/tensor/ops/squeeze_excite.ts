@@ -68,13 +68,13 @@ export function squeezeExcite(xIn: Tensor, downWeightIn: Tensor, downBiasIn: Ten
   });
   const y = emptyLike(x);
   const y3 = y.view([n, pixels, c]);
-  native.sampleChannelAffine(x3, gate, null, null, null, y3, false);
+  native.sampleChannelAffine(x3, gate, null, null, null, y3, false, null, null);
   y3.dispose();
   attachGrad(y, op, [x, downWeight, downBias, upWeight, upBias], [x, pooled, hidden, gate, down, up], (gy, [xs, p, hid, g, dw, uw], needs) => {
     const gy3 = gy.view([n, pixels, c]);
     const xv = xs!.view([n, pixels, c]);
     const dGate = empty([n, c], { device: gy.device });
-    native.sampleChannelDot(gy3, xv, dGate, false, null);
+    native.sampleChannelDot(gy3, xv, dGate, false, null, null);
     xv.dispose();
     // Back through the sigmoid, the up layer, the ReLU (hidden > 0 exactly where its input is) and the down layer.
     const [dUpIn, dDownIn] = smallPath(() => {
@@ -89,7 +89,7 @@ export function squeezeExcite(xIn: Tensor, downWeightIn: Tensor, downBiasIn: Ten
       const shift = smallPath(() => affine(matmul(dDownIn, dw!), 1 / pixels));
       dx = emptyLike(xs!);
       const dx3 = dx.view([n, pixels, c]);
-      native.sampleChannelAffine(gy3, g!, null, null, shift, dx3, false);
+      native.sampleChannelAffine(gy3, g!, null, null, shift, dx3, false, null, null);
       dx3.dispose();
     }
     const as = (t: Tensor, like: Tensor): Tensor => reshape(cast(t, like.dtype), like.shape);
