@@ -4,7 +4,7 @@ export {
   liveTensorCount, isTensor, dtypeBytes, DTYPES, type DType, type Device, type TensorOptions,
 } from './tensor.js';
 export { scope, keep, scopeDepth } from './scope.js';
-export { backward, noGrad, enableGrad, isGradEnabled, attachGrad, GradNode, type GradFn } from './autograd.js';
+export { backward, noGrad, enableGrad, isGradEnabled, attachGrad, GradNode, type GradFn, type PendingGrad } from './autograd.js';
 export { checkpoint } from './checkpoint.js';
 export { autocast, autocastDtype, type AutocastDType } from './autocast.js';
 export { Generator, defaultGenerator, manualSeed, rand, randn, type RandomOptions } from './random.js';
