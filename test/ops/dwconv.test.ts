@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
+import { assertClose, bf16Rounded, devices, gradCheck, hasCuda, maxRelError, recordNativeCalls, Rng } from '../support/helpers.js';
 
 const test = suite('dwconv');
 const rng = new Rng(4);
@@ -268,7 +268,6 @@ test('CUDA matches the CPU, f32 and bf16', () => {
 });
 
 test('the input gradient adds into dx with accumulate: every backend, dtype, stride and dilation', () => {
-  const round = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
   for (const device of devices()) {
     for (const g of [
       { n: 2, h: 11, w: 13, c: 19, k: 13, stride: 1, dil: 1, ph: 6, pw: 6 },
@@ -279,7 +278,7 @@ test('the input gradient adds into dx with accumulate: every backend, dtype, str
       const prior = rng.array(g.n * g.h * g.w * g.c);
       for (const dtype of ['f32', 'bf16'] as const) {
         cf.scope(() => {
-          const [ws, dys, ps] = dtype === 'f32' ? [d.ws, d.dys, prior] : [round(d.ws), round(d.dys), round(prior)];
+          const [ws, dys, ps] = dtype === 'f32' ? [d.ws, d.dys, prior] : [bf16Rounded(d.ws), bf16Rounded(d.dys), bf16Rounded(prior)];
           const oh = outSize(g.h, g.ph, g), ow = outSize(g.w, g.pw, g);
           const dx = cf.fromArray(ps, [g.n, g.h, g.w, g.c], { device, dtype });
           const w = cf.fromArray(ws, [g.c, g.k, g.k], { device, dtype });
@@ -306,30 +305,17 @@ test('parallel convolutions of one input sum their input gradients in place, wit
   const coef = rng.array(n * h * w * c);
   for (const device of devices()) {
     for (const dtype of ['f32', 'bf16'] as const) {
-      const calls: string[] = [];
-      const addon = cf.native as unknown as Record<string, (...a: unknown[]) => void>;
-      const originals = { binary: addon.binary!, dwconvBackwardInput: addon.dwconvBackwardInput! };
-      const dx = cf.scope(() => {
+      const { result: dx, calls } = cf.scope(() => {
         const x = cf.fromArray(xs, [n, h, w, c], { device, requiresGrad: true });
         // A node (the bf16 cast, or x * 1) feeding every branch, as a Dilated Reparam Block's input.
         const input = dtype === 'bf16' ? cf.cast(x, 'bf16') : cf.mul(x, 1);
         const ys = branches.map((b, i) => cf.depthwiseConv2d(input, cf.fromArray(weights[i]!, [c, b.k, b.k], { device, dtype }), null, { dilation: b.dil }));
         const y = cf.add(cf.add(ys[0]!, ys[1]!), ys[2]!);
         const loss = cf.sum(cf.mul(cf.cast(y, 'f32'), cf.fromArray(coef, [n, h, w, c], { device })));
-        addon.binary = (...a: unknown[]) => {
-          calls.push(`binary ${a[0]}`);
-          originals.binary.apply(cf.native, a);
-        };
-        addon.dwconvBackwardInput = (...a: unknown[]) => {
-          calls.push(`dwconvBackwardInput accumulate=${a[7]}`);
-          originals.dwconvBackwardInput.apply(cf.native, a);
-        };
-        try {
+        return recordNativeCalls({ binary: (a) => `binary ${a[0]}`, dwconvBackwardInput: (a) => `dwconvBackwardInput accumulate=${a[7]}` }, () => {
           loss.backward();
-        } finally {
-          Object.assign(addon, originals);
-        }
-        return x.grad!.toArray();
+          return x.grad!.toArray();
+        });
       });
       const what = `${dtype} on ${device}`;
       assert.equal(calls.filter((s) => s.startsWith('dwconv')), ['dwconvBackwardInput accumulate=false', 'dwconvBackwardInput accumulate=true', 'dwconvBackwardInput accumulate=true'], what);
@@ -341,7 +327,7 @@ test('parallel convolutions of one input sum their input gradients in place, wit
       const want = new Float64Array(xs.length);
       branches.forEach((b, i) => {
         const pad = (b.dil * (b.k - 1)) / 2;
-        const ws = dtype === 'f32' ? weights[i]! : cf.scope(() => cf.fromArray(weights[i]!, [weights[i]!.length], { dtype: 'bf16' }).toArray());
+        const ws = dtype === 'f32' ? weights[i]! : bf16Rounded(weights[i]!);
         refBackward(xs, ws, coef, { ...g0, k: b.k, dil: b.dil, ph: pad, pw: pad }).dx.forEach((v, j) => (want[j] += v));
       });
       if (dtype === 'f32') assertClose(dx, want, { rtol: 1e-4, atol: 1e-4, what });

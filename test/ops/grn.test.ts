@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
+import { assertClose, bf16Rounded, devices, gradCheck, hasCuda, maxRelError, recordNativeCalls, Rng } from '../support/helpers.js';
 
 const test = suite('grn');
 const rng = new Rng(41);
@@ -153,8 +153,7 @@ test('an input bias: grn(x, { inputBias }) equals grn(x + inputBias), forward an
   const [n, h, w, c] = [2, 3, 5, 70];
   const size = n * h * w * c;
   // bf16-exact inputs, so bf16 storage differs from f32 only in what it rounds on the way.
-  const rounded = (a: Float32Array): Float32Array => cf.scope(() => cf.fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
-  const [xs, gs, bs, ibs, dys] = [Float32Array.from(rng.array(size), (v) => 2 * v), rng.array(c), rng.array(c), rng.array(c), rng.array(size)].map(rounded) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+  const [xs, gs, bs, ibs, dys] = [Float32Array.from(rng.array(size), (v) => 2 * v), rng.array(c), rng.array(c), rng.array(c), rng.array(size)].map(bf16Rounded) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
   const run = (device: string, storage: Storage, fused: boolean, withGelu: boolean) => {
     const dtype = storage === 'f32' ? 'f32' : 'bf16', pDtype = storage === 'bf16' ? 'bf16' : 'f32';
     return cf.scope(() => {
@@ -194,27 +193,16 @@ test('an input bias: gradients match finite differences; the bias gradient needs
     { data: rng.array(c), shape: [1, 1, 1, c] },
     { data: rng.array(c), shape: [c] },
   ]);
-  const calls: string[] = [];
-  const addon = cf.native as unknown as Record<string, (...a: unknown[]) => void>;
-  const originals = Object.fromEntries(['sampleChannelDot', 'sampleChannelAffine', 'reduce', 'binary', 'cast', 'copy'].map((k) => [k, addon[k]!]));
-  cf.scope(() => {
-    const size = n * h * w * c;
+  const size = n * h * w * c;
+  // Only calls that touch an activation-sized tensor.
+  const activationSized = (name: string) => (a: unknown[]) => (a.some((t) => t instanceof cf.Tensor && t.size >= size) ? name : null);
+  const names = ['sampleChannelDot', 'sampleChannelAffine', 'reduce', 'binary', 'cast', 'copy'];
+  const { calls } = cf.scope(() => {
     const x = cf.fromArray(rng.array(size), [n, h, w, c], { requiresGrad: true });
     const param = () => cf.fromArray(rng.array(c), [c], { requiresGrad: true });
     const y = cf.grn(x, param(), param(), { gelu: true, inputBias: param() });
     const dy = cf.fromArray(rng.array(size), [n, h, w, c]);
-    for (const k of Object.keys(originals)) {
-      addon[k] = (...a: unknown[]) => {
-        // Only calls that touch an activation-sized tensor.
-        if (a.some((t) => t instanceof cf.Tensor && t.size >= size)) calls.push(k);
-        originals[k]!.apply(cf.native, a);
-      };
-    }
-    try {
-      y.backward(dy);
-    } finally {
-      Object.assign(addon, originals);
-    }
+    return recordNativeCalls(Object.fromEntries(names.map((k) => [k, activationSized(k)])), () => y.backward(dy));
   });
   // The backward copies dy for the root and runs GRN's two passes: nothing else reads the activations.
   assert.equal(calls, ['copy', 'sampleChannelDot', 'sampleChannelAffine']);

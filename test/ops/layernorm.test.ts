@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, devices, gradCheck, numelOf, Rng } from '../support/helpers.js';
+import { assertClose, devices, gradCheck, numelOf, recordNativeCalls, Rng } from '../support/helpers.js';
 
 const test = suite('layernorm');
 const rng = new Rng(41);
@@ -182,33 +182,18 @@ test('a pre-norm residual x + f(LN(x)): the norm adds its input gradient into th
     for (const [dtype, outDtype] of [['f32', null], ['f32', 'bf16'], ['bf16', null]] as const) {
       // asNode: x reaches the block through an op (as in a model), so its gradient is pending
       // there and the norm can add into it; as a leaf the engine sums the two gradients.
-      const run = (asNode: boolean): { grad: Float32Array; calls: string[] } => {
-        const calls: string[] = [];
-        const addon = cf.native as unknown as Record<string, (...a: unknown[]) => void>;
-        const originals = { binary: addon.binary!, layerNormBackward: addon.layerNormBackward! };
-        const grad = cf.scope(() => {
+      const run = (asNode: boolean): { grad: Float32Array; calls: string[] } =>
+        cf.scope(() => {
           const x = cf.fromArray(xs, [rows, d], { device, dtype, requiresGrad: true });
           const h = asNode ? cf.mul(x, 1) : x;
           const w = cf.fromArray(ws, [d], { device, dtype }), b = cf.fromArray(bs, [d], { device, dtype });
           const branch = cf.mul(cf.cast(cf.layerNorm(h, w, b, 1e-5, outDtype), dtype), cf.fromArray(coef, [rows, d], { device, dtype }));
           const y = cf.add(h, branch);
-          addon.binary = (...a: unknown[]) => {
-            calls.push(`binary ${a[0]}`);
-            originals.binary.apply(cf.native, a);
-          };
-          addon.layerNormBackward = (...a: unknown[]) => {
-            calls.push(`layerNormBackward accumulate=${a[8]}`);
-            originals.layerNormBackward.apply(cf.native, a);
-          };
-          try {
-            y.backward(cf.ones([rows, d], { device, dtype }));
-          } finally {
-            Object.assign(addon, originals);
-          }
-          return x.grad!.toArray() as Float32Array;
+          const { calls } = recordNativeCalls({ binary: (a) => `binary ${a[0]}`, layerNormBackward: (a) => `layerNormBackward accumulate=${a[8]}` }, () =>
+            y.backward(cf.ones([rows, d], { device, dtype })),
+          );
+          return { grad: x.grad!.toArray() as Float32Array, calls };
         });
-        return { grad, calls };
-      };
       const inPlace = run(true), summed = run(false);
       const what = `${dtype} x${outDtype ? `, ${outDtype} y` : ''} on ${device}`;
       assert.ok(inPlace.calls.includes('layerNormBackward accumulate=true'), `${what}: ${inPlace.calls.join(', ')}`);

@@ -103,6 +103,33 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+/** The values rounded to bf16 (as a bf16 tensor stores them), as f32. */
+export function bf16Rounded(a: Float32Array): Float32Array {
+  return scope(() => fromArray(a, [a.length], { dtype: 'bf16' }).toArray() as Float32Array);
+}
+
+/**
+ * Runs fn with the named native calls recorded: each call appends describe[name](args) to the
+ * list (a string, or null to leave it out) and then runs. The addon is restored afterwards.
+ */
+export function recordNativeCalls<R>(describe: Record<string, (args: unknown[]) => string | null>, fn: () => R): { result: R; calls: string[] } {
+  const addon = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const originals = Object.fromEntries(Object.keys(describe).map((k) => [k, addon[k]!]));
+  const calls: string[] = [];
+  for (const [k, what] of Object.entries(describe)) {
+    addon[k] = (...a: unknown[]) => {
+      const line = what(a);
+      if (line !== null) calls.push(line);
+      return originals[k]!.apply(native, a);
+    };
+  }
+  try {
+    return { result: fn(), calls };
+  } finally {
+    Object.assign(addon, originals);
+  }
+}
+
 /** Largest |a - e| / max(|e|, floor) over all elements. */
 export function maxRelError(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 1e-3): number {
   let m = 0;
