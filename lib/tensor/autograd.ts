@@ -8,7 +8,7 @@
 // that is never run is released when its last tensor is disposed.
 import { argError, sameShape } from './check.js';
 import { scope } from './scope.js';
-import { dtypeBytes, ones, Storage, Tensor } from './tensor.js';
+import { dtypeBytes, ones, Storage, Tensor, type DType } from './tensor.js';
 import { native } from '../native.js';
 
 let gradDisabledDepth = 0;
@@ -45,6 +45,7 @@ interface NodeInput {
   node: GradNode | null;
   leaf: Tensor | null;
   shape: readonly number[];
+  dtype: DType;
 }
 
 /**
@@ -59,9 +60,10 @@ export type GradFn = (gy: Tensor, saved: Tensor[], needs: boolean[], pendingGrad
  * The gradient already collected for input i from its other consumers, when the gradient
  * function may add input i's gradient into it in place and return it (so an input that feeds
  * several ops, like the input of parallel convolutions or a residual stream, gets one tensor
- * written in place rather than a new tensor per consumer and a sum): a contiguous tensor of the
- * input's shape that nothing else references. Null when there is none (the first consumer, a
- * leaf, memory shared with another tensor); the function then returns a new tensor as usual.
+ * written in place rather than a new tensor per consumer and a sum): a tensor of the input's
+ * shape and dtype that nothing else references. Null when there is none (the first consumer, a
+ * leaf, memory shared with another tensor, an input that needs no gradient); the function then
+ * returns a new tensor as usual.
  */
 export type PendingGrad = (i: number) => Tensor | null;
 
@@ -81,7 +83,7 @@ export class GradNode {
     this.inputs = inputs.map((t) => {
       const node = t.requiresGrad ? t.gradFn : null;
       node?.ref();
-      return { node, leaf: t.requiresGrad && !t.gradFn ? t : null, shape: t.shape };
+      return { node, leaf: t.requiresGrad && !t.gradFn ? t : null, shape: t.shape, dtype: t.dtype };
     });
     // Aliases outside any scope keep the saved memory alive after the originals are disposed.
     this.saved = saved.map((t) => untrackedAlias(t));
@@ -252,13 +254,15 @@ export function backward(root: Tensor, grad?: Tensor): void {
         }
         const needs = node.inputs.map((i) => i.node !== null || i.leaf !== null);
         const gyOwned = { taken: false, usesLeft: 0 };
+        // What pendingGrad handed out: returned, it has been added into already and stays pending.
+        const offered = new Set<Tensor>();
         const pendingGrad: PendingGrad = (i) => {
           const inp = node.inputs[i];
           const prev = inp?.node ? pending.get(inp.node) : undefined;
-          if (!prev || !needs[i] || prev.storage.refs !== 1) return null;
-          return sameShape(prev.shape, inp!.shape) ? prev : null;
+          if (!prev || !needs[i] || prev.storage.refs !== 1 || prev.dtype !== inp!.dtype || !sameShape(prev.shape, inp!.shape)) return null;
+          offered.add(prev);
+          return prev;
         };
-        const isPending = (g: Tensor | null): boolean => g !== null && node.inputs.some((inp) => inp.node !== null && pending.get(inp.node) === g);
         let grads: (Tensor | null)[] = [];
         try {
           // In a scope: temporaries of the gradient function (views, partial results) are
@@ -269,7 +273,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
             const g = grads[i];
             if (!g) return;
             grads[i] = null;
-            if (isPending(g)) return;
+            if (offered.has(g)) return;
             if (!needs[i]) {
               if (g !== gy) g.dispose();
               return;
@@ -293,7 +297,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
             }
           });
         } catch (e) {
-          if (Array.isArray(grads)) for (const g of grads) if (g instanceof Tensor && g !== gy && !isPending(g)) g.dispose();
+          if (Array.isArray(grads)) for (const g of grads) if (g instanceof Tensor && g !== gy && !offered.has(g)) g.dispose();
           if (!gyOwned.taken) gy.dispose();
           throw e;
         }

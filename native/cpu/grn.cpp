@@ -9,22 +9,16 @@
 
 #include "gelu.h"
 #include "grn.h"
+#include "row_math.h"
 #include "threadpool.h"
 
 namespace cf::cpu {
 namespace {
 
+using rowmath::values_f32;
+
 constexpr int64_t kChannelBlock = 64;
 constexpr int64_t kSegment = 256;  // channels per row segment (f32 buffers on the stack)
-
-// A per-channel (or per-sample, per-channel) vector of P as f32; zeros when absent.
-template <typename P>
-std::vector<float> vector_f32(const void* v, int64_t count) {
-  std::vector<float> out(static_cast<size_t>(count), 0.0f);
-  if (v)
-    for (int64_t k = 0; k < count; ++k) out[k] = Elem<P>::load(static_cast<const P*>(v), k);
-  return out;
-}
 
 // xv[j] = x[i0 + j] + bias[j] for one segment; bias may be null.
 template <typename T>
@@ -75,6 +69,12 @@ struct AffineJob {
   int64_t p, c;
 };
 
+// GCC cannot see that load_x writes the xv[0, len) that GELU then reads, and warns that xv may
+// be uninitialized where it is passed as a const pointer.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // y for row r, channels [k0, k0 + len) (len <= kSegment), stored; added to sums (f64) when given.
 template <typename T, bool Gelu>
 inline void affine_segment(const AffineJob<T>& J, int64_t r, int64_t k0, int64_t len, double* sums) {
@@ -99,6 +99,9 @@ inline void affine_segment(const AffineJob<T>& J, int64_t r, int64_t k0, int64_t
     if (sums) sums[j] += v;
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 template <typename T, bool Gelu>
 void affine(const AffineJob<T>& J, float* y_sums, int64_t n) {
@@ -127,7 +130,7 @@ void affine(const AffineJob<T>& J, float* y_sums, int64_t n) {
 void sample_channel_dot(DType dtype, DType bias_dtype, const void* a, const void* b, const void* x_bias, float* out, float* a_sums,
                         int64_t n, int64_t p, int64_t c, bool gelu, Stream) {
   CF_SAME_OR_WIDER_DTYPES(dtype, bias_dtype, T, P, {
-    const std::vector<float> bias = vector_f32<P>(x_bias, x_bias ? c : 0);
+    const std::vector<float> bias = values_f32<P>(x_bias, c);
     const float* xb = x_bias ? bias.data() : nullptr;
     const T* ta = static_cast<const T*>(a);
     const T* tb = static_cast<const T*>(b);
@@ -140,8 +143,8 @@ void sample_channel_affine(DType dtype, DType param_dtype, const void* a, const 
                            bool beta_per_sample, const void* x_bias, void* y, float* y_sums, int64_t n, int64_t p, int64_t c, bool gelu,
                            Stream) {
   CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    const std::vector<float> shifts = vector_f32<P>(beta, (beta_per_sample ? n : 1) * c);
-    const std::vector<float> bias = vector_f32<P>(x_bias, x_bias ? c : 0);
+    const std::vector<float> shifts = values_f32<P>(beta, (beta_per_sample ? n : 1) * c);
+    const std::vector<float> bias = values_f32<P>(x_bias, c);
     const AffineJob<T> J{static_cast<const T*>(a), fa, static_cast<const T*>(b), fb, shifts.data(), beta_per_sample,
                          x_bias ? bias.data() : nullptr, static_cast<T*>(y), p, c};
     if (gelu) affine<T, true>(J, y_sums, n);

@@ -20,16 +20,6 @@ using namespace rowmath;
 
 namespace {
 
-// An [n] parameter as f32 (converted once for bf16), or null.
-template <typename T>
-std::vector<float> param_f32(const void* p, int64_t n) {
-  std::vector<float> v;
-  if (!p) return v;
-  v.resize(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = Elem<T>::load(static_cast<const T*>(p), i);
-  return v;
-}
-
 template <typename F>
 void with_flags(bool a, bool b, F&& f) {
   if (a && b) f(std::true_type{}, std::true_type{});
@@ -45,7 +35,7 @@ void layernorm_forward(DType dtype, DType y_dtype, const void* xv, const void* w
   CF_LAYERNORM_DTYPES(dtype, y_dtype, T, TY, {
     const T* x = static_cast<const T*>(xv);
     TY* y = static_cast<TY*>(yv);
-    const std::vector<float> wv = param_f32<T>(weight, n), bv = param_f32<T>(bias, n);
+    const std::vector<float> wv = values_f32<T>(weight, n), bv = values_f32<T>(bias, n);
     const float* w = wv.data();
     const float* bb = bv.data();
     const float inv_n = 1.0f / static_cast<float>(n);
@@ -83,7 +73,7 @@ void layernorm_backward(DType dtype, DType dy_dtype, const void* xv, const void*
     const T* x = static_cast<const T*>(xv);
     const TY* dy = static_cast<const TY*>(dyv);
     T* dx = static_cast<T*>(dxv);
-    const std::vector<float> wv = param_f32<T>(weight, n);
+    const std::vector<float> wv = values_f32<T>(weight, n);
     const float* w = wv.data();
     const float inv_n = 1.0f / static_cast<float>(n);
     const bool want_params = dweight || dbias;

@@ -1,4 +1,5 @@
-// Row primitives for the CPU row-wise kernels (softmax, cross-entropy, layernorm, l2norm).
+// Row primitives for the CPU row-wise kernels (softmax, cross-entropy, layernorm, l2norm) and
+// their parameter vectors as f32 (also GRN's).
 //
 // Reductions keep kLanes independent partial sums and add them up at the end. The build
 // does not use -ffast-math, so the compiler may not reorder one float accumulator; the
@@ -17,6 +18,15 @@
 namespace cf::cpu::rowmath {
 
 constexpr int64_t kLanes = 16;
+
+// The n values of a T vector (a norm's parameters) as f32, converted once; n zeros when p is null.
+template <typename T>
+std::vector<float> values_f32(const void* p, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n), 0.0f);
+  if (p)
+    for (int64_t i = 0; i < n; ++i) v[i] = Elem<T>::load(static_cast<const T*>(p), i);
+  return v;
+}
 
 // sum_{i < n} term(i), accumulated in kLanes lanes.
 template <typename F>

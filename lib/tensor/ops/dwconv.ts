@@ -119,9 +119,8 @@ function dwconvNhwc(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry): Ten
       // The parallel convolutions of a Dilated Reparam Block share x: each adds its gradient
       // into the one tensor the first wrote.
       const sum = pendingGrad(0);
-      const accumulate = sum !== null && sum.dtype === gy.dtype;
-      dx = accumulate ? sum : empty(xShape, { dtype: gy.dtype, device: gy.device });
-      native.dwconvBackwardInput(gy, s[wi]!, dx, g.stride, g.ph, g.pw, g.dilation, accumulate);
+      dx = sum ?? empty(xShape, { dtype: gy.dtype, device: gy.device });
+      native.dwconvBackwardInput(gy, s[wi]!, dx, g.stride, g.ph, g.pw, g.dilation, sum !== null);
     }
     const dw = needs[1] && xi >= 0 ? empty(wShape, { dtype: gy.dtype, device: gy.device }) : null;
     const db = bias && needs[2] ? empty([g.c], { dtype: gy.dtype, device: gy.device }) : null;

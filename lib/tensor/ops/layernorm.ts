@@ -48,12 +48,11 @@ export function layerNorm(xIn: Tensor, weightIn: Tensor | null = null, biasIn: T
   attachGrad(y, op, [x, ...params], weight ? [x, mean, rstd, weight] : [x, mean, rstd], (gy, saved, needs, pendingGrad) => {
     const [xs, ms, rs, ws] = saved;
     // A pre-norm residual block's x has the residual's gradient already: add into it.
-    const sum = needs[0] ? pendingGrad(0) : null;
-    const accumulate = sum !== null && sum.dtype === xs!.dtype;
-    const dx = needs[0] ? (accumulate ? sum : emptyLike(xs!)) : null;
+    const sum = pendingGrad(0);
+    const dx = needs[0] ? (sum ?? emptyLike(xs!)) : null;
     const dw = wi > 0 && needs[wi] ? empty([d], { dtype: xs!.dtype, device: xs!.device }) : null;
     const db = bi > 0 && needs[bi] ? empty([d], { dtype: xs!.dtype, device: xs!.device }) : null;
-    native.layerNormBackward(xs!, ws ?? null, ms!, rs!, gy, dx, dw, db, accumulate);
+    native.layerNormBackward(xs!, ws ?? null, ms!, rs!, gy, dx, dw, db, sum !== null);
     const grads: (Tensor | null)[] = [dx];
     if (weight) grads.push(dw);
     if (bias) grads.push(db);

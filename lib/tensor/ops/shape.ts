@@ -75,10 +75,10 @@ export function cast(xIn: Tensor, dtype: DType): Tensor {
   native.cast(x, y);
   if (dt === 'i32' || x.dtype === 'i32') return y;
   return attachGrad(y, 'cast', [x], [], (gy, _saved, _needs, pendingGrad) => {
-    // A wider x that has a gradient from elsewhere (the residual stream beside a bf16 branch)
-    // takes this one added in place: no widened copy of gy and no separate sum.
-    const sum = pendingGrad(0);
-    if (sum && sum.dtype === 'f32') {
+    // An f32 x (wider than gy) that has a gradient from elsewhere (the residual stream beside a
+    // bf16 branch) takes this one added in place: no widened copy of gy and no separate sum.
+    const sum = x.dtype === 'f32' ? pendingGrad(0) : null;
+    if (sum) {
       native.binary('add', sum, gy, sum);
       return [sum];
     }
