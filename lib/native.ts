@@ -121,9 +121,11 @@ export interface NativeAddon {
   // batchNorm over the last (channel) axis: x / y / dy / dx [..., C]; weight, bias [C] of one dtype, x's or f32 beside bf16 x; mean, var, rstd,
   // sumDy, sumDyXhat f32 [C]; batchStats: mean and rstd came from this batch (false: constants, eval mode)
   batchNormStats(x: T, mean: T, variance: T, rstd: T, eps: number): void;
-  batchNormApply(x: T, mean: T, rstd: T, weight: T | null, bias: T | null, y: T): void;
+  // y = residual + the normalized x when a residual is given (y in the residual's dtype: x's, or f32 beside bf16 x)
+  batchNormApply(x: T, mean: T, rstd: T, weight: T | null, bias: T | null, residual: T | null, y: T): void;
   // y = the sum over 1 to 8 branches of batchNormApply's value; the branches' x of one dtype and shape, their weights and biases of one dtype
   batchNormSumApply(xs: T[], means: T[], rstds: T[], weights: (T | null)[], biases: (T | null)[], y: T): void;
+  // dy of x's dtype, or f32 beside bf16 x (the gradient of an f32 residual sum); dx of x's dtype
   batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
   // GRN passes over a / b / y [N, P, C] with x = (b ?? a) + xBias[c]: out[n, c] = sum_p a * x (b null: x * x; and

@@ -20,7 +20,7 @@ export {
   UniRepLKNet, UniRepLKNetTower, UniRepLKNetBlock, DilatedReparamBlock, UNIREPLKNET_VARIANTS, DILATED_BRANCHES, defaultKernelSizes, variantArch, checkArch,
   type UniRepLKNetArch, type UniRepLKNetVariant, type UniRepLKNetOptions, type UniRepLKNetTowerOptions,
 } from './unireplknet.js';
-export { BatchNorm2d, Conv2d, DepthwiseConv, GRN, SEBlock, Sequence } from './unireplknet_layers.js';
+export { BatchNorm2d, type BatchNorm2dForwardOptions, Conv2d, DepthwiseConv, GRN, SEBlock, Sequence } from './unireplknet_layers.js';
 export { deployStateDict, BATCHNORM_EPS } from './unireplknet_reparam.js';
 export { uniRepLKNetTrunkParameters, uniRepLKNetBlockParameters, uniRepLKNetFlops } from './unireplknet_count.js';
 export { createUniRepLKNetTower, resolveUniRepLKNetConfig, isUniRepLKNetConfig, uniRepLKNetTowerBuilder, type ResolvedUniRepLKNetConfig } from './unireplknet_config.js';

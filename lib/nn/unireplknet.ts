@@ -208,14 +208,22 @@ export class UniRepLKNetBlock extends Module {
   forward(x: Tensor, updateRunningStats = true): Tensor {
     return scope(() => {
       let y = this.dwconv instanceof DilatedReparamBlock ? this.dwconv.forward(x, updateRunningStats) : this.dwconv ? this.dwconv.forward(x) : x;
-      if (!this.deploy && this.dwconv) y = this.child<BatchNorm2d>('norm').forward(y, updateRunningStats);
+      if (!this.deploy && this.dwconv) y = this.child<BatchNorm2d>('norm').forward(y, { updateRunningStats });
       y = this.child<SEBlock>('se').forward(y);
       // pwconv1's bias is added inside GRN's passes, whose backward then sums its gradient.
       const pw1 = this.child<Sequence>('pwconv1').at<Linear>(1);
       y = this.child<Sequence>('act').at<GRN>(1).forward(linear(y, pw1.weight, null), true, pw1.bias);
       const pw2 = this.child<Sequence>('pwconv2');
       y = pw2.at<Linear>(0).forward(y);
-      if (!this.deploy) y = pw2.at<BatchNorm2d>(2).forward(y, updateRunningStats, this.optionalParam('gamma') ?? undefined);
+      if (!this.deploy) {
+        const norm = pw2.at<BatchNorm2d>(2);
+        const outputScale = this.optionalParam('gamma') ?? undefined;
+        // Without drop path the norm's pass writes the residual sum itself: no norm output in
+        // the activations' dtype, no add, no cast of the f32 stream's gradient for the norm.
+        const dropping = this.training && this.dropPathRate > 0;
+        if (!dropping && (x.dtype === y.dtype || x.dtype === 'f32')) return norm.forward(y, { updateRunningStats, outputScale, residual: x });
+        y = norm.forward(y, { updateRunningStats, outputScale });
+      }
       return add(x, dropPath(y, this.dropPathRate, { training: this.training, generator: this.generator }));
     });
   }

@@ -96,6 +96,20 @@ export class DepthwiseConv extends Module {
   }
 }
 
+export interface BatchNorm2dForwardOptions {
+  /** false: a recomputation (gradient checkpointing) of a forward that already updated them (default true). */
+  updateRunningStats?: boolean;
+  /**
+   * A factor [C] on the output (a block's layer scale), folded into the weight and bias,
+   * gamma * (xhat * w + b) = xhat * (gamma * w) + gamma * b, so that no pass over the
+   * activations (forward or backward) applies it; its gradient comes from the per-channel sums
+   * the BatchNorm backward takes anyway.
+   */
+  outputScale?: Tensor;
+  /** Added to the output by the same pass (batchNorm's residual option): a block's residual stream. */
+  residual?: Tensor;
+}
+
 /**
  * BatchNorm2d over the channel axis of NHWC activations: weight, bias, running_mean,
  * running_var and num_batches_tracked (a float here, in the parameters' dtype: our
@@ -137,17 +151,11 @@ export class BatchNorm2d extends Module {
     return this.buffer('running_var');
   }
 
-  /**
-   * updateRunningStats false: a recomputation (gradient checkpointing) of a forward that already
-   * updated them. outputScale [C]: a factor on the output (a block's layer scale), folded into
-   * the weight and bias, gamma * (xhat * w + b) = xhat * (gamma * w) + gamma * b, so that no
-   * pass over the activations (forward or backward) applies it; its gradient comes from the
-   * per-channel sums the BatchNorm backward takes anyway.
-   */
-  forward(x: Tensor, updateRunningStats = true, outputScale?: Tensor): Tensor {
+  forward(x: Tensor, opts: BatchNorm2dForwardOptions = {}): Tensor {
+    const { updateRunningStats = true, outputScale, residual } = opts;
     const weight = outputScale ? mul(this.weight, outputScale) : this.weight;
     const bias = outputScale ? mul(this.bias, outputScale) : this.bias;
-    const y = batchNorm(x, weight, bias, this.runningMean, this.runningVar, this.options(updateRunningStats));
+    const y = batchNorm(x, weight, bias, this.runningMean, this.runningVar, { ...this.options(updateRunningStats), residual });
     this.countBatch(updateRunningStats);
     return y;
   }

@@ -1,14 +1,17 @@
 // BatchNorm over the channel (last) axis of channels-last data (see batchnorm.h):
 //   batchNormStats(x, mean, var, rstd, eps)
-//   batchNormApply(x, mean, rstd, weight | null, bias | null, y)
+//   batchNormApply(x, mean, rstd, weight | null, bias | null, residual | null, y)
+//                                                             y = residual + the normalized x when
+//                                                             a residual is given, in its dtype
 //   batchNormSumApply(xs, means, rstds, weights, biases, y)   arrays of 1 to 8 branches; y = the
 //                                                             sum of the branches' apply
 //                                                             (weights, biases: tensors or nulls)
 //   batchNormBackwardReduce(x, dy, mean, rstd, sumDy, sumDyXhat)
 //   batchNormBackwardInput(x, dy, mean, rstd, weight | null, sumDy, sumDyXhat, dx, batchStats)
 // x, y, dy, dx [..., C] f32 or bf16; weight and bias [C] of one dtype, x's or f32 beside bf16
-// x (all of a sum's branches one dtype); mean, var, rstd, sumDy, sumDyXhat [C] f32. Outputs must
-// not overlap inputs.
+// x (all of a sum's branches one dtype); residual, and y beside it, and dy of x's shape in x's
+// dtype or f32 beside bf16 x; mean, var, rstd, sumDy, sumDyXhat [C] f32. Outputs must not
+// overlap inputs.
 #include "args.h"
 #include "batchnorm.h"
 #include "register.h"
@@ -47,6 +50,13 @@ void expect_like_x(Napi::Env env, const char* op, const TensorArg& t, const char
   expect_shape(env, op, t, arg, x.shape);
 }
 
+// x's device and shape, x's dtype or f32 beside bf16 x: a residual stream and its gradient.
+void expect_stream_like_x(Napi::Env env, const char* op, const TensorArg& t, const char* arg, const TensorArg& x) {
+  expect_same_or_wider(env, op, x, "x", t, arg);
+  same_device(env, op, x, "x", t, arg);
+  expect_shape(env, op, t, arg, x.shape);
+}
+
 RowsView channels_last(Napi::Env env, const char* op, const TensorArg& x) {
   expect_dtype(env, op, x, "x", {DType::F32, DType::BF16});
   return rows_of(env, op, x, "x");
@@ -74,16 +84,25 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
 Napi::Value apply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "batchNormApply";
-  check_arg_count(info, 6, op);
+  check_arg_count(info, 7, op);
   TensorArg x = tensor(info, 0, op, "x"), mean = tensor(info, 1, op, "mean"), rstd = tensor(info, 2, op, "rstd");
   std::optional<TensorArg> w = optional_tensor(info, 3, op, "weight"), b = optional_tensor(info, 4, op, "bias");
-  TensorArg y = tensor(info, 5, op, "y");
+  std::optional<TensorArg> residual = optional_tensor(info, 5, op, "residual");
+  TensorArg y = tensor(info, 6, op, "y");
   const RowsView rv = channels_last(env, op, x);
   expect_channel_stats(env, op, mean, "mean", x, rv.n);
   expect_channel_stats(env, op, rstd, "rstd", x, rv.n);
   expect_channel_param(env, op, w, "weight", x, rv.n);
   expect_channel_param(env, op, b, "bias", x, rv.n);
-  expect_like_x(env, op, y, "y", x);
+  if (residual) {
+    expect_stream_like_x(env, op, *residual, "residual", x);
+    expect_same_dtype(env, op, *residual, "residual", y, "y");
+    same_device(env, op, x, "x", y, "y");
+    expect_shape(env, op, y, "y", x.shape);
+    no_overlap(env, op, y, *residual, "residual");
+  } else {
+    expect_like_x(env, op, y, "y", x);
+  }
   no_overlap(env, op, y, x, "x");
   no_overlap(env, op, y, mean, "mean");
   no_overlap(env, op, y, rstd, "rstd");
@@ -91,8 +110,8 @@ Napi::Value apply(const Napi::CallbackInfo& info) {
   if (b) no_overlap(env, op, y, *b, "bias");
   const DType pd = param_dtype(env, op, x, w, b);
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, pd, x.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w), data_or_null(b), y.data(),
-                  rv.rows, rv.n, s);
+  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, pd, y.dtype, x.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w), data_or_null(b),
+                  data_or_null(residual), y.data(), rv.rows, rv.n, s);
   return env.Undefined();
 }
 
@@ -160,7 +179,7 @@ Napi::Value backward_reduce(const Napi::CallbackInfo& info) {
   TensorArg x = tensor(info, 0, op, "x"), dy = tensor(info, 1, op, "dy"), mean = tensor(info, 2, op, "mean"), rstd = tensor(info, 3, op, "rstd");
   TensorArg sum_dy = tensor(info, 4, op, "sumDy"), sum_dy_xhat = tensor(info, 5, op, "sumDyXhat");
   const RowsView rv = channels_last(env, op, x);
-  expect_like_x(env, op, dy, "dy", x);
+  expect_stream_like_x(env, op, dy, "dy", x);
   for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&rstd, "rstd"}, std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}})
     expect_channel_stats(env, op, *t, name, x, rv.n);
   for (const auto& [t, name] : {std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}}) {
@@ -171,7 +190,7 @@ Napi::Value backward_reduce(const Napi::CallbackInfo& info) {
   }
   no_overlap(env, op, sum_dy_xhat, sum_dy, "sumDy");
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_backward_reduce, x.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), sum_dy.as<float>(),
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_reduce, x.dtype, dy.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), sum_dy.as<float>(),
                   sum_dy_xhat.as<float>(), rv.rows, rv.n, s);
   return env.Undefined();
 }
@@ -185,7 +204,7 @@ Napi::Value backward_input(const Napi::CallbackInfo& info) {
   TensorArg sum_dy = tensor(info, 5, op, "sumDy"), sum_dy_xhat = tensor(info, 6, op, "sumDyXhat"), dx = tensor(info, 7, op, "dx");
   const bool batch_stats = boolean(info, 8, op, "batchStats");
   const RowsView rv = channels_last(env, op, x);
-  expect_like_x(env, op, dy, "dy", x);
+  expect_stream_like_x(env, op, dy, "dy", x);
   expect_like_x(env, op, dx, "dx", x);
   for (const auto& [t, name] : {std::pair{&mean, "mean"}, std::pair{&rstd, "rstd"}, std::pair{&sum_dy, "sumDy"}, std::pair{&sum_dy_xhat, "sumDyXhat"}})
     expect_channel_stats(env, op, *t, name, x, rv.n);
@@ -197,7 +216,7 @@ Napi::Value backward_input(const Napi::CallbackInfo& info) {
   if (w) no_overlap(env, op, dx, *w, "weight");
   const DType pd = w ? w->dtype : x.dtype;
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, pd, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w),
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, pd, dy.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w),
                   sum_dy.as<float>(), sum_dy_xhat.as<float>(), dx.data(), rv.rows, rv.n, batch_stats, s);
   return env.Undefined();
 }

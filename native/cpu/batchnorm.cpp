@@ -58,13 +58,14 @@ void batchnorm_stats(DType dtype, const void* xv, float* mean, float* var, float
   });
 }
 
-void batchnorm_apply(DType dtype, DType param_dtype, const void* xv, const float* mean, const float* rstd, const void* weightv, const void* biasv,
-                     void* yv, int64_t rows, int64_t c, Stream) {
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const void* xv, const float* mean, const float* rstd,
+                     const void* weightv, const void* biasv, const void* residualv, void* yv, int64_t rows, int64_t c, Stream) {
+  CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, out_dtype, T, P, R, {
     const T* x = static_cast<const T*>(xv);
     const P* weight = static_cast<const P*>(weightv);
     const P* bias = static_cast<const P*>(biasv);
-    T* y = static_cast<T*>(yv);
+    const R* residual = static_cast<const R*>(residualv);
+    R* y = static_cast<R*>(yv);
     // (x - mean) * scale + bias, not x * scale + (bias - mean * scale): the latter cancels
     // catastrophically when |mean| is large against the spread.
     std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
@@ -74,7 +75,11 @@ void batchnorm_apply(DType dtype, DType param_dtype, const void* xv, const float
     }
     parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k = 0; k < c; ++k) Elem<T>::store(y, r * c + k, (Elem<T>::load(x, r * c + k) - mean[k]) * scale[k] + shift[k]);
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t i = r * c + k;
+          const float v = (Elem<T>::load(x, i) - mean[k]) * scale[k] + shift[k];
+          Elem<R>::store(y, i, residual ? Elem<R>::load(residual, i) + v : v);
+        }
     });
   });
 }
@@ -108,11 +113,11 @@ void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches
   });
 }
 
-void batchnorm_backward_reduce(DType dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, float* sum_dy,
-                               float* sum_dy_xhat, int64_t rows, int64_t c, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
+void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* xv, const void* dyv, const float* mean, const float* rstd,
+                               float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream) {
+  CF_SAME_OR_WIDER_DTYPES(dtype, dy_dtype, T, D, {
     const T* x = static_cast<const T*>(xv);
-    const T* dy = static_cast<const T*>(dyv);
+    const D* dy = static_cast<const D*>(dyv);
     std::vector<double> sums[2];
     channel_sums(dy, rows, c, 2, sums, [&](int64_t r, int64_t k, float g, double* acc) {
       acc[0] += g;
@@ -125,12 +130,12 @@ void batchnorm_backward_reduce(DType dtype, const void* xv, const void* dyv, con
   });
 }
 
-void batchnorm_backward_input(DType dtype, DType param_dtype, const void* xv, const void* dyv, const float* mean, const float* rstd, const void* weightv,
-                              const float* sum_dy, const float* sum_dy_xhat, void* dxv, int64_t rows, int64_t c, bool batch_stats,
-                              Stream) {
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* xv, const void* dyv, const float* mean,
+                              const float* rstd, const void* weightv, const float* sum_dy, const float* sum_dy_xhat, void* dxv,
+                              int64_t rows, int64_t c, bool batch_stats, Stream) {
+  CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, dy_dtype, T, P, D, {
     const T* x = static_cast<const T*>(xv);
-    const T* dy = static_cast<const T*>(dyv);
+    const D* dy = static_cast<const D*>(dyv);
     const P* weight = static_cast<const P*>(weightv);
     T* dx = static_cast<T*>(dxv);
     const float inv_rows = 1.0f / static_cast<float>(rows);
@@ -145,7 +150,7 @@ void batchnorm_backward_input(DType dtype, DType param_dtype, const void* xv, co
         for (int64_t k = 0; k < c; ++k) {
           const int64_t i = r * c + k;
           const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
-          Elem<T>::store(dx, i, gain[k] * (Elem<T>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[k]));
+          Elem<T>::store(dx, i, gain[k] * (Elem<D>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[k]));
         }
     });
   });

@@ -50,9 +50,9 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
   }
 }
 
-template <typename T>
+template <typename T, typename D>
 __global__ void __launch_bounds__(kChannels * kRowLanes)
-    reduce_kernel(const T* x, const T* dy, const float* mean, const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c) {
+    reduce_kernel(const T* x, const D* dy, const float* mean, const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c) {
   __shared__ double s[kRowLanes][kChannels];
   const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
   const bool live = k < c;
@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
   if (live) {
     const float mu = mean[k], rs = rstd[k];
     for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
-      const float g = Elem<T>::load(dy, r * c + k);
+      const float g = Elem<D>::load(dy, r * c + k);
       a += g;
       b += static_cast<double>(g) * (Elem<T>::load(x, r * c + k) - mu) * rs;
     }
@@ -73,13 +73,16 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
   }
 }
 
-template <typename T, typename P>
-__global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const P* weight, const P* bias, T* y, int64_t n, int64_t c) {
+// residual (may be null) and y in R: x's dtype, or f32 beside bf16 x.
+template <typename T, typename P, typename R>
+__global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const P* weight, const P* bias, const R* residual, R* y,
+                             int64_t n, int64_t c) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c;
     const float w = weight ? Elem<P>::load(weight, k) : 1.0f;
     const float b = bias ? Elem<P>::load(bias, k) : 0.0f;
-    Elem<T>::store(y, i, (Elem<T>::load(x, i) - mean[k]) * rstd[k] * w + b);
+    const float v = (Elem<T>::load(x, i) - mean[k]) * rstd[k] * w + b;
+    Elem<R>::store(y, i, residual ? Elem<R>::load(residual, i) + v : v);
   }
 }
 
@@ -100,13 +103,13 @@ __global__ void sum_apply_kernel(BatchNormBranches br, T* y, int64_t n, int64_t 
   }
 }
 
-template <typename T, typename P>
-__global__ void input_grad_kernel(const T* x, const T* dy, const float* mean, const float* rstd, const P* weight, const float* sum_dy,
+template <typename T, typename P, typename D>
+__global__ void input_grad_kernel(const T* x, const D* dy, const float* mean, const float* rstd, const P* weight, const float* sum_dy,
                                   const float* sum_dy_xhat, T* dx, int64_t n, int64_t c, float inv_rows, bool batch_stats) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c;
     const float gain = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
-    float g = Elem<T>::load(dy, i);
+    float g = Elem<D>::load(dy, i);
     if (batch_stats) {
       const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
       g -= (sum_dy[k] + xhat * sum_dy_xhat[k]) * inv_rows;
@@ -126,13 +129,14 @@ void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float*
   });
 }
 
-void batchnorm_apply(DType dtype, DType param_dtype, const void* x, const float* mean, const float* rstd, const void* weight,
-                     const void* bias, void* y, int64_t rows, int64_t c, Stream stream) {
+void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const void* x, const float* mean, const float* rstd,
+                     const void* weight, const void* bias, const void* residual, void* y, int64_t rows, int64_t c, Stream stream) {
   const int64_t n = rows * c;
   if (n == 0) return;
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    apply_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const P*>(weight),
-                                                                    static_cast<const P*>(bias), static_cast<T*>(y), n, c);
+  CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, out_dtype, T, P, R, {
+    apply_kernel<T, P, R><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const P*>(weight),
+                                                                       static_cast<const P*>(bias), static_cast<const R*>(residual),
+                                                                       static_cast<R*>(y), n, c);
   });
 }
 
@@ -144,23 +148,23 @@ void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches
   });
 }
 
-void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd, float* sum_dy,
-                               float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream) {
+void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* x, const void* dy, const float* mean, const float* rstd,
+                               float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream) {
   if (c == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, {
-    reduce_kernel<T><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(
-        static_cast<const T*>(x), static_cast<const T*>(dy), mean, rstd, sum_dy, sum_dy_xhat, rows, c);
+  CF_SAME_OR_WIDER_DTYPES(dtype, dy_dtype, T, D, {
+    reduce_kernel<T, D><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(
+        static_cast<const T*>(x), static_cast<const D*>(dy), mean, rstd, sum_dy, sum_dy_xhat, rows, c);
   });
 }
 
-void batchnorm_backward_input(DType dtype, DType param_dtype, const void* x, const void* dy, const float* mean, const float* rstd, const void* weight,
-                              const float* sum_dy, const float* sum_dy_xhat, void* dx, int64_t rows, int64_t c, bool batch_stats,
-                              Stream stream) {
+void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* x, const void* dy, const float* mean,
+                              const float* rstd, const void* weight, const float* sum_dy, const float* sum_dy_xhat, void* dx,
+                              int64_t rows, int64_t c, bool batch_stats, Stream stream) {
   const int64_t n = rows * c;
   if (n == 0) return;
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    input_grad_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
-        static_cast<const T*>(x), static_cast<const T*>(dy), mean, rstd, static_cast<const P*>(weight), sum_dy, sum_dy_xhat,
+  CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, dy_dtype, T, P, D, {
+    input_grad_kernel<T, P, D><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
+        static_cast<const T*>(x), static_cast<const D*>(dy), mean, rstd, static_cast<const P*>(weight), sum_dy, sum_dy_xhat,
         static_cast<T*>(dx), n, c, 1.0f / static_cast<float>(rows), batch_stats);
   });
 }

@@ -6,8 +6,11 @@
 //
 //   stats:           mean_c = sum_r x_rc / rows,  var_c = sum_r (x_rc - mean_c)^2 / rows (biased),
 //                    rstd_c = 1 / sqrt(var_c + eps)
-//   apply:           y_rc = (x_rc - mean_c) * rstd_c * weight_c + bias_c
-//                    (eval mode passes the running mean and 1 / sqrt(running_var + eps))
+//   apply:           y_rc = (x_rc - mean_c) * rstd_c * weight_c + bias_c [+ residual_rc]
+//                    (eval mode passes the running mean and 1 / sqrt(running_var + eps)). With a
+//                    residual, y has the residual's dtype, x's or f32 beside bf16 x: a block's
+//                    last norm writes the f32 residual stream's sum x + BN(z) in one pass, where
+//                    a bf16 BN output and an add would write and read it again
 //   sum_apply:       y_rc = sum over branches b of apply's value for x_b, mean_b, ... (the parallel
 //                    branches of a Dilated Reparam Block, whose BatchNorm outputs are summed):
 //                    one pass that reads each x_b and writes y once, where apply per branch and
@@ -17,6 +20,8 @@
 //   backward_input:  dx_rc = weight_c * rstd_c * (dy_rc - (sum_dy_c + xhat_rc * sum_dy_xhat_c) / rows)
 //                    when the statistics came from the batch, weight_c * rstd_c * dy_rc when they
 //                    were constants (eval mode)
+// dy in the backward has x's dtype or f32 beside bf16 x (the gradient of apply's f32 residual
+// sum, read as it is rather than cast to bf16 first); dx has x's dtype.
 //
 // Floor: memory bound. stats reads x twice, apply reads x and writes y, the backward reads
 // x and dy twice and writes dx: 2, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply
@@ -41,19 +46,22 @@ struct BatchNormBranches {
 
 }  // namespace cf
 
-#define CF_BATCHNORM_OPS(NS)                                                                                      \
-  namespace cf::NS {                                                                                              \
-  void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c,  \
-                       float eps, Stream stream);                                                                 \
-  void batchnorm_apply(DType dtype, DType param_dtype, const void* x, const float* mean, const float* rstd, const void* weight,       \
-                       const void* bias, void* y, int64_t rows, int64_t c, Stream stream);                        \
-  void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* y, int64_t rows,     \
-                           int64_t c, Stream stream);                                                             \
-  void batchnorm_backward_reduce(DType dtype, const void* x, const void* dy, const float* mean, const float* rstd,  \
-                                 float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream);      \
-  void batchnorm_backward_input(DType dtype, DType param_dtype, const void* x, const void* dy, const float* mean, const float* rstd,   \
-                                const void* weight, const float* sum_dy, const float* sum_dy_xhat, void* dx,      \
-                                int64_t rows, int64_t c, bool batch_stats, Stream stream);                        \
+#define CF_BATCHNORM_OPS(NS)                                                                                          \
+  namespace cf::NS {                                                                                                  \
+  void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c,     \
+                       float eps, Stream stream);                                                                     \
+  void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const void* x, const float* mean,             \
+                       const float* rstd, const void* weight, const void* bias, const void* residual, void* y,        \
+                       int64_t rows, int64_t c, Stream stream);                                                       \
+  void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* y, int64_t rows,  \
+                           int64_t c, Stream stream);                                                                 \
+  void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* x, const void* dy, const float* mean,       \
+                                 const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c,       \
+                                 Stream stream);                                                                      \
+  void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* x, const void* dy,        \
+                                const float* mean, const float* rstd, const void* weight, const float* sum_dy,        \
+                                const float* sum_dy_xhat, void* dx, int64_t rows, int64_t c, bool batch_stats,        \
+                                Stream stream);                                                                       \
   }
 
 CF_BATCHNORM_OPS(cpu)

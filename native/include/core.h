@@ -110,6 +110,11 @@ constexpr int kMaxRank = 8;
     }                                                                                                 \
   } while (0)
 
+// Two dtypes each of which is dtype's or f32 beside bf16 (say, parameters and a residual
+// stream): T, W1 and W2 bound for each of the combinations.
+#define CF_SAME_OR_WIDER_DTYPES_2(dtype, wide1, wide2, T, W1, W2, ...) \
+  CF_SAME_OR_WIDER_DTYPES(dtype, wide1, T, W1, CF_SAME_OR_WIDER_DTYPES(dtype, wide2, T, W2, __VA_ARGS__))
+
 // A failure inside a kernel or runtime call (not an argument error: those are caught
 // before any kernel runs). The addon turns it into a JS Error.
 struct Error : std::runtime_error {

@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { devices, gradCheck, maxRelError, Rng } from '../support/helpers.js';
+import { assertClose, devices, gradCheck, maxRelError, recordNativeCalls, Rng } from '../support/helpers.js';
 
 const test = suite('nn.unireplknet');
 const rng = new Rng(71);
@@ -213,8 +213,9 @@ test('a block under autocast keeps its activations in bf16: one cast of the inpu
   };
   const amp = run(true), plain = run(false);
   // Forward: the Dilated Reparam Block's input, once for its six convolutions. Backward: the
-  // layer scale's (f32) gradient to the bf16 BatchNorm output, and the block input's gradient.
-  assert.equal(amp.casts, ['f32->bf16 2,12,12,16', 'backward', 'f32->bf16 2,12,12,16', 'bf16->f32 2,12,12,16']);
+  // block input's gradient. The last BatchNorm writes the f32 residual sum and reads its
+  // gradient in f32, so that gradient is never cast to bf16.
+  assert.equal(amp.casts, ['f32->bf16 2,12,12,16', 'backward', 'bf16->f32 2,12,12,16']);
   assert.equal(plain.casts, ['backward']);
   assert.is(amp.dtype, 'f32');
   // Errors against each gradient's largest element (bf16 keeps 8 bits). The biases of the
@@ -264,6 +265,35 @@ test('drop path: rates rise linearly over the blocks; training drops whole sampl
   const rates = [...trunk.namedModules()].map(([, m]) => m).filter((m): m is cf.UniRepLKNetBlock => m instanceof cf.UniRepLKNetBlock).map((b) => b.dropPathRate);
   assert.equal(rates.map((r) => r.toFixed(4)), ['0.0000', '0.0750', '0.1500', '0.2250', '0.3000']);
   trunk.dispose();
+});
+
+test("a block's last BatchNorm writes the residual sum, but not while drop path is active; the two forms agree", () => {
+  const xData = rng.array(2 * 6 * 6 * 8);
+  const run = (rate: number, training: boolean) => {
+    const block = new cf.UniRepLKNetBlock(8, 3, rate, false, 0.5);
+    randomize(block, 12);
+    block.train(training);
+    const describe = {
+      batchNormApply: (a: unknown[]) => `norm${a[5] === null ? '' : ' + residual'}`,
+      binary: (a: unknown[]) => ((a[1] as cf.Tensor).size === xData.length ? `${a[0] as string} ${(a[1] as cf.Tensor).size}` : null),
+    };
+    const result = cf.scope(() => {
+      const x = cf.fromArray(xData, [2, 6, 6, 8], { requiresGrad: true });
+      const { result: y, calls } = recordNativeCalls(describe, () => block.forward(x));
+      cf.sum(cf.mul(y, y)).backward();
+      return { y: y.toArray(), dx: x.grad!.toArray(), calls };
+    });
+    block.dispose();
+    return result;
+  };
+  const fused = run(0, true);
+  assert.equal(fused.calls.filter((c) => c.startsWith('norm') || c.startsWith('add')), ['norm', 'norm + residual']);
+  assert.equal(run(0.5, false).calls.filter((c) => c.startsWith('norm') || c.startsWith('add')), ['norm', 'norm + residual']);
+  // Drop path at a rate of 1e-7 keeps every sample of this batch (scaled by 1 / (1 - 1e-7)): the separate form, same values.
+  const separate = run(1e-7, true);
+  assert.equal(separate.calls.filter((c) => c.startsWith('norm') || c.startsWith('add')), ['norm', 'norm', `add ${xData.length}`]);
+  assertClose(fused.y, separate.y, { rtol: 1e-5, atol: 1e-5, what: 'y' });
+  assertClose(fused.dx, separate.dx, { rtol: 1e-4, atol: 1e-5, what: 'dx' });
 });
 
 test('config: the tiny and the L CLIP configs build; bad UniRepLKNet configs are refused with the key named', () => {

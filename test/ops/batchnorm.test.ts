@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
+import { assertClose, bf16Rounded, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
 
 const test = suite('batchnorm');
 const rng = new Rng(31);
@@ -173,6 +173,67 @@ test('bf16 storage, and bf16 activations beside f32 parameters, stay within 2e-2
   }
 });
 
+// batchNorm(x, ...) with { residual } (fused) or residual + batchNorm(x, ...) (separate), run
+// forward and backward with dy: y and the gradients of x, weight, bias and the residual.
+function runResidual(device: string, storage: Storage, fused: boolean, training: boolean, xs: Float32Array, rs: Float32Array, dys: Float32Array, c: number, seed: number) {
+  const r = new Rng(seed);
+  const ws = r.array(c), bs = r.array(c), rm = r.array(c), rv = Float32Array.from(r.array(c), (v) => 0.5 + Math.abs(v));
+  const xDtype = storage === 'f32' ? 'f32' : 'bf16', wide = storage === 'bf16' ? 'bf16' : 'f32';
+  return cf.scope(() => {
+    const t = (d: Float32Array, shape: number[], dtype: cf.DType, grad = false) => cf.fromArray(d, shape, { device, dtype, requiresGrad: grad });
+    const shape = [xs.length / c, c];
+    const x = t(xs, shape, xDtype, true), w = t(ws, [c], wide, true), b = t(bs, [c], wide, true), res = t(rs, shape, wide, true);
+    const opts = { training, updateRunningStats: false };
+    const y = fused ? cf.batchNorm(x, w, b, t(rm, [c], wide), t(rv, [c], wide), { ...opts, residual: res }) : cf.add(res, cf.batchNorm(x, w, b, t(rm, [c], wide), t(rv, [c], wide), opts));
+    assert.is(y.dtype, wide);
+    y.backward(t(dys, shape, wide));
+    assert.equal([x.grad!.dtype, res.grad!.dtype], [xDtype, wide]);
+    return { y: y.toArray(), dx: x.grad!.toArray(), dw: w.grad!.toArray(), db: b.grad!.toArray(), dr: res.grad!.toArray() };
+  });
+}
+
+test("residual: y = residual + batchNorm(x) in the residual's dtype, with the separate form's gradients; bf16 x beside an f32 stream reads its gradient unrounded", () => {
+  const c = 9, rows = 300;
+  const xs = Float32Array.from(rng.array(rows * c), (v, i) => 2 * v + (i % c)), rs = rng.array(rows * c), dys = rng.array(rows * c);
+  for (const device of devices()) {
+    for (const training of [true, false]) {
+      const what = `${training ? 'training' : 'eval'} on ${device}`;
+      const fused = runResidual(device, 'f32', true, training, xs, rs, dys, c, 3), separate = runResidual(device, 'f32', false, training, xs, rs, dys, c, 3);
+      for (const k of ['y', 'dx', 'dw', 'db', 'dr'] as const) assertClose(fused[k], separate[k], { rtol: 1e-5, atol: 1e-5, what: `${k} f32 ${what}` });
+      assert.equal(Array.from(fused.dr), Array.from(dys), `the residual's gradient is dy itself, ${what}`);
+      // bf16 x and f32 stream against the f32 form on the same (bf16-exact) x: the stream, its
+      // gradient and the parameters' gradients never pass through bf16; dx is rounded once.
+      const xr = bf16Rounded(xs);
+      const mixed = runResidual(device, 'bf16+f32', true, training, xr, rs, dys, c, 3), exact = runResidual(device, 'f32', true, training, xr, rs, dys, c, 3);
+      for (const k of ['y', 'dw', 'db', 'dr'] as const) assertClose(mixed[k], exact[k], { rtol: 1e-5, atol: 1e-5, what: `${k} bf16 x, f32 stream, ${what}` });
+      assertClose(mixed.dx, bf16Rounded(exact.dx as Float32Array), { rtol: 2 ** -8, atol: 1e-6, what: `dx bf16 x, f32 stream, ${what}` });
+      const bf16 = runResidual(device, 'bf16', true, training, xs, rs, dys, c, 3);
+      for (const k of ['y', 'dx', 'dw', 'db'] as const) {
+        const err = maxRelError(bf16[k], separate[k], k === 'dw' || k === 'db' ? Math.sqrt(rows) : 1);
+        assert.ok(err < 3e-2, `${k} all bf16 ${what}: relative error ${err}`);
+      }
+    }
+  }
+  if (!hasCuda()) return;
+  for (const storage of ['f32', 'bf16', 'bf16+f32'] as const) {
+    const a = runResidual('cpu', storage, true, true, xs, rs, dys, c, 4), b = runResidual('cuda:0', storage, true, true, xs, rs, dys, c, 4);
+    const tol = storage === 'f32' ? 1e-4 : 1e-2;
+    for (const k of ['y', 'dx', 'dw', 'db', 'dr'] as const) assertClose(b[k], a[k], { rtol: tol, atol: tol, what: `${k} ${storage} CUDA vs CPU` });
+  }
+});
+
+test('residual: gradients match finite differences in training and eval modes', () => {
+  const c = 3;
+  const rm = cf.fromArray(rng.array(c), [c]);
+  const rv = cf.fromArray(rng.array(c).map((v) => 1 + Math.abs(v)), [c]);
+  const act = () => ({ data: rng.array(2 * 3 * c), shape: [2, 3, c] });
+  for (const training of [true, false]) {
+    gradCheck((x, w, b, r) => cf.batchNorm(x, w, b, rm, rv, { training, updateRunningStats: false, residual: r }), [act(), { data: rng.array(c), shape: [c] }, { data: rng.array(c), shape: [c] }, act()]);
+  }
+  rm.dispose();
+  rv.dispose();
+});
+
 test('batchNormSum equals the separate BatchNorms added: values, running statistics, every gradient; both modes, every backend and storage', () => {
   const [rows, c, k] = [300, 37, 3];
   const xs = Array.from({ length: k }, (_, i) => Float32Array.from(rng.array(rows * c), (v) => 2 * v + i));
@@ -246,12 +307,19 @@ test('the native kernels check their arguments', () => {
     const s3 = (): cf.Tensor => cf.zeros([3]);
     assert.throws(() => cf.native.batchNormStats(x, cf.zeros([2]), s3(), s3(), 1e-5), /batchNormStats: expected \[3\] for mean.shape, got \[2\]/);
     assert.throws(() => cf.native.batchNormStats(x, cf.zeros([3], { dtype: 'bf16' }), s3(), s3(), 1e-5), /batchNormStats: expected f32 for mean.dtype, got bf16/);
-    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), null, null, cf.zeros([4, 4])), /batchNormApply: expected \[4, 3\] for y.shape, got \[4, 4\]/);
+    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), null, null, null, cf.zeros([4, 4])), /batchNormApply: expected \[4, 3\] for y.shape, got \[4, 4\]/);
     assert.throws(() => cf.native.batchNormBackwardInput(x, x, s3(), s3(), null, s3(), s3(), x, true), /batchNormBackwardInput: out must not share memory with x/);
     const b3 = cf.zeros([3], { dtype: 'bf16' });
-    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), b3, null, cf.zeros([4, 3])), /batchNormApply: expected weight of x's dtype f32, got bf16/);
+    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), b3, null, null, cf.zeros([4, 3])), /batchNormApply: expected weight of x's dtype f32, got bf16/);
     const xb = cf.zeros([4, 3], { dtype: 'bf16' });
-    assert.throws(() => cf.native.batchNormApply(xb, s3(), s3(), s3(), b3, cf.zeros([4, 3], { dtype: 'bf16' })), /batchNormApply: expected weight and bias of the same dtype, got f32 and bf16/);
+    assert.throws(() => cf.native.batchNormApply(xb, s3(), s3(), s3(), b3, null, cf.zeros([4, 3], { dtype: 'bf16' })), /batchNormApply: expected weight and bias of the same dtype, got f32 and bf16/);
+    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), null, null, s3(), x), /batchNormApply: expected \[4, 3\] for residual.shape, got \[3\]/);
+    assert.throws(() => cf.native.batchNormApply(x, s3(), s3(), null, null, cf.zeros([4, 3], { dtype: 'bf16' }), cf.zeros([4, 3])), /batchNormApply: expected residual of x's dtype f32, got bf16/);
+    assert.throws(() => cf.native.batchNormApply(xb, s3(), s3(), null, null, cf.zeros([4, 3]), cf.zeros([4, 3], { dtype: 'bf16' })), /batchNormApply: expected residual and y of the same dtype, got f32 and bf16/);
+    const y = cf.zeros([4, 3]);
+    assert.throws(() => cf.native.batchNormApply(xb, s3(), s3(), null, null, y, y), /batchNormApply: out must not share memory with residual/);
+    assert.throws(() => cf.native.batchNormBackwardReduce(x, xb, s3(), s3(), s3(), s3()), /batchNormBackwardReduce: expected dy of x's dtype f32, got bf16/);
+    assert.throws(() => cf.native.batchNormBackwardInput(xb, cf.zeros([4, 3]), s3(), s3(), null, s3(), s3(), cf.zeros([4, 3]), true), /batchNormBackwardInput: expected x and dx of the same dtype, got bf16 and f32/);
   });
 });
 
@@ -266,6 +334,9 @@ test('bad arguments throw errors naming the op, the argument and the value', () 
     assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, cf.zeros([4], { dtype: 'bf16' }), v), /batchNorm: expected weight and runningMean of the same dtype, got f32 and bf16/);
     const b4 = cf.ones([4], { dtype: 'bf16' });
     assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), b4, b4, b4, b4), /batchNorm: expected weight of x's dtype f32, got bf16/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { residual: cf.zeros([4, 2]) }), /batchNorm: expected shape \[2, 4\] for residual, got \[4, 2\]/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { residual: cf.zeros([2, 4], { dtype: 'bf16' }) }), /batchNorm: expected residual of x's dtype f32, got bf16/);
+    assert.throws(() => cf.batchNorm(cf.zeros([2, 4]), v, v, v, v, { residual: 1 as unknown as cf.Tensor }), /batchNorm: expected .*residual/);
   });
 });
 

@@ -27,6 +27,18 @@ export interface BatchNormOptions {
   updateRunningStats?: boolean;
 }
 
+/** batchNorm's options: BatchNormOptions and a residual to add. */
+export interface BatchNormResidualOptions extends BatchNormOptions {
+  /**
+   * A tensor of x's shape added to the output, y = residual + batchNorm(x), in the residual's
+   * dtype (x's, or f32 beside bf16 x): a block's last norm writing the residual stream's sum in
+   * one pass, where an f32 stream beside a bf16 norm output would cost the output, an add and,
+   * in backward, a cast of the stream's gradient. The residual's gradient is y's, unchanged;
+   * the norm's backward reads that gradient in the stream's dtype.
+   */
+  residual?: Tensor;
+}
+
 /**
  * y = (x - mean) / sqrt(var + eps) * weight + bias per channel, x [..., C] (channels last,
  * e.g. NHWC), weight, bias, runningMean, runningVar [C]. Training: mean and the biased
@@ -38,17 +50,20 @@ export interface BatchNormOptions {
  * is, normalize in f32 and give x's dtype, as PyTorch's batch norm does under autocast.
  */
 export function batchNorm(
-  xIn: Tensor, weightIn: Tensor, biasIn: Tensor, runningMeanIn: Tensor, runningVarIn: Tensor, opts: BatchNormOptions = {},
+  xIn: Tensor, weightIn: Tensor, biasIn: Tensor, runningMeanIn: Tensor, runningVarIn: Tensor, opts: BatchNormResidualOptions = {},
 ): Tensor {
   const op = 'batchNorm';
   const o = options(op, opts);
   const b = checkBranch(op, '', xIn, weightIn, biasIn, runningMeanIn, runningVarIn);
+  const residual = opts.residual === undefined ? null : checkResidual(op, opts.residual, b.x);
   const [mean, rstd] = statistics(op, b, o);
-  const y = emptyLike(b.x);
-  native.batchNormApply(b.x, mean, rstd, b.weight, b.bias, y);
-  attachGrad(y, op, [b.x, b.weight, b.bias], [b.x, mean, rstd, b.weight], (gy, [xs, ms, rs, ws], needs) =>
-    branchGrads(gy, xs!, ms!, rs!, ws!, needs, o.training),
-  );
+  const y = emptyLike(residual ?? b.x);
+  native.batchNormApply(b.x, mean, rstd, b.weight, b.bias, residual, y);
+  const inputs = residual ? [b.x, b.weight, b.bias, residual] : [b.x, b.weight, b.bias];
+  attachGrad(y, op, inputs, [b.x, mean, rstd, b.weight], (gy, [xs, ms, rs, ws], needs) => {
+    const grads = branchGrads(gy, xs!, ms!, rs!, ws!, needs, o.training);
+    return residual ? [...grads, needs[3] ? gy : null] : grads;
+  });
   mean.dispose();
   rstd.dispose();
   return y;
@@ -151,6 +166,17 @@ function checkBranch(op: string, prefix: string, xIn: Tensor, weightIn: Tensor, 
   }) as [Tensor, Tensor, Tensor, Tensor];
   checkParamDtypes(op, x, [[`${prefix}weight`, weight], [`${prefix}bias`, bias], [`${prefix}runningMean`, runningMean], [`${prefix}runningVar`, runningVar]]);
   return { x, weight, bias, runningMean, runningVar, c };
+}
+
+/** x's shape and device, x's dtype or f32 beside bf16 x. */
+function checkResidual(op: string, residualIn: Tensor, x: Tensor): Tensor {
+  const residual = floatTensor(op, 'residual', residualIn);
+  sameDevice(op, ['x', 'residual'], x, residual);
+  expectShape(op, 'residual', residual, x.shape);
+  if (residual.dtype !== x.dtype && !(x.dtype === 'bf16' && residual.dtype === 'f32')) {
+    throw new Error(`${op}: expected residual of x's dtype ${x.dtype}${x.dtype === 'bf16' ? ' or f32' : ''}, got ${residual.dtype}`);
+  }
+  return residual;
 }
 
 /** The mean and 1 / sqrt(var + eps) to normalize with, f32 [C]; in training the batch's, folded into the running ones. */
