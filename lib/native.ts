@@ -128,6 +128,9 @@ export interface NativeAddon {
   // dy of x's dtype, or f32 beside bf16 x (the gradient of an f32 residual sum); dx of x's dtype
   batchNormBackwardReduce(x: T, dy: T, mean: T, rstd: T, sumDy: T, sumDyXhat: T): void;
   batchNormBackwardInput(x: T, dy: T, mean: T, rstd: T, weight: T | null, sumDy: T, sumDyXhat: T, dx: T, batchStats: boolean): void;
+  // The backward of batchNormSumApply's branches, which share dy (x's dtype): sumDy once, sumDyXhats and dxs (null: not needed) one per branch
+  batchNormSumBackwardReduce(xs: T[], means: T[], rstds: T[], dy: T, sumDy: T, sumDyXhats: T[]): void;
+  batchNormSumBackwardInput(xs: T[], means: T[], rstds: T[], weights: (T | null)[], dy: T, sumDy: T, sumDyXhats: T[], dxs: (T | null)[], batchStats: boolean): void;
   // GRN passes over a / b / y [N, P, C] with x = (b ?? a) + xBias[c]: out[n, c] = sum_p a * x (b null: x * x; and
   // aSums[n, c] = sum_p a in the same pass); y = a * fa[n, c] + b * fb[n, c] + beta[c] (and ySums[n, c] = sum_p y);
   // out, aSums, ySums, fa, fb f32 [N, C]; beta [C] or [N, C] and xBias [C] with a's dtype or f32 beside bf16 a;

@@ -7,6 +7,11 @@
 //                                                             sum of the branches' apply
 //                                                             (weights, biases: tensors or nulls)
 //   batchNormBackwardReduce(x, dy, mean, rstd, sumDy, sumDyXhat)
+//   batchNormSumBackwardReduce(xs, means, rstds, dy, sumDy, sumDyXhats)
+//                                                             every branch of a sum at once: sumDy
+//                                                             (shared), one sumDyXhat per branch
+//   batchNormSumBackwardInput(xs, means, rstds, weights, dy, sumDy, sumDyXhats, dxs, batchStats)
+//                                                             dxs: one per branch, or null
 //   batchNormBackwardInput(x, dy, mean, rstd, weight | null, sumDy, sumDyXhat, dx, batchStats)
 // x, y, dy, dx [..., C] f32 or bf16; weight and bias [C] of one dtype, x's or f32 beside bf16
 // x (all of a sum's branches one dtype); residual, and y beside it, and dy of x's shape in x's
@@ -115,60 +120,156 @@ Napi::Value apply(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value sum_apply(const Napi::CallbackInfo& info) {
+// A sum's branches from the parallel arrays info[0 .. lists): xs, means, rstds and, for lists
+// 4 and 5, weights and biases (entries may be null). Checked as the single norm's arguments,
+// every x like xs[0]; inputs keeps each tensor and its name for the callers' overlap checks.
+struct SumBranches {
+  BatchNormBranches br{};
+  TensorArg x0;
+  RowsView rv;
+  DType param_dtype;
+  std::vector<std::pair<TensorArg, std::string>> inputs;
+};
+
+SumBranches read_branches(const Napi::CallbackInfo& info, const char* op, int lists) {
   Napi::Env env = info.Env();
-  const char* op = "batchNormSumApply";
-  check_arg_count(info, 6, op);
   const char* names[] = {"xs", "means", "rstds", "weights", "biases"};
-  Napi::Array lists[5];
-  for (int l = 0; l < 5; ++l) lists[l] = array_arg(info, l, op, names[l]);
-  const uint32_t count = lists[0].Length();
+  Napi::Array arrays[5];
+  for (int l = 0; l < lists; ++l) arrays[l] = array_arg(info, l, op, names[l]);
+  const uint32_t count = arrays[0].Length();
   if (count < 1 || count > kMaxBatchNormBranches)
     fail_arg(env, op, "xs", "an array of 1 to " + std::to_string(kMaxBatchNormBranches) + " tensors", "an array of length " + std::to_string(count));
-  for (int l = 1; l < 5; ++l)
-    if (lists[l].Length() != count)
-      fail_arg(env, op, names[l], "an array of " + std::to_string(count) + " entries (one per branch)", "an array of length " + std::to_string(lists[l].Length()));
-  TensorArg y = tensor(info, 5, op, "y");
-  const TensorArg x0 = tensor_value(env, lists[0].Get(0u), op, "xs[0]");
-  const RowsView rv = channels_last(env, op, x0);
-  expect_like_x(env, op, y, "y", x0);
-  BatchNormBranches br{};
-  br.count = static_cast<int>(count);
+  for (int l = 1; l < lists; ++l)
+    if (arrays[l].Length() != count)
+      fail_arg(env, op, names[l], "an array of " + std::to_string(count) + " entries (one per branch)", "an array of length " + std::to_string(arrays[l].Length()));
+  SumBranches sb;
+  sb.x0 = tensor_value(env, arrays[0].Get(0u), op, "xs[0]");
+  sb.rv = channels_last(env, op, sb.x0);
+  sb.br.count = static_cast<int>(count);
   std::optional<DType> pd;
   for (uint32_t k = 0; k < count; ++k) {
     std::string name[5];
-    for (int l = 0; l < 5; ++l) name[l] = std::string(names[l]) + "[" + std::to_string(k) + "]";
-    const TensorArg x = tensor_value(env, lists[0].Get(k), op, name[0].c_str());
-    expect_same_dtype(env, op, x0, "xs[0]", x, name[0].c_str());
-    same_device(env, op, x0, "xs[0]", x, name[0].c_str());
-    expect_shape(env, op, x, name[0].c_str(), x0.shape);
-    no_overlap(env, op, y, x, name[0].c_str());
+    for (int l = 0; l < lists; ++l) name[l] = std::string(names[l]) + "[" + std::to_string(k) + "]";
+    const TensorArg x = tensor_value(env, arrays[0].Get(k), op, name[0].c_str());
+    expect_same_dtype(env, op, sb.x0, "xs[0]", x, name[0].c_str());
+    same_device(env, op, sb.x0, "xs[0]", x, name[0].c_str());
+    expect_shape(env, op, x, name[0].c_str(), sb.x0.shape);
+    sb.inputs.emplace_back(x, name[0]);
     TensorArg stats[2];
     for (int l = 1; l < 3; ++l) {
-      stats[l - 1] = tensor_value(env, lists[l].Get(k), op, name[l].c_str());
-      expect_channel_stats(env, op, stats[l - 1], name[l].c_str(), x0, rv.n);
-      no_overlap(env, op, y, stats[l - 1], name[l].c_str());
+      stats[l - 1] = tensor_value(env, arrays[l].Get(k), op, name[l].c_str());
+      expect_channel_stats(env, op, stats[l - 1], name[l].c_str(), sb.x0, sb.rv.n);
+      sb.inputs.emplace_back(stats[l - 1], name[l]);
     }
     std::optional<TensorArg> params[2];
-    for (int l = 3; l < 5; ++l) {
-      const Napi::Value v = lists[l].Get(k);
+    for (int l = 3; l < lists; ++l) {
+      const Napi::Value v = arrays[l].Get(k);
       if (v.IsNull() || v.IsUndefined()) continue;
       params[l - 3] = tensor_value(env, v, op, name[l].c_str());
-      expect_channel_param(env, op, params[l - 3], name[l].c_str(), x0, rv.n);
+      expect_channel_param(env, op, params[l - 3], name[l].c_str(), sb.x0, sb.rv.n);
       if (pd && params[l - 3]->dtype != *pd)
         fail_arg(env, op, name[l].c_str(), std::string("the dtype of the other branches' weights and biases, ") + dtype_name(*pd),
                  dtype_name(params[l - 3]->dtype));
       pd = params[l - 3]->dtype;
-      no_overlap(env, op, y, *params[l - 3], name[l].c_str());
+      sb.inputs.emplace_back(*params[l - 3], name[l]);
     }
-    br.x[k] = x.data();
-    br.mean[k] = stats[0].as<float>();
-    br.rstd[k] = stats[1].as<float>();
-    br.weight[k] = data_or_null(params[0]);
-    br.bias[k] = data_or_null(params[1]);
+    sb.br.x[k] = x.data();
+    sb.br.mean[k] = stats[0].as<float>();
+    sb.br.rstd[k] = stats[1].as<float>();
+    sb.br.weight[k] = data_or_null(params[0]);
+    sb.br.bias[k] = data_or_null(params[1]);
   }
-  Stream s = prepare_device(env, x0.device(), op);
-  CF_BACKEND_CALL(x0.device(), batchnorm_sum_apply, x0.dtype, pd.value_or(x0.dtype), br, y.data(), rv.rows, rv.n, s);
+  sb.param_dtype = pd.value_or(sb.x0.dtype);
+  return sb;
+}
+
+// out must not overlap any of the branches' tensors.
+void no_overlap_branches(Napi::Env env, const char* op, const TensorArg& out, const char* out_name, const SumBranches& sb) {
+  for (const auto& [t, name] : sb.inputs) no_overlap(env, op, out, out_name, t, name.c_str());
+}
+
+Napi::Value sum_apply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormSumApply";
+  check_arg_count(info, 6, op);
+  const SumBranches sb = read_branches(info, op, 5);
+  TensorArg y = tensor(info, 5, op, "y");
+  expect_like_x(env, op, y, "y", sb.x0);
+  no_overlap_branches(env, op, y, "y", sb);
+  Stream s = prepare_device(env, sb.x0.device(), op);
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_apply, sb.x0.dtype, sb.param_dtype, sb.br, y.data(), sb.rv.rows, sb.rv.n, s);
+  return env.Undefined();
+}
+
+// The per-branch [C] f32 sums of a sum's backward, an array of one per branch.
+void read_branch_sums(const Napi::CallbackInfo& info, size_t i, const char* op, const SumBranches& sb, BatchNormBranchGrads& grads,
+                      std::vector<std::pair<TensorArg, std::string>>& outs) {
+  Napi::Env env = info.Env();
+  Napi::Array arr = array_arg(info, i, op, "sumDyXhats");
+  if (arr.Length() != static_cast<uint32_t>(sb.br.count))
+    fail_arg(env, op, "sumDyXhats", "an array of " + std::to_string(sb.br.count) + " entries (one per branch)", "an array of length " + std::to_string(arr.Length()));
+  for (int k = 0; k < sb.br.count; ++k) {
+    const std::string name = "sumDyXhats[" + std::to_string(k) + "]";
+    TensorArg t = tensor_value(env, arr.Get(static_cast<uint32_t>(k)), op, name.c_str());
+    expect_channel_stats(env, op, t, name.c_str(), sb.x0, sb.rv.n);
+    grads.sum_dy_xhat[k] = t.as<float>();
+    outs.emplace_back(t, name);
+  }
+}
+
+Napi::Value sum_backward_reduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormSumBackwardReduce";
+  check_arg_count(info, 6, op);
+  const SumBranches sb = read_branches(info, op, 3);
+  TensorArg dy = tensor(info, 3, op, "dy"), sum_dy = tensor(info, 4, op, "sumDy");
+  expect_like_x(env, op, dy, "dy", sb.x0);
+  expect_channel_stats(env, op, sum_dy, "sumDy", sb.x0, sb.rv.n);
+  BatchNormBranchGrads grads{};
+  std::vector<std::pair<TensorArg, std::string>> outs{{sum_dy, "sumDy"}};
+  read_branch_sums(info, 5, op, sb, grads, outs);
+  for (size_t o = 0; o < outs.size(); ++o) {
+    const char* name = outs[o].second.c_str();
+    no_overlap_branches(env, op, outs[o].first, name, sb);
+    no_overlap(env, op, outs[o].first, name, dy, "dy");
+    for (size_t p = 0; p < o; ++p) no_overlap(env, op, outs[o].first, name, outs[p].first, outs[p].second.c_str());
+  }
+  Stream s = prepare_device(env, sb.x0.device(), op);
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_reduce, sb.x0.dtype, sb.br, dy.data(), sum_dy.as<float>(), grads, sb.rv.rows, sb.rv.n, s);
+  return env.Undefined();
+}
+
+Napi::Value sum_backward_input(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "batchNormSumBackwardInput";
+  check_arg_count(info, 9, op);
+  const SumBranches sb = read_branches(info, op, 4);
+  TensorArg dy = tensor(info, 4, op, "dy"), sum_dy = tensor(info, 5, op, "sumDy");
+  expect_like_x(env, op, dy, "dy", sb.x0);
+  expect_channel_stats(env, op, sum_dy, "sumDy", sb.x0, sb.rv.n);
+  BatchNormBranchGrads grads{};
+  std::vector<std::pair<TensorArg, std::string>> ins{{dy, "dy"}, {sum_dy, "sumDy"}};
+  read_branch_sums(info, 6, op, sb, grads, ins);
+  Napi::Array dxs = array_arg(info, 7, op, "dxs");
+  if (dxs.Length() != static_cast<uint32_t>(sb.br.count))
+    fail_arg(env, op, "dxs", "an array of " + std::to_string(sb.br.count) + " entries (one per branch)", "an array of length " + std::to_string(dxs.Length()));
+  std::vector<std::pair<TensorArg, std::string>> outs;
+  for (int k = 0; k < sb.br.count; ++k) {
+    const Napi::Value v = dxs.Get(static_cast<uint32_t>(k));
+    if (v.IsNull() || v.IsUndefined()) continue;
+    const std::string name = "dxs[" + std::to_string(k) + "]";
+    TensorArg dx = tensor_value(env, v, op, name.c_str());
+    expect_like_x(env, op, dx, name.c_str(), sb.x0);
+    no_overlap_branches(env, op, dx, name.c_str(), sb);
+    for (const auto& [t, in_name] : ins) no_overlap(env, op, dx, name.c_str(), t, in_name.c_str());
+    for (const auto& [t, out_name] : outs) no_overlap(env, op, dx, name.c_str(), t, out_name.c_str());
+    grads.dx[k] = dx.data();
+    outs.emplace_back(dx, name);
+  }
+  const bool batch_stats = boolean(info, 8, op, "batchStats");
+  Stream s = prepare_device(env, sb.x0.device(), op);
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_input, sb.x0.dtype, sb.param_dtype, sb.br, dy.data(), sum_dy.as<float>(), grads,
+                  sb.rv.rows, sb.rv.n, batch_stats, s);
   return env.Undefined();
 }
 
@@ -227,6 +328,8 @@ void register_batchnorm(Napi::Env, Napi::Object exports) {
   CF_EXPORT(exports, "batchNormStats", stats);
   CF_EXPORT(exports, "batchNormApply", apply);
   CF_EXPORT(exports, "batchNormSumApply", sum_apply);
+  CF_EXPORT(exports, "batchNormSumBackwardReduce", sum_backward_reduce);
+  CF_EXPORT(exports, "batchNormSumBackwardInput", sum_backward_input);
   CF_EXPORT(exports, "batchNormBackwardReduce", backward_reduce);
   CF_EXPORT(exports, "batchNormBackwardInput", backward_input);
 }

@@ -156,4 +156,58 @@ void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, co
   });
 }
 
+void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branches, const void* dyv, float* sum_dy,
+                                   const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream) {
+  CF_FLOAT_DTYPE(dtype, T, {
+    const T* dy = static_cast<const T*>(dyv);
+    const int count = branches.count;
+    // Part 0 sums dy, part b + 1 branch b's dy * xhat: each in the order backward_reduce takes,
+    // so the sums are the separate reductions' to the bit.
+    std::vector<double> sums[1 + kMaxBatchNormBranches];
+    channel_sums(dy, rows, c, 1 + count, sums, [&](int64_t r, int64_t k, float g, double* acc) {
+      acc[0] += g;
+      for (int b = 0; b < count; ++b)
+        acc[1 + b] += static_cast<double>(g) * (Elem<T>::load(static_cast<const T*>(branches.x[b]), r * c + k) - branches.mean[b][k]) *
+                      branches.rstd[b][k];
+    });
+    for (int64_t k = 0; k < c; ++k) sum_dy[k] = static_cast<float>(sums[0][k]);
+    for (int b = 0; b < count; ++b)
+      for (int64_t k = 0; k < c; ++k) grads.sum_dy_xhat[b][k] = static_cast<float>(sums[1 + b][k]);
+  });
+}
+
+void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNormBranches& branches, const void* dyv,
+                                  const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c, bool batch_stats,
+                                  Stream) {
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+    const T* dy = static_cast<const T*>(dyv);
+    const int count = branches.count;
+    const float inv_rows = 1.0f / static_cast<float>(rows);
+    std::vector<float> gain(static_cast<size_t>(count * c)), mean_dy_xhat(static_cast<size_t>(count * c)), mean_dy(static_cast<size_t>(c));
+    for (int64_t k = 0; k < c; ++k) mean_dy[k] = batch_stats ? sum_dy[k] * inv_rows : 0.0f;
+    for (int b = 0; b < count; ++b) {
+      const P* weight = static_cast<const P*>(branches.weight[b]);
+      for (int64_t k = 0; k < c; ++k) {
+        gain[b * c + k] = branches.rstd[b][k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
+        mean_dy_xhat[b * c + k] = batch_stats ? grads.sum_dy_xhat[b][k] * inv_rows : 0.0f;
+      }
+    }
+    parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
+      for (int b = 0; b < count; ++b) {
+        T* dx = static_cast<T*>(grads.dx[b]);
+        if (!dx) continue;
+        const T* x = static_cast<const T*>(branches.x[b]);
+        const float* mean = branches.mean[b];
+        const float* rstd = branches.rstd[b];
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t k = 0; k < c; ++k) {
+            const int64_t i = r * c + k;
+            const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
+            Elem<T>::store(dx, i, gain[b * c + k] * (Elem<T>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[b * c + k]));
+          }
+      }
+    });
+  });
+}
+
 }  // namespace cf::cpu

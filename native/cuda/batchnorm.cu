@@ -73,6 +73,41 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
   }
 }
 
+// reduce_kernel for every branch of a sum at once: dy read once. Branch loops run to the
+// compile-time bound (guarded by the count) so the accumulators stay in registers.
+template <typename T>
+__global__ void __launch_bounds__(kChannels * kRowLanes)
+    sum_reduce_kernel(BatchNormBranches br, const T* dy, float* sum_dy, BatchNormBranchGrads grads, int64_t rows, int64_t c) {
+  __shared__ double s[kRowLanes][kChannels];
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
+  const bool live = k < c;
+  double a = 0.0, b[kMaxBatchNormBranches] = {};
+  if (live) {
+    float mu[kMaxBatchNormBranches], rs[kMaxBatchNormBranches];
+#pragma unroll
+    for (int j = 0; j < kMaxBatchNormBranches; ++j)
+      if (j < br.count) {
+        mu[j] = br.mean[j][k];
+        rs[j] = br.rstd[j][k];
+      }
+    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
+      const float g = Elem<T>::load(dy, r * c + k);
+      a += g;
+#pragma unroll
+      for (int j = 0; j < kMaxBatchNormBranches; ++j)
+        if (j < br.count) b[j] += static_cast<double>(g) * (Elem<T>::load(static_cast<const T*>(br.x[j]), r * c + k) - mu[j]) * rs[j];
+    }
+  }
+  const double ta = reduce_lanes(a, s);
+  if (live && threadIdx.y == 0) sum_dy[k] = static_cast<float>(ta);
+#pragma unroll
+  for (int j = 0; j < kMaxBatchNormBranches; ++j)
+    if (j < br.count) {
+      const double tb = reduce_lanes(b[j], s);
+      if (live && threadIdx.y == 0) grads.sum_dy_xhat[j][k] = static_cast<float>(tb);
+    }
+}
+
 // residual (may be null) and y in R: x's dtype, or f32 beside bf16 x.
 template <typename T, typename P, typename R>
 __global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const P* weight, const P* bias, const R* residual, R* y,
@@ -115,6 +150,27 @@ __global__ void input_grad_kernel(const T* x, const D* dy, const float* mean, co
       g -= (sum_dy[k] + xhat * sum_dy_xhat[k]) * inv_rows;
     }
     Elem<T>::store(dx, i, gain * g);
+  }
+}
+
+// input_grad_kernel for every branch of a sum at once (dy read once); a null dx is skipped.
+template <typename T, typename P>
+__global__ void sum_input_grad_kernel(BatchNormBranches br, const T* dy, const float* sum_dy, BatchNormBranchGrads grads, int64_t n,
+                                      int64_t c, float inv_rows, bool batch_stats) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = i % c;
+    const float g = Elem<T>::load(dy, i);
+    const float mean_dy = batch_stats ? sum_dy[k] * inv_rows : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kMaxBatchNormBranches; ++j) {
+      if (j >= br.count || !grads.dx[j]) continue;
+      const P* weight = static_cast<const P*>(br.weight[j]);
+      const float rs = br.rstd[j][k];
+      const float gain = rs * (weight ? Elem<P>::load(weight, k) : 1.0f);
+      float d = g - mean_dy;
+      if (batch_stats) d -= (Elem<T>::load(static_cast<const T*>(br.x[j]), i) - br.mean[j][k]) * rs * grads.sum_dy_xhat[j][k] * inv_rows;
+      Elem<T>::store(static_cast<T*>(grads.dx[j]), i, gain * d);
+    }
   }
 }
 
@@ -166,6 +222,26 @@ void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, co
     input_grad_kernel<T, P, D><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
         static_cast<const T*>(x), static_cast<const D*>(dy), mean, rstd, static_cast<const P*>(weight), sum_dy, sum_dy_xhat,
         static_cast<T*>(dx), n, c, 1.0f / static_cast<float>(rows), batch_stats);
+  });
+}
+
+void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branches, const void* dy, float* sum_dy,
+                                   const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream stream) {
+  if (c == 0) return;
+  CF_FLOAT_DTYPE(dtype, T, {
+    sum_reduce_kernel<T><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(branches, static_cast<const T*>(dy), sum_dy, grads,
+                                                                                             rows, c);
+  });
+}
+
+void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNormBranches& branches, const void* dy,
+                                  const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c, bool batch_stats,
+                                  Stream stream) {
+  const int64_t n = rows * c;
+  if (n == 0) return;
+  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
+    sum_input_grad_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(branches, static_cast<const T*>(dy), sum_dy, grads, n, c,
+                                                                              1.0f / static_cast<float>(rows), batch_stats);
   });
 }
 

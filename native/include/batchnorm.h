@@ -17,6 +17,9 @@
 //                    a sum would write and read every branch's output again
 //   backward_reduce: sum_dy_c = sum_r dy_rc,  sum_dy_xhat_c = sum_r dy_rc * (x_rc - mean_c) * rstd_c
 //                    (the bias and weight gradients)
+//   sum_backward_reduce, sum_backward_input: backward_reduce and backward_input for every branch
+//                    of a sum_apply, which share dy: each pass reads dy once for all branches
+//                    (sum_dy, the same for every branch, is written once)
 //   backward_input:  dx_rc = weight_c * rstd_c * (dy_rc - (sum_dy_c + xhat_rc * sum_dy_xhat_c) / rows)
 //                    when the statistics came from the batch, weight_c * rstd_c * dy_rc when they
 //                    were constants (eval mode)
@@ -25,7 +28,8 @@
 //
 // Floor: memory bound. stats reads x twice, apply reads x and writes y, the backward reads
 // x and dy twice and writes dx: 2, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply
-// reads the branches' x and writes y: branches + 1 passes.
+// reads the branches' x and writes y: branches + 1 passes; the sum's backward reads dy twice
+// and each branch's x twice and writes each dx: 3 * branches + 2 passes.
 #pragma once
 #include "core.h"
 
@@ -44,6 +48,13 @@ struct BatchNormBranches {
   int count;
 };
 
+// A sum's per-branch gradient outputs: sum_dy_xhat [C] f32 (sum_backward_reduce writes them,
+// sum_backward_input reads them) and dx [rows, C] in x's dtype (null: not needed).
+struct BatchNormBranchGrads {
+  float* sum_dy_xhat[kMaxBatchNormBranches];
+  void* dx[kMaxBatchNormBranches];
+};
+
 }  // namespace cf
 
 #define CF_BATCHNORM_OPS(NS)                                                                                          \
@@ -58,6 +69,11 @@ struct BatchNormBranches {
   void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* x, const void* dy, const float* mean,       \
                                  const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c,       \
                                  Stream stream);                                                                      \
+  void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branches, const void* dy, float* sum_dy,   \
+                                     const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream stream);      \
+  void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNormBranches& branches,                \
+                                    const void* dy, const float* sum_dy, const BatchNormBranchGrads& grads,           \
+                                    int64_t rows, int64_t c, bool batch_stats, Stream stream);                        \
   void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* x, const void* dy,        \
                                 const float* mean, const float* rstd, const void* weight, const float* sum_dy,        \
                                 const float* sum_dy_xhat, void* dx, int64_t rows, int64_t c, bool batch_stats,        \

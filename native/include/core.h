@@ -113,7 +113,22 @@ constexpr int kMaxRank = 8;
 // Two dtypes each of which is dtype's or f32 beside bf16 (say, parameters and a residual
 // stream): T, W1 and W2 bound for each of the combinations.
 #define CF_SAME_OR_WIDER_DTYPES_2(dtype, wide1, wide2, T, W1, W2, ...) \
-  CF_SAME_OR_WIDER_DTYPES(dtype, wide1, T, W1, CF_SAME_OR_WIDER_DTYPES(dtype, wide2, T, W2, __VA_ARGS__))
+  CF_SAME_OR_WIDER_DTYPES(dtype, wide1, T, W1, CF_WIDER_OF_BOUND(T, dtype, wide2, W2, __VA_ARGS__))
+
+// W bound to wide's storage type beside T, already bound to dtype's.
+#define CF_WIDER_OF_BOUND(T, dtype, wide, W, ...)                                                    \
+  do {                                                                                               \
+    if ((wide) == (dtype)) {                                                                         \
+      using W = T;                                                                                   \
+      __VA_ARGS__;                                                                                   \
+    } else if ((dtype) == ::cf::DType::BF16 && (wide) == ::cf::DType::F32) {                         \
+      using W = float;                                                                               \
+      __VA_ARGS__;                                                                                   \
+    } else {                                                                                         \
+      throw ::cf::Error(std::string("unsupported dtypes ") + ::cf::dtype_name(dtype) + " and " +     \
+                        ::cf::dtype_name(wide) + " (expected the same, or bf16 and f32)");           \
+    }                                                                                                \
+  } while (0)
 
 // A failure inside a kernel or runtime call (not an argument error: those are caught
 // before any kernel runs). The addon turns it into a JS Error.

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as cf from '../../lib/index.js';
-import { assertClose, bf16Rounded, devices, gradCheck, hasCuda, maxRelError, Rng } from '../support/helpers.js';
+import { assertClose, bf16Rounded, devices, gradCheck, hasCuda, maxRelError, recordNativeCalls, Rng } from '../support/helpers.js';
 
 const test = suite('batchnorm');
 const rng = new Rng(31);
@@ -268,6 +268,41 @@ test('batchNormSum equals the separate BatchNorms added: values, running statist
   }
 });
 
+test('batchNormSum backward: one reduction and one input pass for all branches; only the needed gradients, each its own tensor; CPU sums equal the separate ones', () => {
+  const [rows, c] = [40, 5];
+  const xs = [0, 1, 2].map((i) => Float32Array.from(rng.array(rows * c), (v) => v + i));
+  const vecs = [0, 1, 2].map(() => [rng.array(c), rng.array(c), rng.array(c), Float32Array.from(rng.array(c), (v) => 1 + Math.abs(v))]);
+  const dys = rng.array(rows * c);
+  // Branch 1's input and branch 2's weight need no gradient.
+  const run = (device: string, fused: boolean) =>
+    cf.scope(() => {
+      const branches = xs.map((x, i) => {
+        const [w, b, rm, rv] = vecs[i]!.map((v, j) => cf.fromArray(v, [c], { device, requiresGrad: j === 1 || (j === 0 && i !== 2) }));
+        return { x: cf.fromArray(x, [rows, c], { device, requiresGrad: i !== 1 }), weight: w!, bias: b!, runningMean: rm!, runningVar: rv! };
+      });
+      const opts = { training: true, updateRunningStats: false };
+      const y = fused ? cf.batchNormSum(branches, opts) : branches.map((b) => cf.batchNorm(b.x, b.weight, b.bias, b.runningMean, b.runningVar, opts)).reduce((a, b) => cf.add(a, b));
+      const describe = Object.fromEntries(
+        ['batchNormBackwardReduce', 'batchNormBackwardInput', 'batchNormSumBackwardReduce', 'batchNormSumBackwardInput'].map((k) => [k, (a: unknown[]) => (k.startsWith('batchNormSum') ? `${k} dxs ${(a[7] as unknown[] | undefined)?.map((d) => (d === null ? '-' : 'x')).join('') ?? ''}`.trim() : k)]),
+      );
+      const { calls } = recordNativeCalls(describe, () => y.backward(cf.fromArray(dys, [rows, c], { device })));
+      assert.equal(branches.map((b) => [b.x.grad === null, b.weight.grad === null, b.bias.grad === null]), [[false, false, false], [true, false, false], [false, true, false]]);
+      const biasGrads = branches.map((b) => b.bias.grad!);
+      assert.is(new Set(biasGrads.map((g) => g.storage)).size, 3, 'every bias gradient has its own storage');
+      const grads = branches.flatMap((b) => [b.x.grad, b.weight.grad, b.bias.grad].filter((g) => g !== null).map((g) => g!.toArray()));
+      return { calls, grads };
+    });
+  for (const device of devices()) {
+    const fused = run(device, true), separate = run(device, false);
+    assert.equal(fused.calls, ['batchNormSumBackwardReduce dxs', 'batchNormSumBackwardInput dxs x-x']);
+    assert.equal(separate.calls.filter((k) => k === 'batchNormBackwardReduce').length, 3);
+    fused.grads.forEach((g, i) => {
+      if (device === 'cpu') assert.equal(Array.from(g), Array.from(separate.grads[i]!), `gradient ${i} on cpu`);
+      else assertClose(g, separate.grads[i]!, { rtol: 1e-5, atol: 1e-5, what: `gradient ${i} on ${device}` });
+    });
+  }
+});
+
 test('batchNormSum: gradients match finite differences', () => {
   const [rows, c] = [6, 3];
   const vec = () => ({ data: rng.array(c), shape: [c] });
@@ -298,6 +333,14 @@ test('batchNormSum: bad branches throw errors naming the branch and the argument
     assert.throws(() => cf.native.batchNormSumApply([x, cf.zeros([4, 2])], [v, v], [v, v], [v, v], [v, v], y), /batchNormSumApply: expected \[4, 3\] for xs\[1\].shape, got \[4, 2\]/);
     assert.throws(() => cf.native.batchNormSumApply([x, y], [v, v], [v, v], [null, null], [null, null], y), /batchNormSumApply: .*y.*xs\[1\]|xs\[1\].*y/);
     assert.throws(() => cf.native.batchNormSumApply([], [], [], [], [], y), /batchNormSumApply: expected an array of 1 to 8 tensors for xs, got an array of length 0/);
+    const s = (): cf.Tensor => cf.zeros([3]);
+    assert.throws(() => cf.native.batchNormSumBackwardReduce([x, x], [v, v], [v, v], y, s(), [s()]), /batchNormSumBackwardReduce: expected an array of 2 entries \(one per branch\) for sumDyXhats, got an array of length 1/);
+    assert.throws(() => cf.native.batchNormSumBackwardReduce([x], [v], [v], cf.zeros([4, 3], { dtype: 'bf16' }), s(), [s()]), /batchNormSumBackwardReduce: expected x and dy of the same dtype, got f32 and bf16/);
+    const sum = s();
+    assert.throws(() => cf.native.batchNormSumBackwardReduce([x], [v], [v], y, sum, [sum]), /batchNormSumBackwardReduce: sumDyXhats\[0\] must not share memory with sumDy/);
+    assert.throws(() => cf.native.batchNormSumBackwardInput([x, y], [v, v], [v, v], [null, null], y, s(), [s(), s()], [null, x], true), /batchNormSumBackwardInput: dxs\[1\] must not share memory with xs\[0\]/);
+    assert.throws(() => cf.native.batchNormSumBackwardInput([x], [v], [v], [null], y, s(), [s()], [cf.zeros([4, 2])], true), /batchNormSumBackwardInput: expected \[4, 3\] for dxs\[0\].shape, got \[4, 2\]/);
+    assert.throws(() => cf.native.batchNormSumBackwardInput([x], [v], [v], [null], y, s(), [s()], [], true), /batchNormSumBackwardInput: expected an array of 1 entries \(one per branch\) for dxs, got an array of length 0/);
   });
 });
 

@@ -7,7 +7,7 @@ import { native } from '../../native.js';
 import { attachGrad, noGrad } from '../autograd.js';
 import { argError, checkBoolean, checkFinite, sameShape, shapeStr } from '../check.js';
 import { scope } from '../scope.js';
-import { empty, emptyLike, type Tensor } from '../tensor.js';
+import { type DType, empty, emptyLike, type Tensor } from '../tensor.js';
 import { add, affine, rsqrt } from './elementwise.js';
 import { cast } from './shape.js';
 import { checkParamDtypes } from './promote.js';
@@ -114,9 +114,7 @@ export function batchNormSum(branches: readonly BatchNormBranch[], opts: BatchNo
   native.batchNormSumApply(checked.map((b) => b.x), stats.map(([m]) => m), stats.map(([, r]) => r), checked.map((b) => b.weight), checked.map((b) => b.bias), y);
   const inputs = checked.flatMap((b) => [b.x, b.weight, b.bias]);
   const saved = checked.flatMap((b, i) => [b.x, stats[i]![0], stats[i]![1], b.weight]);
-  attachGrad(y, op, inputs, saved, (gy, kept, needs) =>
-    checked.flatMap((_, i) => branchGrads(gy, kept[4 * i]!, kept[4 * i + 1]!, kept[4 * i + 2]!, kept[4 * i + 3]!, needs.slice(3 * i, 3 * i + 3), o.training)),
-  );
+  attachGrad(y, op, inputs, saved, (gy, kept, needs) => sumGrads(gy, kept, needs, o.training));
   for (const [m, r] of stats) {
     m.dispose();
     r.dispose();
@@ -203,6 +201,39 @@ function statistics(op: string, { x, c, runningMean, runningVar }: Branch, o: Op
   );
   variance.dispose();
   return [mean, rstd];
+}
+
+/**
+ * A batchNormSum's gradients [dx, dweight, dbias] per branch from dy and the saved [x, mean,
+ * rstd, weight] per branch: one reduction and one input-gradient pass for all branches, each
+ * reading dy once. Every branch's bias gradient is the same sum of dy (copied for all but the
+ * first, as every gradient must be its own tensor).
+ */
+function sumGrads(gy: Tensor, kept: readonly (Tensor | null)[], needs: boolean[], batchStats: boolean): (Tensor | null)[] {
+  const count = kept.length / 4;
+  const field = (j: number): Tensor[] => Array.from({ length: count }, (_, i) => kept[4 * i + j]!);
+  const [xs, means, rstds, weights] = [field(0), field(1), field(2), field(3)];
+  const c = xs[0]!.shape[xs[0]!.rank - 1]!;
+  const sumDy = empty([c], { device: gy.device });
+  const sumDyXhats = xs.map(() => empty([c], { device: gy.device }));
+  native.batchNormSumBackwardReduce(xs, means, rstds, gy, sumDy, sumDyXhats);
+  const dxs = xs.map((x, i) => (needs[3 * i] ? emptyLike(x) : null));
+  if (dxs.some((dx) => dx !== null)) native.batchNormSumBackwardInput(xs, means, rstds, weights, gy, sumDy, sumDyXhats, dxs, batchStats);
+  let sumDyTaken = false;
+  const biasGrad = (dtype: DType): Tensor => {
+    if (dtype !== 'f32') return cast(sumDy, dtype);
+    if (sumDyTaken) return affine(sumDy, 1);
+    sumDyTaken = true;
+    return sumDy;
+  };
+  const grads = xs.flatMap((_, i) => {
+    const dtype = weights[i]!.dtype;
+    const dw = needs[3 * i + 1] ? cast(sumDyXhats[i]!, dtype) : null;
+    if (dw !== sumDyXhats[i]) sumDyXhats[i]!.dispose();
+    return [dxs[i] ?? null, dw, needs[3 * i + 2] ? biasGrad(dtype) : null];
+  });
+  if (!sumDyTaken) sumDy.dispose();
+  return grads;
 }
 
 /** One BatchNorm's gradients [dx, dweight, dbias] from dy, its input and statistics. */
