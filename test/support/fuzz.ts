@@ -752,6 +752,19 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
           cf.depthwiseConv2d(T([2, 6, 6, 2], dt), T([2, 1, 5, 5], dt), null, { padding: 4, dilation: 2 } as never)]);
         cf.nhwcToNchw(cf.nchwToNhwc(T([1, 2, 3, 3], dt, false)));
       }],
+      ['UniRepLKNet ops', (dt) => {
+        const x = T([2, 3, 3, 4], dt);
+        const vec = (grad = true): cf.Tensor => T([4], dt, grad);
+        const variance = (): cf.Tensor => cf.cast(cf.add(cf.abs(T([4], 'f32', false)), 1), dt);
+        const branch = (): cf.BatchNormBranch => ({ x: T([2, 3, 3, 4], dt), weight: vec(), bias: vec(), runningMean: vec(false), runningVar: variance() });
+        back([
+          cf.batchNorm(x, vec(), vec(), vec(false), variance(), { training: true, residual: T([2, 3, 3, 4], 'f32') }),
+          cf.batchNormSum([branch(), branch()], { training: true }),
+          cf.grn(x, vec(), vec(), { gelu: true, inputBias: vec() }),
+          cf.squeezeExcite(x, T([2, 4, 1, 1], dt), T([2], dt), T([4, 2, 1, 1], dt), vec()),
+          cf.conv2d(x, T([3, 4, 3, 3], dt), T([3], dt), { padding: 1 } as never),
+        ]);
+      }],
       ['clipLoss', (dt) => back(cf.clipLoss(T([4, 8], dt), T([4, 8], dt), T([], 'f32')))],
       ['siglipLoss', (dt) => back(cf.siglipLoss(T([4, 8], dt), T([4, 8], dt), T([], 'f32'), T([], 'f32')))],
       ['localClipLoss', (dt) => back(cf.localClipLoss(T([4, 8], dt), T([4, 8], dt), T([8, 8], dt), T([8, 8], dt), T([], 'f32'), { rank: 1 }))],
