@@ -26,25 +26,28 @@ __device__ double reduce_lanes(double v, double (*s)[kChannels]) {
   return total;
 }
 
+// One pass over x: the sums of d = x - shift and of d^2 in f64, with shift a value of the
+// channel (row 0's), so that the variance sum d^2 / rows - (sum d / rows)^2 does not cancel
+// when the mean is large against the spread (as the raw moments would); a second pass to
+// subtract the mean first (the CPU reference's way) would read x again.
 template <typename T>
 __global__ void __launch_bounds__(kChannels * kRowLanes)
     stats_kernel(const T* x, float* mean, float* var, float* rstd, int64_t rows, int64_t c, float eps) {
   __shared__ double s[kRowLanes][kChannels];
   const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
   const bool live = k < c;
-  double sum = 0.0;
-  if (live)
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) sum += Elem<T>::load(x, r * c + k);
-  const double mu = reduce_lanes(sum, s) / static_cast<double>(rows);
-  double sq = 0.0;
+  const double shift = live ? Elem<T>::load(x, k) : 0.0;
+  double sum = 0.0, sq = 0.0;
   if (live)
     for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
-      const double d = Elem<T>::load(x, r * c + k) - mu;
+      const double d = Elem<T>::load(x, r * c + k) - shift;
+      sum += d;
       sq += d * d;
     }
-  const double v = reduce_lanes(sq, s) / static_cast<double>(rows);
+  const double shifted_mean = reduce_lanes(sum, s) / static_cast<double>(rows);
+  const double v = fmax(reduce_lanes(sq, s) / static_cast<double>(rows) - shifted_mean * shifted_mean, 0.0);
   if (live && threadIdx.y == 0) {
-    mean[k] = static_cast<float>(mu);
+    mean[k] = static_cast<float>(shift + shifted_mean);
     var[k] = static_cast<float>(v);
     rstd[k] = static_cast<float>(rsqrt(v + eps));
   }

@@ -26,8 +26,9 @@
 // dy in the backward has x's dtype or f32 beside bf16 x (the gradient of apply's f32 residual
 // sum, read as it is rather than cast to bf16 first); dx has x's dtype.
 //
-// Floor: memory bound. stats reads x twice, apply reads x and writes y, the backward reads
-// x and dy twice and writes dx: 2, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply
+// Floor: memory bound. stats reads x once on CUDA (twice on the CPU, whose two f64 passes are
+// the reference), apply reads x and writes y, the backward reads x and dy twice and writes dx:
+// 1, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply
 // reads the branches' x and writes y: branches + 1 passes; the sum's backward reads dy twice
 // and each branch's x twice and writes each dx: 3 * branches + 2 passes.
 #pragma once

@@ -43,6 +43,23 @@ test('training: batch statistics normalize, running statistics move by momentum 
   }
 });
 
+test('statistics stay exact when the mean is large against the spread (1e6 against 0.1)', () => {
+  const c = 4, rows = 2000;
+  // Raw moments in f64 would lose ~1e12 / 1e-2 * 2^-53 ~ 1e-2 of the variance here.
+  const xs = Float32Array.from(rng.array(rows * c), (v, i) => 1e6 * ((i % c) + 1) + 0.1 * v * ((i % c) + 1));
+  const s = stats(xs, c);
+  for (const device of devices()) {
+    cf.scope(() => {
+      const out = () => cf.zeros([c], { device });
+      const [mean, variance, rstd] = [out(), out(), out()];
+      cf.native.batchNormStats(cf.fromArray(xs, [rows, c], { device }), mean, variance, rstd, 1e-5);
+      assertClose(mean.toArray(), s.mean, { rtol: 1e-7, atol: 0, what: `mean on ${device}` });
+      assertClose(variance.toArray(), s.biased, { rtol: 1e-5, atol: 0, what: `variance on ${device}` });
+      assertClose(rstd.toArray(), s.biased.map((v) => 1 / Math.sqrt(v + 1e-5)), { rtol: 1e-5, atol: 0, what: `rstd on ${device}` });
+    });
+  }
+});
+
 test('eval: the running statistics normalize and stay unchanged', () => {
   for (const device of devices()) {
     const c = 5;
