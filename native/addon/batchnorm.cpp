@@ -201,20 +201,33 @@ Napi::Value sum_apply(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// The per-branch [C] f32 sums of a sum's backward, an array of one per branch.
-void read_branch_sums(const Napi::CallbackInfo& info, size_t i, const char* op, const SumBranches& sb, BatchNormBranchGrads& grads,
-                      std::vector<std::pair<TensorArg, std::string>>& outs) {
+// dy, sumDy and sumDyXhats (one [C] f32 per branch) at info[first ..]: the arguments both of a
+// sum's backward passes take. sums lists sumDy and the sumDyXhats with their names.
+struct SumGradArgs {
+  TensorArg dy, sum_dy;
+  BatchNormBranchGrads grads{};
+  std::vector<std::pair<TensorArg, std::string>> sums;
+};
+
+SumGradArgs read_sum_grad_args(const Napi::CallbackInfo& info, const char* op, const SumBranches& sb, size_t first) {
   Napi::Env env = info.Env();
-  Napi::Array arr = array_arg(info, i, op, "sumDyXhats");
+  SumGradArgs g;
+  g.dy = tensor(info, first, op, "dy");
+  g.sum_dy = tensor(info, first + 1, op, "sumDy");
+  expect_like_x(env, op, g.dy, "dy", sb.x0);
+  expect_channel_stats(env, op, g.sum_dy, "sumDy", sb.x0, sb.rv.n);
+  g.sums.emplace_back(g.sum_dy, "sumDy");
+  Napi::Array arr = array_arg(info, first + 2, op, "sumDyXhats");
   if (arr.Length() != static_cast<uint32_t>(sb.br.count))
     fail_arg(env, op, "sumDyXhats", "an array of " + std::to_string(sb.br.count) + " entries (one per branch)", "an array of length " + std::to_string(arr.Length()));
   for (int k = 0; k < sb.br.count; ++k) {
     const std::string name = "sumDyXhats[" + std::to_string(k) + "]";
     TensorArg t = tensor_value(env, arr.Get(static_cast<uint32_t>(k)), op, name.c_str());
     expect_channel_stats(env, op, t, name.c_str(), sb.x0, sb.rv.n);
-    grads.sum_dy_xhat[k] = t.as<float>();
-    outs.emplace_back(t, name);
+    g.grads.sum_dy_xhat[k] = t.as<float>();
+    g.sums.emplace_back(t, name);
   }
+  return g;
 }
 
 Napi::Value sum_backward_reduce(const Napi::CallbackInfo& info) {
@@ -222,20 +235,17 @@ Napi::Value sum_backward_reduce(const Napi::CallbackInfo& info) {
   const char* op = "batchNormSumBackwardReduce";
   check_arg_count(info, 6, op);
   const SumBranches sb = read_branches(info, op, 3);
-  TensorArg dy = tensor(info, 3, op, "dy"), sum_dy = tensor(info, 4, op, "sumDy");
-  expect_like_x(env, op, dy, "dy", sb.x0);
-  expect_channel_stats(env, op, sum_dy, "sumDy", sb.x0, sb.rv.n);
-  BatchNormBranchGrads grads{};
-  std::vector<std::pair<TensorArg, std::string>> outs{{sum_dy, "sumDy"}};
-  read_branch_sums(info, 5, op, sb, grads, outs);
+  const SumGradArgs g = read_sum_grad_args(info, op, sb, 3);
+  const auto& outs = g.sums;
   for (size_t o = 0; o < outs.size(); ++o) {
     const char* name = outs[o].second.c_str();
     no_overlap_branches(env, op, outs[o].first, name, sb);
-    no_overlap(env, op, outs[o].first, name, dy, "dy");
+    no_overlap(env, op, outs[o].first, name, g.dy, "dy");
     for (size_t p = 0; p < o; ++p) no_overlap(env, op, outs[o].first, name, outs[p].first, outs[p].second.c_str());
   }
   Stream s = prepare_device(env, sb.x0.device(), op);
-  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_reduce, sb.x0.dtype, sb.br, dy.data(), sum_dy.as<float>(), grads, sb.rv.rows, sb.rv.n, s);
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_reduce, sb.x0.dtype, sb.br, g.dy.data(), g.sum_dy.as<float>(), g.grads, sb.rv.rows, sb.rv.n,
+                  s);
   return env.Undefined();
 }
 
@@ -244,12 +254,9 @@ Napi::Value sum_backward_input(const Napi::CallbackInfo& info) {
   const char* op = "batchNormSumBackwardInput";
   check_arg_count(info, 9, op);
   const SumBranches sb = read_branches(info, op, 4);
-  TensorArg dy = tensor(info, 4, op, "dy"), sum_dy = tensor(info, 5, op, "sumDy");
-  expect_like_x(env, op, dy, "dy", sb.x0);
-  expect_channel_stats(env, op, sum_dy, "sumDy", sb.x0, sb.rv.n);
-  BatchNormBranchGrads grads{};
-  std::vector<std::pair<TensorArg, std::string>> ins{{dy, "dy"}, {sum_dy, "sumDy"}};
-  read_branch_sums(info, 6, op, sb, grads, ins);
+  SumGradArgs g = read_sum_grad_args(info, op, sb, 4);
+  auto ins = g.sums;
+  ins.emplace_back(g.dy, "dy");
   Napi::Array dxs = array_arg(info, 7, op, "dxs");
   if (dxs.Length() != static_cast<uint32_t>(sb.br.count))
     fail_arg(env, op, "dxs", "an array of " + std::to_string(sb.br.count) + " entries (one per branch)", "an array of length " + std::to_string(dxs.Length()));
@@ -263,12 +270,12 @@ Napi::Value sum_backward_input(const Napi::CallbackInfo& info) {
     no_overlap_branches(env, op, dx, name.c_str(), sb);
     for (const auto& [t, in_name] : ins) no_overlap(env, op, dx, name.c_str(), t, in_name.c_str());
     for (const auto& [t, out_name] : outs) no_overlap(env, op, dx, name.c_str(), t, out_name.c_str());
-    grads.dx[k] = dx.data();
+    g.grads.dx[k] = dx.data();
     outs.emplace_back(dx, name);
   }
   const bool batch_stats = boolean(info, 8, op, "batchStats");
   Stream s = prepare_device(env, sb.x0.device(), op);
-  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_input, sb.x0.dtype, sb.param_dtype, sb.br, dy.data(), sum_dy.as<float>(), grads,
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_input, sb.x0.dtype, sb.param_dtype, sb.br, g.dy.data(), g.sum_dy.as<float>(), g.grads,
                   sb.rv.rows, sb.rv.n, batch_stats, s);
   return env.Undefined();
 }
