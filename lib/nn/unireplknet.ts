@@ -19,6 +19,7 @@ import { dropPath } from '../tensor/ops/drop_path.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { nchwToNhwc } from '../tensor/ops/dwconv.js';
 import { mean } from '../tensor/ops/reduce.js';
+import { sameOrWider } from '../tensor/ops/promote.js';
 import { reshape } from '../tensor/ops/shape.js';
 import { scope } from '../tensor/scope.js';
 import type { Generator } from '../tensor/random.js';
@@ -221,7 +222,7 @@ export class UniRepLKNetBlock extends Module {
         // Without drop path the norm's pass writes the residual sum itself: no norm output in
         // the activations' dtype, no add, no cast of the f32 stream's gradient for the norm.
         const dropping = this.training && this.dropPathRate > 0;
-        if (!dropping && (x.dtype === y.dtype || x.dtype === 'f32')) return norm.forward(y, { updateRunningStats, outputScale, residual: x });
+        if (!dropping && sameOrWider(y.dtype, x.dtype)) return norm.forward(y, { updateRunningStats, outputScale, residual: x });
         y = norm.forward(y, { updateRunningStats, outputScale });
       }
       return add(x, dropPath(y, this.dropPathRate, { training: this.training, generator: this.generator }));

@@ -28,9 +28,9 @@
 //
 // Floor: memory bound. stats reads x once on CUDA (twice on the CPU, whose two f64 passes are
 // the reference), apply reads x and writes y, the backward reads x and dy twice and writes dx:
-// 1, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply
-// reads the branches' x and writes y: branches + 1 passes; the sum's backward reads dy twice
-// and each branch's x twice and writes each dx: 3 * branches + 2 passes.
+// 1, 2 and 5 passes of rows * C * sizeof(T) bytes; sum_apply reads the branches' x and writes
+// y: branches + 1 passes; the sum's backward reads dy twice and each branch's x twice and
+// writes each dx: 3 * branches + 2 passes.
 #pragma once
 #include "core.h"
 

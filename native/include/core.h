@@ -96,19 +96,8 @@ constexpr int kMaxRank = 8;
 // dtype's that is the same or, beside bf16, f32: a norm's f32 parameters beside a bf16 product's
 // output under autocast (BatchNorm, GRN), a bf16 tensor's sums written in f32 (reduce). The
 // addons refuse the other mixes before a kernel runs; this throws if one gets through.
-#define CF_SAME_OR_WIDER_DTYPES(dtype, wide_dtype, T, W, ...)                                        \
-  do {                                                                                                \
-    if ((dtype) == ::cf::DType::BF16 && (wide_dtype) == ::cf::DType::F32) {                           \
-      using T = ::cf::bf16;                                                                           \
-      using W = float;                                                                                \
-      __VA_ARGS__;                                                                                    \
-    } else if ((wide_dtype) == (dtype)) {                                                             \
-      CF_FLOAT_DTYPE(dtype, T, using W = T; __VA_ARGS__);                                             \
-    } else {                                                                                          \
-      throw ::cf::Error(std::string("unsupported dtypes ") + ::cf::dtype_name(dtype) + " and " +      \
-                        ::cf::dtype_name(wide_dtype) + " (expected the same, or bf16 and f32)");      \
-    }                                                                                                 \
-  } while (0)
+#define CF_SAME_OR_WIDER_DTYPES(dtype, wide_dtype, T, W, ...) \
+  CF_FLOAT_DTYPE(dtype, T, CF_WIDER_OF_BOUND(T, dtype, wide_dtype, W, __VA_ARGS__))
 
 // Two dtypes each of which is dtype's or f32 beside bf16 (say, parameters and a residual
 // stream): T, W1 and W2 bound for each of the combinations.

@@ -10,7 +10,7 @@ import { scope } from '../scope.js';
 import { type DType, empty, emptyLike, type Tensor } from '../tensor.js';
 import { add, affine, rsqrt } from './elementwise.js';
 import { cast } from './shape.js';
-import { checkParamDtypes } from './promote.js';
+import { checkParamDtypes, sameOrWider } from './promote.js';
 import { expectShape, floatTensor, sameDevice } from './util.js';
 
 export interface BatchNormOptions {
@@ -171,7 +171,7 @@ function checkResidual(op: string, residualIn: Tensor, x: Tensor): Tensor {
   const residual = floatTensor(op, 'residual', residualIn);
   sameDevice(op, ['x', 'residual'], x, residual);
   expectShape(op, 'residual', residual, x.shape);
-  if (residual.dtype !== x.dtype && !(x.dtype === 'bf16' && residual.dtype === 'f32')) {
+  if (!sameOrWider(x.dtype, residual.dtype)) {
     throw new Error(`${op}: expected residual of x's dtype ${x.dtype}${x.dtype === 'bf16' ? ' or f32' : ''}, got ${residual.dtype}`);
   }
   return residual;
