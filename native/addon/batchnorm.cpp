@@ -120,6 +120,17 @@ Napi::Value apply(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// One norm as the backward's single branch (its bias is not read there).
+BatchNormBranches one_branch(const TensorArg& x, const TensorArg& mean, const TensorArg& rstd, const std::optional<TensorArg>& weight) {
+  BatchNormBranches br{};
+  br.count = 1;
+  br.x[0] = x.data();
+  br.mean[0] = mean.as<float>();
+  br.rstd[0] = rstd.as<float>();
+  br.weight[0] = data_or_null(weight);
+  return br;
+}
+
 // A sum's branches from the parallel arrays info[0 .. lists): xs, means, rstds and, for lists
 // 4 and 5, weights and biases (entries may be null). Checked as the single norm's arguments,
 // every x like xs[0]; inputs keeps each tensor and its name for the callers' overlap checks.
@@ -244,7 +255,7 @@ Napi::Value sum_backward_reduce(const Napi::CallbackInfo& info) {
     for (size_t p = 0; p < o; ++p) no_overlap(env, op, outs[o].first, name, outs[p].first, outs[p].second.c_str());
   }
   Stream s = prepare_device(env, sb.x0.device(), op);
-  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_reduce, sb.x0.dtype, sb.br, g.dy.data(), g.sum_dy.as<float>(), g.grads, sb.rv.rows, sb.rv.n,
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_backward_reduce, sb.x0.dtype, g.dy.dtype, sb.br, g.dy.data(), g.sum_dy.as<float>(), g.grads, sb.rv.rows, sb.rv.n,
                   s);
   return env.Undefined();
 }
@@ -275,7 +286,7 @@ Napi::Value sum_backward_input(const Napi::CallbackInfo& info) {
   }
   const bool batch_stats = boolean(info, 8, op, "batchStats");
   Stream s = prepare_device(env, sb.x0.device(), op);
-  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_backward_input, sb.x0.dtype, sb.param_dtype, sb.br, g.dy.data(), g.sum_dy.as<float>(), g.grads,
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_backward_input, sb.x0.dtype, sb.param_dtype, g.dy.dtype, sb.br, g.dy.data(), g.sum_dy.as<float>(), g.grads,
                   sb.rv.rows, sb.rv.n, batch_stats, s);
   return env.Undefined();
 }
@@ -298,8 +309,10 @@ Napi::Value backward_reduce(const Napi::CallbackInfo& info) {
   }
   no_overlap(env, op, sum_dy_xhat, sum_dy, "sumDy");
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_backward_reduce, x.dtype, dy.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), sum_dy.as<float>(),
-                  sum_dy_xhat.as<float>(), rv.rows, rv.n, s);
+  const BatchNormBranches br = one_branch(x, mean, rstd, std::nullopt);
+  BatchNormBranchGrads grads{};
+  grads.sum_dy_xhat[0] = sum_dy_xhat.as<float>();
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_reduce, x.dtype, dy.dtype, br, dy.data(), sum_dy.as<float>(), grads, rv.rows, rv.n, s);
   return env.Undefined();
 }
 
@@ -324,8 +337,12 @@ Napi::Value backward_input(const Napi::CallbackInfo& info) {
   if (w) no_overlap(env, op, dx, *w, "weight");
   const DType pd = w ? w->dtype : x.dtype;
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, pd, dy.dtype, x.data(), dy.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w),
-                  sum_dy.as<float>(), sum_dy_xhat.as<float>(), dx.data(), rv.rows, rv.n, batch_stats, s);
+  const BatchNormBranches br = one_branch(x, mean, rstd, w);
+  BatchNormBranchGrads grads{};
+  grads.sum_dy_xhat[0] = sum_dy_xhat.as<float>();
+  grads.dx[0] = dx.data();
+  CF_BACKEND_CALL(x.device(), batchnorm_backward_input, x.dtype, pd, dy.dtype, br, dy.data(), sum_dy.as<float>(), grads, rv.rows, rv.n,
+                  batch_stats, s);
   return env.Undefined();
 }
 

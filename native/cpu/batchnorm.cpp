@@ -113,56 +113,13 @@ void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches
   });
 }
 
-void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* xv, const void* dyv, const float* mean, const float* rstd,
-                               float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream) {
+void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const BatchNormBranches& branches, const void* dyv, float* sum_dy,
+                               const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream) {
   CF_SAME_OR_WIDER_DTYPES(dtype, dy_dtype, T, D, {
-    const T* x = static_cast<const T*>(xv);
     const D* dy = static_cast<const D*>(dyv);
-    std::vector<double> sums[2];
-    channel_sums(dy, rows, c, 2, sums, [&](int64_t r, int64_t k, float g, double* acc) {
-      acc[0] += g;
-      acc[1] += static_cast<double>(g) * (Elem<T>::load(x, r * c + k) - mean[k]) * rstd[k];
-    });
-    for (int64_t k = 0; k < c; ++k) {
-      sum_dy[k] = static_cast<float>(sums[0][k]);
-      sum_dy_xhat[k] = static_cast<float>(sums[1][k]);
-    }
-  });
-}
-
-void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* xv, const void* dyv, const float* mean,
-                              const float* rstd, const void* weightv, const float* sum_dy, const float* sum_dy_xhat, void* dxv,
-                              int64_t rows, int64_t c, bool batch_stats, Stream) {
-  CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, dy_dtype, T, P, D, {
-    const T* x = static_cast<const T*>(xv);
-    const D* dy = static_cast<const D*>(dyv);
-    const P* weight = static_cast<const P*>(weightv);
-    T* dx = static_cast<T*>(dxv);
-    const float inv_rows = 1.0f / static_cast<float>(rows);
-    std::vector<float> gain(static_cast<size_t>(c)), mean_dy(static_cast<size_t>(c)), mean_dy_xhat(static_cast<size_t>(c));
-    for (int64_t k = 0; k < c; ++k) {
-      gain[k] = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
-      mean_dy[k] = batch_stats ? sum_dy[k] * inv_rows : 0.0f;
-      mean_dy_xhat[k] = batch_stats ? sum_dy_xhat[k] * inv_rows : 0.0f;
-    }
-    parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k = 0; k < c; ++k) {
-          const int64_t i = r * c + k;
-          const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
-          Elem<T>::store(dx, i, gain[k] * (Elem<D>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[k]));
-        }
-    });
-  });
-}
-
-void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branches, const void* dyv, float* sum_dy,
-                                   const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream) {
-  CF_FLOAT_DTYPE(dtype, T, {
-    const T* dy = static_cast<const T*>(dyv);
     const int count = branches.count;
-    // Part 0 sums dy, part b + 1 branch b's dy * xhat: each in the order backward_reduce takes,
-    // so the sums are the separate reductions' to the bit.
+    // Part 0 sums dy, part b + 1 branch b's dy * xhat, each over the same fixed blocks: a
+    // branch's sums do not depend on how many branches share the pass.
     std::vector<double> sums[1 + kMaxBatchNormBranches];
     channel_sums(dy, rows, c, 1 + count, sums, [&](int64_t r, int64_t k, float g, double* acc) {
       acc[0] += g;
@@ -176,11 +133,11 @@ void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branche
   });
 }
 
-void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNormBranches& branches, const void* dyv,
-                                  const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c, bool batch_stats,
-                                  Stream) {
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    const T* dy = static_cast<const T*>(dyv);
+void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const BatchNormBranches& branches, const void* dyv,
+                              const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c, bool batch_stats,
+                              Stream) {
+  CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, dy_dtype, T, P, D, {
+    const D* dy = static_cast<const D*>(dyv);
     const int count = branches.count;
     const float inv_rows = 1.0f / static_cast<float>(rows);
     std::vector<float> gain(static_cast<size_t>(count * c)), mean_dy_xhat(static_cast<size_t>(count * c)), mean_dy(static_cast<size_t>(c));
@@ -203,7 +160,7 @@ void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNor
           for (int64_t k = 0; k < c; ++k) {
             const int64_t i = r * c + k;
             const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
-            Elem<T>::store(dx, i, gain[b * c + k] * (Elem<T>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[b * c + k]));
+            Elem<T>::store(dx, i, gain[b * c + k] * (Elem<D>::load(dy, i) - mean_dy[k] - xhat * mean_dy_xhat[b * c + k]));
           }
       }
     });

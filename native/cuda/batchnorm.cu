@@ -53,34 +53,11 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
   }
 }
 
+// The backward's sums for every branch at once (dy, of type D, read once). Branch loops run to
+// the compile-time bound (guarded by the count) so the accumulators stay in registers.
 template <typename T, typename D>
 __global__ void __launch_bounds__(kChannels * kRowLanes)
-    reduce_kernel(const T* x, const D* dy, const float* mean, const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c) {
-  __shared__ double s[kRowLanes][kChannels];
-  const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
-  const bool live = k < c;
-  double a = 0.0, b = 0.0;
-  if (live) {
-    const float mu = mean[k], rs = rstd[k];
-    for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
-      const float g = Elem<D>::load(dy, r * c + k);
-      a += g;
-      b += static_cast<double>(g) * (Elem<T>::load(x, r * c + k) - mu) * rs;
-    }
-  }
-  const double ta = reduce_lanes(a, s);
-  const double tb = reduce_lanes(b, s);
-  if (live && threadIdx.y == 0) {
-    sum_dy[k] = static_cast<float>(ta);
-    sum_dy_xhat[k] = static_cast<float>(tb);
-  }
-}
-
-// reduce_kernel for every branch of a sum at once: dy read once. Branch loops run to the
-// compile-time bound (guarded by the count) so the accumulators stay in registers.
-template <typename T>
-__global__ void __launch_bounds__(kChannels * kRowLanes)
-    sum_reduce_kernel(BatchNormBranches br, const T* dy, float* sum_dy, BatchNormBranchGrads grads, int64_t rows, int64_t c) {
+    reduce_kernel(BatchNormBranches br, const D* dy, float* sum_dy, BatchNormBranchGrads grads, int64_t rows, int64_t c) {
   __shared__ double s[kRowLanes][kChannels];
   const int64_t k = static_cast<int64_t>(blockIdx.x) * kChannels + threadIdx.x;
   const bool live = k < c;
@@ -94,7 +71,7 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
         rs[j] = br.rstd[j][k];
       }
     for (int64_t r = threadIdx.y; r < rows; r += kRowLanes) {
-      const float g = Elem<T>::load(dy, r * c + k);
+      const float g = Elem<D>::load(dy, r * c + k);
       a += g;
 #pragma unroll
       for (int j = 0; j < kMaxBatchNormBranches; ++j)
@@ -141,28 +118,13 @@ __global__ void sum_apply_kernel(BatchNormBranches br, T* y, int64_t n, int64_t 
   }
 }
 
+// The input gradient of every branch at once (dy, of type D, read once); a null dx is skipped.
 template <typename T, typename P, typename D>
-__global__ void input_grad_kernel(const T* x, const D* dy, const float* mean, const float* rstd, const P* weight, const float* sum_dy,
-                                  const float* sum_dy_xhat, T* dx, int64_t n, int64_t c, float inv_rows, bool batch_stats) {
+__global__ void input_grad_kernel(BatchNormBranches br, const D* dy, const float* sum_dy, BatchNormBranchGrads grads, int64_t n,
+                                  int64_t c, float inv_rows, bool batch_stats) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c;
-    const float gain = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
-    float g = Elem<D>::load(dy, i);
-    if (batch_stats) {
-      const float xhat = (Elem<T>::load(x, i) - mean[k]) * rstd[k];
-      g -= (sum_dy[k] + xhat * sum_dy_xhat[k]) * inv_rows;
-    }
-    Elem<T>::store(dx, i, gain * g);
-  }
-}
-
-// input_grad_kernel for every branch of a sum at once (dy read once); a null dx is skipped.
-template <typename T, typename P>
-__global__ void sum_input_grad_kernel(BatchNormBranches br, const T* dy, const float* sum_dy, BatchNormBranchGrads grads, int64_t n,
-                                      int64_t c, float inv_rows, bool batch_stats) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t k = i % c;
-    const float g = Elem<T>::load(dy, i);
+    const float g = Elem<D>::load(dy, i);
     const float mean_dy = batch_stats ? sum_dy[k] * inv_rows : 0.0f;
 #pragma unroll
     for (int j = 0; j < kMaxBatchNormBranches; ++j) {
@@ -207,44 +169,23 @@ void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches
   });
 }
 
-void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* x, const void* dy, const float* mean, const float* rstd,
-                               float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c, Stream stream) {
+void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const BatchNormBranches& branches, const void* dy, float* sum_dy,
+                               const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream stream) {
   if (c == 0) return;
   CF_SAME_OR_WIDER_DTYPES(dtype, dy_dtype, T, D, {
-    reduce_kernel<T, D><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(
-        static_cast<const T*>(x), static_cast<const D*>(dy), mean, rstd, sum_dy, sum_dy_xhat, rows, c);
+    reduce_kernel<T, D><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(branches, static_cast<const D*>(dy), sum_dy, grads,
+                                                                                            rows, c);
   });
 }
 
-void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* x, const void* dy, const float* mean,
-                              const float* rstd, const void* weight, const float* sum_dy, const float* sum_dy_xhat, void* dx,
-                              int64_t rows, int64_t c, bool batch_stats, Stream stream) {
+void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const BatchNormBranches& branches, const void* dy,
+                              const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c, bool batch_stats,
+                              Stream stream) {
   const int64_t n = rows * c;
   if (n == 0) return;
   CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, dy_dtype, T, P, D, {
-    input_grad_kernel<T, P, D><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(
-        static_cast<const T*>(x), static_cast<const D*>(dy), mean, rstd, static_cast<const P*>(weight), sum_dy, sum_dy_xhat,
-        static_cast<T*>(dx), n, c, 1.0f / static_cast<float>(rows), batch_stats);
-  });
-}
-
-void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branches, const void* dy, float* sum_dy,
-                                   const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream stream) {
-  if (c == 0) return;
-  CF_FLOAT_DTYPE(dtype, T, {
-    sum_reduce_kernel<T><<<channel_grid(c), dim3(kChannels, kRowLanes), 0, as_cuda(stream)>>>(branches, static_cast<const T*>(dy), sum_dy, grads,
-                                                                                             rows, c);
-  });
-}
-
-void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNormBranches& branches, const void* dy,
-                                  const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c, bool batch_stats,
-                                  Stream stream) {
-  const int64_t n = rows * c;
-  if (n == 0) return;
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    sum_input_grad_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(branches, static_cast<const T*>(dy), sum_dy, grads, n, c,
-                                                                              1.0f / static_cast<float>(rows), batch_stats);
+    input_grad_kernel<T, P, D><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(branches, static_cast<const D*>(dy), sum_dy, grads, n, c,
+                                                                             1.0f / static_cast<float>(rows), batch_stats);
   });
 }
 

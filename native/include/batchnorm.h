@@ -17,14 +17,13 @@
 //                    a sum would write and read every branch's output again
 //   backward_reduce: sum_dy_c = sum_r dy_rc,  sum_dy_xhat_c = sum_r dy_rc * (x_rc - mean_c) * rstd_c
 //                    (the bias and weight gradients)
-//   sum_backward_reduce, sum_backward_input: backward_reduce and backward_input for every branch
-//                    of a sum_apply, which share dy: each pass reads dy once for all branches
-//                    (sum_dy, the same for every branch, is written once)
 //   backward_input:  dx_rc = weight_c * rstd_c * (dy_rc - (sum_dy_c + xhat_rc * sum_dy_xhat_c) / rows)
 //                    when the statistics came from the batch, weight_c * rstd_c * dy_rc when they
 //                    were constants (eval mode)
-// dy in the backward has x's dtype or f32 beside bf16 x (the gradient of apply's f32 residual
-// sum, read as it is rather than cast to bf16 first); dx has x's dtype.
+// The backward takes branches: one norm is one branch, a sum_apply's branches share dy, and
+// each pass reads dy once for all of them (sum_dy, the same for every branch, is written once).
+// dy has x's dtype or f32 beside bf16 x (the gradient of apply's f32 residual sum, read as it
+// is rather than cast to bf16 first); dx has x's dtype.
 //
 // Floor: memory bound. stats reads x once on CUDA (twice on the CPU, whose two f64 passes are
 // the reference), apply reads x and writes y, the backward reads x and dy twice and writes dx:
@@ -38,7 +37,7 @@ namespace cf {
 
 constexpr int kMaxBatchNormBranches = 8;
 
-// sum_apply's branches: x [rows, C] in one dtype; mean, rstd [C] f32; weight, bias [C] in one
+// The branches of sum_apply and of the backward: x [rows, C] in one dtype; mean, rstd [C] f32; weight, bias [C] in one
 // dtype for all branches (null: 1 and 0).
 struct BatchNormBranches {
   const void* x[kMaxBatchNormBranches];
@@ -49,8 +48,8 @@ struct BatchNormBranches {
   int count;
 };
 
-// A sum's per-branch gradient outputs: sum_dy_xhat [C] f32 (sum_backward_reduce writes them,
-// sum_backward_input reads them) and dx [rows, C] in x's dtype (null: not needed).
+// The backward's per-branch outputs: sum_dy_xhat [C] f32 (backward_reduce writes them,
+// backward_input reads them) and dx [rows, C] in x's dtype (null: not needed).
 struct BatchNormBranchGrads {
   float* sum_dy_xhat[kMaxBatchNormBranches];
   void* dx[kMaxBatchNormBranches];
@@ -67,18 +66,12 @@ struct BatchNormBranchGrads {
                        int64_t rows, int64_t c, Stream stream);                                                       \
   void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* y, int64_t rows,  \
                            int64_t c, Stream stream);                                                                 \
-  void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const void* x, const void* dy, const float* mean,       \
-                                 const float* rstd, float* sum_dy, float* sum_dy_xhat, int64_t rows, int64_t c,       \
+  void batchnorm_backward_reduce(DType dtype, DType dy_dtype, const BatchNormBranches& branches, const void* dy,      \
+                                 float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, int64_t c,           \
                                  Stream stream);                                                                      \
-  void batchnorm_sum_backward_reduce(DType dtype, const BatchNormBranches& branches, const void* dy, float* sum_dy,   \
-                                     const BatchNormBranchGrads& grads, int64_t rows, int64_t c, Stream stream);      \
-  void batchnorm_sum_backward_input(DType dtype, DType param_dtype, const BatchNormBranches& branches,                \
-                                    const void* dy, const float* sum_dy, const BatchNormBranchGrads& grads,           \
-                                    int64_t rows, int64_t c, bool batch_stats, Stream stream);                        \
-  void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const void* x, const void* dy,        \
-                                const float* mean, const float* rstd, const void* weight, const float* sum_dy,        \
-                                const float* sum_dy_xhat, void* dx, int64_t rows, int64_t c, bool batch_stats,        \
-                                Stream stream);                                                                       \
+  void batchnorm_backward_input(DType dtype, DType param_dtype, DType dy_dtype, const BatchNormBranches& branches,    \
+                                const void* dy, const float* sum_dy, const BatchNormBranchGrads& grads, int64_t rows, \
+                                int64_t c, bool batch_stats, Stream stream);                                          \
   }
 
 CF_BATCHNORM_OPS(cpu)
