@@ -247,8 +247,12 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
 
   // --- corpus: valid native calls, recorded as the library makes them ----------------------
   // A tensor argument is kept as its shape, dtype, offset and a copy of its storage (one slot
-  // per distinct storage, so aliasing, as in in-place ops, is kept too); other arguments as values.
-  type ArgSnap = { tensor: true; shape: number[]; dtype: string; offset: number; slot: number } | { tensor: false; value: unknown };
+  // per distinct storage, so aliasing, as in in-place ops, is kept too); a list holding tensors
+  // (the branches of batchNormSum, AdamW's parameter lists) item by item; other arguments as values.
+  type ArgSnap =
+    | { kind: 'tensor'; shape: number[]; dtype: string; offset: number; slot: number }
+    | { kind: 'list'; items: ArgSnap[] }
+    | { kind: 'value'; value: unknown };
   interface CorpusEntry {
     args: ArgSnap[];
     slots: { nbytes: number; words: Int32Array }[];
@@ -268,24 +272,26 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
     if (at >= CORPUS_PER_FN) return;
     const slots: CorpusEntry['slots'] = [];
     const handles: unknown[] = [];
-    const snaps: ArgSnap[] = [];
-    for (const a of args) {
-      if (!isTensorLike(a)) {
-        snaps.push({ tensor: false, value: cloneValue(a) });
-        continue;
+    const snap = (a: unknown): ArgSnap | null => {
+      if (Array.isArray(a) && a.some(isTensorLike)) {
+        const items = a.map(snap);
+        return items.every((it) => it !== null) ? { kind: 'list', items: items as ArgSnap[] } : null;
       }
+      if (!isTensorLike(a)) return { kind: 'value', value: cloneValue(a) };
       let slot = handles.indexOf(a.handle);
       if (slot < 0) {
         const nbytes = originals.get('storageBytes')!(a.handle) as number;
-        if (nbytes > 1 << 20) return; // the fuzzer's own tensors are small; never copy a big one
+        if (nbytes > 1 << 20) return null; // the fuzzer's own tensors are small; never copy a big one
         const words = nbytes >= 4 ? (originals.get('download')!({ handle: a.handle, offset: 0, shape: [nbytes >> 2], dtype: 'i32' }) as Int32Array) : new Int32Array(0);
         handles.push(a.handle);
         slots.push({ nbytes, words });
         slot = handles.length - 1;
       }
-      snaps.push({ tensor: true, shape: [...a.shape], dtype: a.dtype, offset: a.offset, slot });
-    }
-    list[at] = { args: snaps, slots };
+      return { kind: 'tensor', shape: [...a.shape], dtype: a.dtype, offset: a.offset, slot };
+    };
+    const snaps = args.map(snap);
+    if (snaps.some((sn) => sn === null)) return;
+    list[at] = { args: snaps as ArgSnap[], slots };
     corpus.set(name, list);
   }
   let recording = true;
@@ -440,6 +446,54 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
     return s;
   }
 
+  /** Every tensor among args, inside lists too. */
+  const tensorsIn = (args: unknown[]): Record<string, unknown>[] =>
+    args.flatMap((x) => (Array.isArray(x) ? tensorsIn(x) : isTensorLike(x) ? [x as unknown as Record<string, unknown>] : []));
+
+  /** Breaks the tensor at list[i] one way: its shape, dtype, offset, storage, or the tensor itself. */
+  function mutateTensorAt(list: unknown[], i: number, others: Record<string, unknown>[]): void {
+    const t = list[i] as Record<string, unknown>;
+    switch (rng.int(0, 9)) {
+      case 0: case 1: case 2: t.shape = mutateShape(t.shape); break;
+      case 3: t.dtype = chance(0.7) ? pick(['f32', 'bf16', 'i32']) : pick(BAD_DTYPES); break;
+      case 4: t.offset = chance(0.5) ? (t.offset as number) + pick([1, -1, 2, 64]) : pick(BAD_OFFSETS); break;
+      case 5: // alias another argument's memory, exactly or shifted by one element
+        if (others.length) {
+          const o = pick(others);
+          t.handle = o.handle;
+          t.offset = (o.offset as number) + (chance(0.5) ? 0 : 1);
+        }
+        break;
+      case 6: t.handle = chance(0.5) ? pick(freedHandles) : pick([...JUNK, pick(pool)]); break;
+      case 7: { // a storage smaller than needed
+        const small = originals.get('alloc')!(rng.int(0, 8), 'cpu');
+        afterCall.push(() => originals.get('free')!(small));
+        t.handle = small;
+        break;
+      }
+      case 8: list[i] = chance(0.5) ? null : pick(pool); break;
+      default: delete t[pick(['handle', 'offset', 'shape', 'dtype'])];
+    }
+  }
+
+  /**
+   * A list of tensors (one per branch or parameter) changed one way: one item broken, one
+   * repeated (two items on one storage), one dropped, or the list emptied or made longer than
+   * any native call takes.
+   */
+  function mutateTensorList(items: unknown[], all: Record<string, unknown>[]): unknown[] {
+    const l = [...items];
+    const r = rng.next();
+    const j = rng.int(0, l.length - 1);
+    if (r < 0.6) {
+      if (isTensorLike(l[j])) mutateTensorAt(l, j, all.filter((x) => x !== l[j]));
+      else l[j] = pick(JUNK);
+    } else if (r < 0.75) l.splice(rng.int(0, l.length), 0, l[j]);
+    else if (r < 0.9) l.splice(j, 1);
+    else return chance(0.5) ? [] : Array.from({ length: pick([9, 65]) }, () => l[j]);
+    return l;
+  }
+
   function replayArgs(name: string, entry: CorpusEntry): unknown[] {
     const handles = entry.slots.map((sl) => {
       const h = originals.get('alloc')!(sl.nbytes, 'cpu');
@@ -447,9 +501,11 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
       return h;
     });
     afterCall.push(() => handles.forEach((h) => originals.get('free')!(h)));
-    const args: unknown[] = entry.args.map((a) =>
-      a.tensor ? { handle: handles[a.slot], offset: a.offset, shape: [...a.shape], dtype: a.dtype } : cloneValue(a.value),
-    );
+    const rebuild = (a: ArgSnap): unknown =>
+      a.kind === 'tensor'
+        ? { handle: handles[a.slot], offset: a.offset, shape: [...a.shape], dtype: a.dtype }
+        : a.kind === 'list' ? a.items.map(rebuild) : cloneValue(a.value);
+    const args: unknown[] = entry.args.map(rebuild);
     names.set(args, name);
     mutatingAlloc = name === 'native.alloc';
     const mutations = chance(0.25) ? 0 : rng.int(1, 3);
@@ -459,31 +515,11 @@ export function runFuzz(seed: number, totalCalls: number, log: (line: string) =>
       if (chance(0.08)) {
         args[i] = pick(JUNK);
       } else if (isTensorLike(a)) {
-        const t = a as unknown as Record<string, unknown>;
-        const others = args.filter((x, j) => j !== i && isTensorLike(x)) as unknown as Record<string, unknown>[];
-        switch (rng.int(0, 9)) {
-          case 0: case 1: case 2: t.shape = mutateShape(t.shape); break;
-          case 3: t.dtype = chance(0.7) ? pick(['f32', 'bf16', 'i32']) : pick(BAD_DTYPES); break;
-          case 4: t.offset = chance(0.5) ? (t.offset as number) + pick([1, -1, 2, 64]) : pick(BAD_OFFSETS); break;
-          case 5: // alias another argument's memory, exactly or shifted by one element
-            if (others.length) {
-              const o = pick(others);
-              t.handle = o.handle;
-              t.offset = (o.offset as number) + (chance(0.5) ? 0 : 1);
-            }
-            break;
-          case 6: t.handle = chance(0.5) ? pick(freedHandles) : pick([...JUNK, pick(pool)]); break;
-          case 7: { // a storage smaller than needed
-            const small = originals.get('alloc')!(rng.int(0, 8), 'cpu');
-            afterCall.push(() => originals.get('free')!(small));
-            t.handle = small;
-            break;
-          }
-          case 8: args[i] = chance(0.5) ? null : pick(pool); break;
-          default: delete t[pick(['handle', 'offset', 'shape', 'dtype'])];
-        }
+        mutateTensorAt(args, i, tensorsIn(args).filter((x) => x !== (a as unknown)));
+      } else if (Array.isArray(a) && a.some(isTensorLike)) {
+        args[i] = mutateTensorList(a, tensorsIn(args));
       } else if (a === null) {
-        const others = entry.args.filter((x) => x.tensor);
+        const others = entry.args.filter((x) => x.kind === 'tensor');
         args[i] = others.length ? { ...(args[entry.args.indexOf(pick(others))] as object) } : pick(JUNK);
       } else if (typeof a === 'number') {
         args[i] = mutateNumber(a);

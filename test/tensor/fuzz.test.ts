@@ -99,6 +99,10 @@ test('every function was fuzzed, and enough calls got past the argument checks',
   const natives = expected.filter((n) => n.startsWith('native.')).map((n) => n.slice(7));
   const noCorpus = natives.filter((n) => !r.corpus[n]);
   assert.ok(noCorpus.length <= natives.length / 4, `native functions without recorded valid calls: ${noCorpus.join(', ')}; seed workload failures: ${r.seedFailures.join('; ')}`);
+  // A replayed valid call that never gets through means the replay itself is broken (as it was
+  // for tensors inside lists): that function's kernels would only ever see rejected arguments.
+  const neverReturned = natives.filter((n) => r.corpus[n] && !((r.returned[`native.${n}`] ?? 0) > 0));
+  assert.equal(neverReturned, [], `native functions with recorded valid calls that never returned normally: ${neverReturned.join(', ')}`);
   // The arguments are valid often enough to reach the kernels, not just the first check.
   assert.ok(r.nativeSucceeded >= r.nativeCalls / 10, `native calls that returned normally: ${r.nativeSucceeded} of ${r.nativeCalls}`);
   assert.ok(r.succeeded >= r.calls / 10, `calls that returned normally: ${r.succeeded} of ${r.calls}`);
