@@ -86,6 +86,19 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// One norm as a single branch (the backward passes no bias: it does not read it).
+BatchNormBranches one_branch(const TensorArg& x, const TensorArg& mean, const TensorArg& rstd, const std::optional<TensorArg>& weight,
+                             const std::optional<TensorArg>& bias = std::nullopt) {
+  BatchNormBranches br{};
+  br.count = 1;
+  br.x[0] = x.data();
+  br.mean[0] = mean.as<float>();
+  br.rstd[0] = rstd.as<float>();
+  br.weight[0] = data_or_null(weight);
+  br.bias[0] = data_or_null(bias);
+  return br;
+}
+
 Napi::Value apply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "batchNormApply";
@@ -115,20 +128,9 @@ Napi::Value apply(const Napi::CallbackInfo& info) {
   if (b) no_overlap(env, op, y, *b, "bias");
   const DType pd = param_dtype(env, op, x, w, b);
   Stream s = prepare_device(env, x.device(), op);
-  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, pd, y.dtype, x.data(), mean.as<float>(), rstd.as<float>(), data_or_null(w), data_or_null(b),
-                  data_or_null(residual), y.data(), rv.rows, rv.n, s);
+  CF_BACKEND_CALL(x.device(), batchnorm_apply, x.dtype, pd, y.dtype, one_branch(x, mean, rstd, w, b), data_or_null(residual), y.data(), rv.rows,
+                  rv.n, s);
   return env.Undefined();
-}
-
-// One norm as the backward's single branch (its bias is not read there).
-BatchNormBranches one_branch(const TensorArg& x, const TensorArg& mean, const TensorArg& rstd, const std::optional<TensorArg>& weight) {
-  BatchNormBranches br{};
-  br.count = 1;
-  br.x[0] = x.data();
-  br.mean[0] = mean.as<float>();
-  br.rstd[0] = rstd.as<float>();
-  br.weight[0] = data_or_null(weight);
-  return br;
 }
 
 // A sum's branches from the parallel arrays info[0 .. lists): xs, means, rstds and, for lists
@@ -208,7 +210,7 @@ Napi::Value sum_apply(const Napi::CallbackInfo& info) {
   expect_like_x(env, op, y, "y", sb.x0);
   no_overlap_branches(env, op, y, "y", sb);
   Stream s = prepare_device(env, sb.x0.device(), op);
-  CF_BACKEND_CALL(sb.x0.device(), batchnorm_sum_apply, sb.x0.dtype, sb.param_dtype, sb.br, y.data(), sb.rv.rows, sb.rv.n, s);
+  CF_BACKEND_CALL(sb.x0.device(), batchnorm_apply, sb.x0.dtype, sb.param_dtype, sb.x0.dtype, sb.br, nullptr, y.data(), sb.rv.rows, sb.rv.n, s);
   return env.Undefined();
 }
 

@@ -58,36 +58,14 @@ void batchnorm_stats(DType dtype, const void* xv, float* mean, float* var, float
   });
 }
 
-void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const void* xv, const float* mean, const float* rstd,
-                     const void* weightv, const void* biasv, const void* residualv, void* yv, int64_t rows, int64_t c, Stream) {
+void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const BatchNormBranches& branches, const void* residualv, void* yv,
+                     int64_t rows, int64_t c, Stream) {
   CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, out_dtype, T, P, R, {
-    const T* x = static_cast<const T*>(xv);
-    const P* weight = static_cast<const P*>(weightv);
-    const P* bias = static_cast<const P*>(biasv);
     const R* residual = static_cast<const R*>(residualv);
     R* y = static_cast<R*>(yv);
+    const int count = branches.count;
     // (x - mean) * scale + bias, not x * scale + (bias - mean * scale): the latter cancels
     // catastrophically when |mean| is large against the spread.
-    std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
-    for (int64_t k = 0; k < c; ++k) {
-      scale[k] = rstd[k] * (weight ? Elem<P>::load(weight, k) : 1.0f);
-      shift[k] = bias ? Elem<P>::load(bias, k) : 0.0f;
-    }
-    parallel_for(rows, std::max<int64_t>(1, 8192 / c), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k = 0; k < c; ++k) {
-          const int64_t i = r * c + k;
-          const float v = (Elem<T>::load(x, i) - mean[k]) * scale[k] + shift[k];
-          Elem<R>::store(y, i, residual ? Elem<R>::load(residual, i) + v : v);
-        }
-    });
-  });
-}
-
-void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* yv, int64_t rows, int64_t c, Stream) {
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    T* y = static_cast<T*>(yv);
-    const int count = branches.count;
     std::vector<float> scale(static_cast<size_t>(count * c)), shift(static_cast<size_t>(count * c));
     for (int b = 0; b < count; ++b) {
       const P* weight = static_cast<const P*>(branches.weight[b]);
@@ -107,7 +85,10 @@ void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches
           const float* mean = branches.mean[b];
           for (int64_t k = 0; k < c; ++k) acc[k] += (Elem<T>::load(x, k) - mean[k]) * scale[b * c + k] + shift[b * c + k];
         }
-        for (int64_t k = 0; k < c; ++k) Elem<T>::store(y, r * c + k, acc[k]);
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t i = r * c + k;
+          Elem<R>::store(y, i, residual ? Elem<R>::load(residual, i) + acc[k] : acc[k]);
+        }
       }
     });
   });

@@ -88,22 +88,10 @@ __global__ void __launch_bounds__(kChannels * kRowLanes)
     }
 }
 
-// residual (may be null) and y in R: x's dtype, or f32 beside bf16 x.
+// Branches summed in order, then the residual (may be null) added; residual and y in R: x's
+// dtype, or f32 beside bf16 x.
 template <typename T, typename P, typename R>
-__global__ void apply_kernel(const T* x, const float* mean, const float* rstd, const P* weight, const P* bias, const R* residual, R* y,
-                             int64_t n, int64_t c) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t k = i % c;
-    const float w = weight ? Elem<P>::load(weight, k) : 1.0f;
-    const float b = bias ? Elem<P>::load(bias, k) : 0.0f;
-    const float v = (Elem<T>::load(x, i) - mean[k]) * rstd[k] * w + b;
-    Elem<R>::store(y, i, residual ? Elem<R>::load(residual, i) + v : v);
-  }
-}
-
-// Branches summed in order, each term as apply_kernel computes it.
-template <typename T, typename P>
-__global__ void sum_apply_kernel(BatchNormBranches br, T* y, int64_t n, int64_t c) {
+__global__ void apply_kernel(BatchNormBranches br, const R* residual, R* y, int64_t n, int64_t c) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = i % c;
     float acc = 0.0f;
@@ -114,7 +102,7 @@ __global__ void sum_apply_kernel(BatchNormBranches br, T* y, int64_t n, int64_t 
       const float bb = bias ? Elem<P>::load(bias, k) : 0.0f;
       acc += (Elem<T>::load(static_cast<const T*>(br.x[b]), i) - br.mean[b][k]) * (br.rstd[b][k] * w) + bb;
     }
-    Elem<T>::store(y, i, acc);
+    Elem<R>::store(y, i, residual ? Elem<R>::load(residual, i) + acc : acc);
   }
 }
 
@@ -150,22 +138,12 @@ void batchnorm_stats(DType dtype, const void* x, float* mean, float* var, float*
   });
 }
 
-void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const void* x, const float* mean, const float* rstd,
-                     const void* weight, const void* bias, const void* residual, void* y, int64_t rows, int64_t c, Stream stream) {
+void batchnorm_apply(DType dtype, DType param_dtype, DType out_dtype, const BatchNormBranches& branches, const void* residual, void* y,
+                     int64_t rows, int64_t c, Stream stream) {
   const int64_t n = rows * c;
   if (n == 0) return;
   CF_SAME_OR_WIDER_DTYPES_2(dtype, param_dtype, out_dtype, T, P, R, {
-    apply_kernel<T, P, R><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(static_cast<const T*>(x), mean, rstd, static_cast<const P*>(weight),
-                                                                       static_cast<const P*>(bias), static_cast<const R*>(residual),
-                                                                       static_cast<R*>(y), n, c);
-  });
-}
-
-void batchnorm_sum_apply(DType dtype, DType param_dtype, const BatchNormBranches& branches, void* y, int64_t rows, int64_t c, Stream stream) {
-  const int64_t n = rows * c;
-  if (n == 0) return;
-  CF_SAME_OR_WIDER_DTYPES(dtype, param_dtype, T, P, {
-    sum_apply_kernel<T, P><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(branches, static_cast<T*>(y), n, c);
+    apply_kernel<T, P, R><<<grid_1d(n, 256), 256, 0, as_cuda(stream)>>>(branches, static_cast<const R*>(residual), static_cast<R*>(y), n, c);
   });
 }
 
