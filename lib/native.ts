@@ -38,6 +38,9 @@ export interface NativeInfo {
 
 type T = NativeTensor;
 
+/** An activation fused into matmul's store (native/include/matmul.h). */
+export type MatmulEpilogue = 'none' | 'gelu' | 'quickGelu' | 'geluBackward' | 'quickGeluBackward';
+
 /** The addon's exports. Every function validates its arguments and throws an Error. */
 export interface NativeAddon {
   alloc(nbytes: number, device: string): unknown;
@@ -83,8 +86,11 @@ export interface NativeAddon {
   l2Normalize(x: T, y: T, norm: T, eps: number): void;
   l2NormalizeBackward(x: T, norm: T, dy: T, dx: T, eps: number): void;
   // matmul: out[..., M, N] = (accumulate ? out : 0) + op(a) · op(b) + bias; a [..., M, K] ([..., K, M] with
-  // transA), b [..., K, N] ([..., N, K] with transB), a rank-2 operand shared over the batch; bias [N] or null
-  matmul(a: T, b: T, bias: T | null, out: T, transA: boolean, transB: boolean, accumulate: boolean): void;
+  // transA), b [..., K, N] ([..., N, K] with transB), a rank-2 operand shared over the batch; bias [N] or null.
+  // epilogue (default 'none', not with accumulate): 'gelu' | 'quickGelu' store act(product + bias) in out and
+  // product + bias in aux (out's shape and dtype, or null); 'geluBackward' | 'quickGeluBackward' store
+  // product * act'(aux) with aux the pre-activation (bias null): exactly the separate ops' values
+  matmul(a: T, b: T, bias: T | null, out: T, transA: boolean, transB: boolean, accumulate: boolean, epilogue?: MatmulEpilogue, aux?: T | null): void;
   // the CPU GEMM micro-kernel: selects one when `which` is given; returns the name of the one in use
   gemmKernel(which?: 'auto' | 'avx2' | 'generic'): string;
   // the bf16 GEMM kernel on a CUDA device: 'mma.sync' forces the sm_80 one everywhere (GEMMs and the

@@ -10,7 +10,7 @@ import { empty, type DType, type Device, type Tensor } from '../tensor/tensor.js
 import { gelu, mul, quickGelu } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
 import { layerNorm } from '../tensor/ops/layernorm.js';
-import { linear } from '../tensor/ops/matmul.js';
+import { linear, mlp, type MlpActivation } from '../tensor/ops/matmul.js';
 import { initConstant, initFanInUniform, initNormal } from './init.js';
 import { Module } from './module.js';
 
@@ -30,7 +30,7 @@ export function emptyParameter(shape: readonly number[], opts: LayerOptions = {}
 }
 
 /** The activations of OpenCLIP's transformer MLPs: nn.GELU (exact) or OpenAI's QuickGELU. */
-export type Activation = 'gelu' | 'quickGelu';
+export type Activation = MlpActivation;
 
 export function checkActivation(op: string, v: unknown): Activation {
   if (v !== 'gelu' && v !== 'quickGelu') throw argError(op, 'activation', "'gelu' or 'quickGelu'", v);
@@ -142,11 +142,6 @@ export class Mlp extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const h = this.cFc.forward(x);
-    const a = activate(h, this.activation);
-    h.dispose();
-    const y = this.cProj.forward(a);
-    a.dispose();
-    return y;
+    return mlp(x, this.cFc.weight, this.cFc.bias, this.cProj.weight, this.cProj.bias, this.activation);
   }
 }

@@ -1,8 +1,12 @@
-// matmul(a, b, bias, out, transA, transB, accumulate):
+// matmul(a, b, bias, out, transA, transB, accumulate, epilogue?, aux?):
 //   out[..., M, N] = (accumulate ? out : 0) + op(a)[..., M, K] · op(b)[..., K, N] + bias[N]
 // a is [..., M, K] ([..., K, M] when transA), b is [..., K, N] ([..., N, K] when transB).
 // An operand of rank 2 is shared by every batch item; one of higher rank has out's leading
 // (batch) dims. bias may be null. out must not share memory with any input.
+// epilogue (matmul.h), default 'none': 'gelu' / 'quickGelu' store the activation of the
+// product + bias in out and the product + bias in aux (out's shape and dtype; null skips it);
+// 'geluBackward' / 'quickGeluBackward' store product * act'(aux), aux the pre-activation (no
+// bias). Not with accumulate.
 #include <limits>
 
 #include "args.h"
@@ -17,6 +21,19 @@ constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 
 std::string flag(bool v) { return v ? "true" : "false"; }
 
+// Argument i: the epilogue's name (undefined: none).
+GemmEpilogue epilogue_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  GemmEpilogue e;
+  if (info.Length() <= i || info[i].IsUndefined()) return e;
+  const std::string name = string(info, i, op, "epilogue");
+  const bool backward = name == "geluBackward" || name == "quickGeluBackward";
+  if (name == "gelu" || name == "geluBackward") e.op = UnaryOp::GeluErf;
+  else if (name == "quickGelu" || name == "quickGeluBackward") e.op = UnaryOp::QuickGelu;
+  else if (name != "none") fail_arg(info.Env(), op, "epilogue", "'none', 'gelu', 'quickGelu', 'geluBackward' or 'quickGeluBackward'", "'" + name + "'");
+  if (name != "none") e.kind = backward ? GemmEpilogueKind::ActivationGrad : GemmEpilogueKind::Activation;
+  return e;
+}
+
 Napi::Value matmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "matmul";
@@ -25,6 +42,8 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
   TensorArg out = tensor(info, 3, op, "out");
   const bool ta = boolean(info, 4, op, "transA"), tb = boolean(info, 5, op, "transB");
   const bool accumulate = boolean(info, 6, op, "accumulate");
+  GemmEpilogue epilogue = epilogue_arg(info, 7, op);
+  const std::optional<TensorArg> aux = info.Length() > 8 ? optional_tensor(info, 8, op, "aux") : std::nullopt;
 
   expect_dtype(env, op, a, "a", {DType::F32, DType::BF16});
   for (auto [t, name] : {std::pair<const TensorArg*, const char*>{&b, "b"}, {&out, "out"}}) {
@@ -68,6 +87,22 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
   }
   no_overlap(env, op, out, a, "a");
   no_overlap(env, op, out, b, "b");
+  if (epilogue.kind != GemmEpilogueKind::None && accumulate) fail_arg(env, op, "accumulate", "false with an epilogue", "true");
+  if (epilogue.kind == GemmEpilogueKind::ActivationGrad) {
+    if (bias) fail_arg(env, op, "bias", "null with a backward epilogue", "a tensor");
+    if (!aux) fail_arg(env, op, "aux", "the pre-activation tensor with a backward epilogue", "null");
+  }
+  if (aux) {
+    if (epilogue.kind == GemmEpilogueKind::None) fail_arg(env, op, "aux", "null without an epilogue", "a tensor");
+    expect_same_dtype(env, op, out, "out", *aux, "aux");
+    same_device(env, op, out, "out", *aux, "aux");
+    expect_shape(env, op, *aux, "aux", out_shape);
+    no_overlap(env, op, out, "out", *aux, "aux");
+    no_overlap(env, op, *aux, "aux", a, "a");
+    no_overlap(env, op, *aux, "aux", b, "b");
+    if (bias) no_overlap(env, op, *aux, "aux", *bias, "bias");
+    epilogue.aux = aux->data();
+  }
 
   GemmShape s;
   s.batch = batch;
@@ -79,6 +114,7 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
   s.stride_a = a.rank() > 2 ? M * K : 0;
   s.stride_b = b.rank() > 2 ? K * N : 0;
   s.accumulate = accumulate;
+  s.epilogue = epilogue;
   Stream st = prepare_device(env, out.device(), op);
   CF_BACKEND_CALL(out.device(), gemm, out.dtype, a.data(), b.data(), bias ? bias->data() : nullptr, out.data(), s, st);
   return env.Undefined();

@@ -259,11 +259,18 @@ void gemm_typed(const T* A, const T* B, const T* bias, T* C, const GemmShape& s)
 
 }  // namespace
 
-void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, const GemmShape& shape, Stream) {
+void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, const GemmShape& shape, Stream stream) {
   const GemmShape s = fold_shared_batch(shape);
   if (s.batch == 0 || s.m == 0 || s.n == 0) return;
+  // The epilogue runs as the elementwise ops themselves, after the product: here the product's
+  // rows have left the cache by then either way, and the values are theirs by construction.
+  const GemmEpilogue& e = s.epilogue;
+  void* product = e.kind == GemmEpilogueKind::Activation && e.aux ? e.aux : c;
   CF_FLOAT_DTYPE(dtype, T,
-                 gemm_typed<T>(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(bias), static_cast<T*>(c), s));
+                 gemm_typed<T>(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(bias), static_cast<T*>(product), s));
+  const int64_t n = s.batch * s.m * s.n;
+  if (e.kind == GemmEpilogueKind::Activation) unary(e.op, dtype, product, c, n, 0.0f, 0.0f, stream);
+  else if (e.kind == GemmEpilogueKind::ActivationGrad) unary_backward(e.op, dtype, e.aux, c, c, n, 0.0f, 0.0f, stream);
 }
 
 }  // namespace cf::cpu

@@ -1,7 +1,7 @@
 // Batched GEMM on CUDA (contract in matmul.h):
 //   C[b] = (accumulate ? C[b] : 0) + op(A[b]) · op(B[b]) + bias,   op(A) [M, K], op(B) [K, N], C[b] [M, N]
 // with transA / transB selecting the stored layouts ([K, M] / [N, K]), batch strides (0: a
-// shared 2-D operand), an optional bias [N] fused into the epilogue, f32 accumulation.
+// shared 2-D operand), an optional bias [N] and activation (matmul.h) fused into the epilogue, f32 accumulation.
 // Floor: 2 * batch * M * N * K FLOPs at the tensor-core rate (bf16) or the FMA rate (f32);
 // bytes (batch * (M * K + K * N + M * N) + N) * sizeof(T). Above ~300 FLOP/byte (bf16,
 // H100) the FLOPs are the floor; CLIP's projections and MLPs (M = batch x tokens in the
@@ -36,6 +36,7 @@
 #endif
 
 #include "check.cuh"
+#include "elementwise_math.h"
 #include "matmul.h"
 #include "gemm_sm90.cuh"
 #include "mma.cuh"
@@ -57,7 +58,30 @@ struct Args {
   bool vec_a, vec_b;  // bf16 only: 16-byte loads along the operand's contiguous dim are safe
   int tiles_n;
   int64_t batch0;  // batch item of blockIdx.z == 0 (launches are split at 65535 items)
+  GemmEpilogue epi;
 };
+
+// What every kernel here stores at C[at]: v (the product plus bias and old C) through the
+// epilogue of matmul.h, rounded to T wherever the separate ops would store it. aux is indexed
+// like C.
+template <typename T>
+__device__ __forceinline__ void store_c(T* c, int64_t at, float v, const GemmEpilogue& e) {
+  if (e.kind == GemmEpilogueKind::None) {
+    Elem<T>::store(c, at, v);
+    return;
+  }
+  T product[1];
+  Elem<T>::store(product, 0, v);
+  const float z = Elem<T>::load(product, 0);
+  const bool quick = e.op == UnaryOp::QuickGelu;
+  if (e.kind == GemmEpilogueKind::Activation) {
+    if (e.aux) static_cast<T*>(e.aux)[at] = product[0];
+    Elem<T>::store(c, at, quick ? unary_fn(UnaryOp::QuickGelu, z, 0.0f, 0.0f) : unary_fn(UnaryOp::GeluErf, z, 0.0f, 0.0f));
+  } else {
+    const float pre = Elem<T>::load(static_cast<const T*>(e.aux), at);
+    Elem<T>::store(c, at, z * (quick ? unary_grad(UnaryOp::QuickGelu, pre, 0.0f, 0.0f) : unary_grad(UnaryOp::GeluErf, pre, 0.0f, 0.0f)));
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // 1. f32, SIMT
@@ -71,7 +95,8 @@ __global__ void __launch_bounds__(kF32Threads) gemm_f32_kernel(Args p) {
   const int64_t z = p.batch0 + blockIdx.z;
   const float* A = static_cast<const float*>(p.a) + z * p.stride_a;
   const float* B = static_cast<const float*>(p.b) + z * p.stride_b;
-  float* C = static_cast<float*>(p.c) + z * static_cast<int64_t>(p.m) * p.n;
+  const int64_t c0 = z * static_cast<int64_t>(p.m) * p.n;
+  float* C = static_cast<float*>(p.c) + c0;
   const int m0 = (blockIdx.x / p.tiles_n) * kF32BM, n0 = (blockIdx.x % p.tiles_n) * kF32BN;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
 
@@ -125,7 +150,7 @@ __global__ void __launch_bounds__(kF32Threads) gemm_f32_kernel(Args p) {
       float v = acc[i][j];
       if (bias) v += bias[gn];
       if (p.accumulate) v += C[idx];
-      C[idx] = v;
+      store_c(static_cast<float*>(p.c), c0 + idx, v, p.epi);
     }
   }
 }
@@ -197,11 +222,12 @@ __device__ __forceinline__ void store_tile(const Stage& s, uint16_t* smem) {
   }
 }
 
-// The bf16 epilogue of every kernel here: *c = product (+ *bias) (+ old *c), rounded once.
-__device__ __forceinline__ void store_bf16(bf16* c, float v, const bf16* bias, bool accumulate) {
+// The bf16 epilogue of every kernel here: c[at] = product (+ bias) (+ old c[at]) through the
+// activation epilogue, bias pointing at the column's entry.
+__device__ __forceinline__ void store_bf16(bf16* c, int64_t at, float v, const bf16* bias, bool accumulate, const GemmEpilogue& e) {
   if (bias) v += bf16_to_float(*bias);
-  if (accumulate) v += bf16_to_float(*c);
-  *c = float_to_bf16(v);
+  if (accumulate) v += bf16_to_float(c[at]);
+  store_c(c, at, v, e);
 }
 
 __device__ __forceinline__ uint32_t lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
@@ -245,7 +271,9 @@ __device__ __forceinline__ void load_b_frags(uint32_t (&b0)[2], uint32_t (&b1)[2
   }
 }
 
-template <bool TA, bool TB>
+// Activation: whether p.epi has one. Its math in a variant of its own keeps the plain
+// kernels' registers as they were (with it inline, ptxas spilled in the TA && TB variant).
+template <bool TA, bool TB, bool Activation>
 __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
   // op(A) is k-contiguous when A is stored [M, K]; op(B) when B is stored [N, K].
   constexpr bool AK = !TA, BK = TB;
@@ -295,8 +323,9 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
 
   // Accumulator acc[mi][ni][2 h + e] is C(m g + 8 h, n 2 t + e) of block (mi, ni).
   const int g = lane / 4, t = lane % 4;
-  bf16* C = static_cast<bf16*>(p.c) + z * static_cast<int64_t>(p.m) * p.n;
+  const int64_t c0 = z * static_cast<int64_t>(p.m) * p.n;
   const bf16* bias = static_cast<const bf16*>(p.bias);
+  const GemmEpilogue epi = Activation ? p.epi : GemmEpilogue{};
 #pragma unroll
   for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
@@ -309,7 +338,8 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(Args p) {
         for (int e = 0; e < 2; ++e) {
           const int gn = n0 + wn + ni * 8 + 2 * t + e;
           if (gn >= p.n) continue;
-          store_bf16(C + static_cast<int64_t>(gm) * p.n + gn, acc[mi][ni][2 * h + e], bias ? bias + gn : nullptr, p.accumulate);
+          store_bf16(static_cast<bf16*>(p.c), c0 + static_cast<int64_t>(gm) * p.n + gn, acc[mi][ni][2 * h + e], bias ? bias + gn : nullptr,
+                     p.accumulate, epi);
         }
     }
 }
@@ -327,6 +357,7 @@ struct StoreEpilogue {
   float* partial;    // split K: [splits][batch][m][n] f32, else null
   int64_t m, n, batch;
   bool accumulate, f32_out;
+  GemmEpilogue epi;  // bf16 output only
 
   // Element `at` of C, in column `col`.
   __device__ __forceinline__ void store(int64_t at, int64_t col, float v) const {
@@ -334,7 +365,7 @@ struct StoreEpilogue {
       float* out = static_cast<float*>(c) + at;
       *out = accumulate ? *out + v : v;
     } else {
-      store_bf16(static_cast<bf16*>(c) + at, v, bias ? bias + col : nullptr, accumulate);
+      store_bf16(static_cast<bf16*>(c), at, v, bias ? bias + col : nullptr, accumulate, epi);
     }
   }
 
@@ -433,6 +464,7 @@ StoreEpilogue store_epilogue(const GemmShape& s, void* c, const void* bias, bool
   e.batch = s.batch;
   e.accumulate = s.accumulate;
   e.f32_out = f32_out;
+  e.epi = s.epilogue;
   return e;
 }
 
@@ -499,14 +531,17 @@ void gemm(DType dtype, const void* a, const void* b, const void* bias, void* c, 
   p.vec_a = vec_ok(a, s.trans_a ? s.m : s.k, s.stride_a);
   p.vec_b = vec_ok(b, s.trans_b ? s.k : s.n, s.stride_b);
   p.tiles_n = static_cast<int>(tiles_n);
+  p.epi = s.epilogue;
   for (int64_t b0 = 0; b0 < s.batch; b0 += kMaxGridZ) {
     p.batch0 = b0;
     const dim3 grid(static_cast<unsigned>(tiles_m * tiles_n), 1, static_cast<unsigned>(std::min(kMaxGridZ, s.batch - b0)));
     // The trans flags are template arguments: each of the four layouts gets its own index
     // arithmetic, and ptxas keeps every variant free of spills.
     with_trans(s.trans_a, s.trans_b, [&](auto ta, auto tb) {
-      if (is_bf16) {
-        gemm_bf16_kernel<ta.value, tb.value><<<grid, kThreads, 0, as_cuda(stream)>>>(p);
+      if (is_bf16 && s.epilogue.kind != GemmEpilogueKind::None) {
+        gemm_bf16_kernel<ta.value, tb.value, true><<<grid, kThreads, 0, as_cuda(stream)>>>(p);
+      } else if (is_bf16) {
+        gemm_bf16_kernel<ta.value, tb.value, false><<<grid, kThreads, 0, as_cuda(stream)>>>(p);
       } else {
         gemm_f32_kernel<ta.value, tb.value><<<grid, kF32Threads, 0, as_cuda(stream)>>>(p);
       }

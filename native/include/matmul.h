@@ -7,18 +7,39 @@
 // B[b] at b + b * stride_b: stride 0 shares one matrix across the batch (a 2-D weight);
 // C[b] starts at c + b * M * N. A, B, C and bias share one dtype (f32 or bf16); products are
 // accumulated in f32 and rounded once when C is stored.
+// An activation can be fused into the store (the transformer MLP's, forward and backward), so
+// that the product is not written and read again by a separate elementwise op:
+//   Activation:      with v = the product + bias rounded to C's dtype, aux = v (the
+//                    pre-activation the backward needs; skipped when aux is null) and
+//                    C = act(v), rounded
+//   ActivationGrad:  with v = the product rounded to C's dtype (no bias), C = v * act'(aux),
+//                    rounded (aux: the pre-activation; the product is the activation's output
+//                    gradient)
+// Both give exactly what the separate matmul and unary (backward) ops give. aux is [batch, M, N]
+// like C, in C's dtype; neither goes with accumulate.
 // Floor: 2 * batch * M * N * K FLOPs; bytes = (batch * (M * K + K * N + M * N) + N) * sizeof(T)
-// when nothing is shared (GEMMs of these sizes are compute bound).
+// when nothing is shared (GEMMs of these sizes are compute bound), plus batch * M * N *
+// sizeof(T) for aux.
 #pragma once
 #include "core.h"
+#include "elementwise.h"
 
 namespace cf {
+
+enum class GemmEpilogueKind { None, Activation, ActivationGrad };
+
+struct GemmEpilogue {
+  GemmEpilogueKind kind = GemmEpilogueKind::None;
+  UnaryOp op = UnaryOp::GeluErf;  // GeluErf or QuickGelu
+  void* aux = nullptr;
+};
 
 struct GemmShape {
   int64_t batch = 1, m = 0, n = 0, k = 0;
   bool trans_a = false, trans_b = false;
   int64_t stride_a = 0, stride_b = 0;  // elements between consecutive batch items; 0: shared
   bool accumulate = false;
+  GemmEpilogue epilogue;
 };
 
 // A batch that multiplies every A[b] (stored [M, K], consecutive in memory) by one shared B

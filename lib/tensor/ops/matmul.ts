@@ -1,8 +1,9 @@
-// Matrix products: matmul (2-D or batched, transpose flags, fused bias) and linear (a layer
-// with OpenCLIP's [out, in] weight layout). Every product, forward or backward, is one call
-// of the native batched GEMM; the gradients only change which operands and trans flags it gets.
-import { native } from '../../native.js';
-import { attachGrad } from '../autograd.js';
+// Matrix products: matmul (2-D or batched, transpose flags, fused bias), linear (a layer
+// with OpenCLIP's [out, in] weight layout) and mlp (the transformer MLP, two linears around an
+// activation fused into their stores). Every product, forward or backward, is one call of the
+// native batched GEMM; the gradients only change which operands and trans flags it gets.
+import { native, type MatmulEpilogue } from '../../native.js';
+import { attachGrad, isGradEnabled } from '../autograd.js';
 import { autocastDtype, autocastProduct, productOperands } from '../autocast.js';
 import { argError, checkBoolean, sameShape, shapeStr } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
@@ -40,11 +41,14 @@ function productShape(op: string, a: Tensor, b: Tensor, ta: boolean, tb: boolean
   return [...(a.rank >= b.rank ? batchA : batchB), m, n];
 }
 
-/** op(a) · op(b) (+ bias) into a new tensor, without recording a gradient. */
-function gemm(a: Tensor, b: Tensor, ta: boolean, tb: boolean, bias: Tensor | null = null): Tensor {
+/**
+ * op(a) · op(b) (+ bias) into a new tensor, without recording a gradient; through an
+ * activation epilogue (lib/native.ts) when given, aux its second tensor.
+ */
+function gemm(a: Tensor, b: Tensor, ta: boolean, tb: boolean, bias: Tensor | null = null, epilogue: MatmulEpilogue = 'none', aux: Tensor | null = null): Tensor {
   const out = empty(productShape('matmul', a, b, ta, tb), { dtype: a.dtype, device: a.device });
   try {
-    native.matmul(a, b, bias, out, ta, tb, false);
+    native.matmul(a, b, bias, out, ta, tb, false, epilogue, aux);
   } catch (e) {
     out.dispose();
     throw e;
@@ -166,4 +170,107 @@ export function linear(xIn: Tensor, weightIn: Tensor, biasIn: Tensor | null = nu
   const y = reshape(y2, [...lead, outF]);
   y2.dispose();
   return y;
+}
+
+export type MlpActivation = 'gelu' | 'quickGelu';
+
+/** Weight [rows, cols] and bias [rows] or null of one of mlp's linears. */
+function checkLinearParams(op: string, name: string, weight: Tensor, bias: Tensor | null, rows: number, cols: number): void {
+  if (!sameShape(weight.shape, [rows, cols])) throw new Error(`${op}: expected shape [${rows}, ${cols}] for ${name}Weight, got ${shapeStr(weight.shape)}`);
+  if (bias && !sameShape(bias.shape, [rows])) throw new Error(`${op}: expected shape [${rows}] for ${name}Bias, got ${shapeStr(bias.shape)}`);
+}
+
+/**
+ * The transformer MLP, c_proj(act(c_fc(x))): linear(activation(linear(x, fcWeight, fcBias)),
+ * projWeight, projBias) with OpenCLIP's layouts (fcWeight [hidden, width], projWeight [width,
+ * hidden], biases or null) and x [..., width], in one op whose activation ('gelu', the erf
+ * form, or 'quickGelu') runs in the GEMMs' stores: forward, c_fc's product stores the
+ * activation and the pre-activation the backward needs; backward, the product giving the
+ * activation's output gradient stores it times act'. In bf16 that moves 6 bytes per hidden
+ * element less than a separate elementwise op each way (the hidden layer is 4 x width per
+ * token). Values and gradients are exactly those of the three separate ops. A product under
+ * autocast, like linear.
+ */
+export function mlp(xIn: Tensor, fcWeightIn: Tensor, fcBiasIn: Tensor | null, projWeightIn: Tensor, projBiasIn: Tensor | null, activation: MlpActivation = 'gelu'): Tensor {
+  const op = 'mlp';
+  const x = floatTensor(op, 'x', xIn);
+  const fcWeight = floatTensor(op, 'fcWeight', fcWeightIn);
+  const projWeight = floatTensor(op, 'projWeight', projWeightIn);
+  const fcBias = fcBiasIn === null || fcBiasIn === undefined ? null : floatTensor(op, 'fcBias', fcBiasIn);
+  const projBias = projBiasIn === null || projBiasIn === undefined ? null : floatTensor(op, 'projBias', projBiasIn);
+  if (activation !== 'gelu' && activation !== 'quickGelu') throw argError(op, 'activation', "'gelu' or 'quickGelu'", activation);
+  const named: [string, Tensor | null][] = [['x', x], ['fcWeight', fcWeight], ['fcBias', fcBias], ['projWeight', projWeight], ['projBias', projBias]];
+  const given = named.filter((p): p is [string, Tensor] => p[1] !== null);
+  productOperands(op, given.map(([n]) => n), ...given.map(([, t]) => t));
+  if (fcWeight.rank !== 2) throw new Error(`${op}: expected shape [hidden, width] for fcWeight, got ${shapeStr(fcWeight.shape)}`);
+  const [hidden, width] = fcWeight.shape as [number, number];
+  if (x.rank < 1 || x.shape[x.rank - 1] !== width) {
+    throw new Error(`${op}: expected shape [..., ${width}] for x (fcWeight is ${shapeStr(fcWeight.shape)}), got ${shapeStr(x.shape)}`);
+  }
+  checkLinearParams(op, 'fc', fcWeight, fcBias, hidden, width);
+  checkLinearParams(op, 'proj', projWeight, projBias, width, hidden);
+  if (autocastDtype() !== null) {
+    const amp = autocastProduct([x, fcWeight, fcBias, projWeight, projBias], ([x2, w1, b1, w2, b2]) => mlp(x2!, w1!, b1, w2!, b2, activation));
+    if (amp) return amp;
+  }
+  if (x.rank === 2) return mlp2d(x, fcWeight, fcBias, projWeight, projBias, activation);
+  const lead = x.shape.slice(0, -1);
+  const x2 = reshape(x, [numel(lead), width]);
+  const y2 = mlp2d(x2, fcWeight, fcBias, projWeight, projBias, activation);
+  x2.dispose();
+  const y = reshape(y2, [...lead, width]);
+  y2.dispose();
+  return y;
+}
+
+/** mlp on rows x [R, width], checked. */
+function mlp2d(x: Tensor, w1: Tensor, b1: Tensor | null, w2: Tensor, b2: Tensor | null, activation: MlpActivation): Tensor {
+  const inputs = [x, w1, ...(b1 ? [b1] : []), w2, ...(b2 ? [b2] : [])];
+  const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  // The backward needs the pre-activation when anything below the activation wants a gradient.
+  const needsBelow = x.requiresGrad || w1.requiresGrad || (b1?.requiresGrad ?? false);
+  const pre = recording && needsBelow ? empty([x.shape[0]!, w1.shape[0]!], { dtype: x.dtype, device: x.device }) : null;
+  let a: Tensor;
+  try {
+    a = gemm(x, w1, false, true, b1, activation, pre);
+  } catch (e) {
+    pre?.dispose();
+    throw e;
+  }
+  const y = gemm(a, w2, false, true, b2);
+  if (!recording) {
+    a.dispose();
+    return y;
+  }
+  // Saved, each only when a gradient reads it: x (dW1), a (dW2), pre and the weights (dz, dx).
+  const slots: Record<string, number> = {};
+  const saved: Tensor[] = [];
+  const keep = (name: string, t: Tensor | null, when: boolean): void => {
+    if (t && when) slots[name] = saved.push(t) - 1;
+  };
+  keep('x', x, w1.requiresGrad);
+  keep('a', a, w2.requiresGrad);
+  keep('pre', pre, true);
+  keep('w1', w1, x.requiresGrad);
+  keep('w2', w2, needsBelow);
+  const out = attachGrad(y, 'mlp', inputs, saved, (gy, s, needs) => {
+    const [nx, nw1, ...rest] = needs;
+    const nb1 = b1 ? rest.shift()! : false;
+    const nw2 = rest.shift()!;
+    const nb2 = b2 ? rest.shift()! : false;
+    const dw2 = nw2 ? gemm(gy, s[slots.a!]!, true, false) : null;
+    const db2 = nb2 ? sumTo(gy, [w2.shape[0]!]) : null;
+    let dx: Tensor | null = null, dw1: Tensor | null = null, db1: Tensor | null = null;
+    if (nx || nw1 || nb1) {
+      const dz = gemm(gy, s[slots.w2!]!, false, false, null, activation === 'gelu' ? 'geluBackward' : 'quickGeluBackward', s[slots.pre!]!);
+      if (nw1) dw1 = gemm(dz, s[slots.x!]!, true, false);
+      if (nb1) db1 = sumTo(dz, [w1.shape[0]!]);
+      if (nx) dx = gemm(dz, s[slots.w1!]!, false, false);
+      if (db1 !== dz) dz.dispose();
+    }
+    return [dx, dw1, ...(b1 ? [db1] : []), dw2, ...(b2 ? [db2] : [])];
+  });
+  a.dispose();
+  pre?.dispose();
+  return out;
 }
