@@ -93,12 +93,18 @@ function readBackBytes(name: string, args: unknown[]): number {
 
 function countStep(step: () => void): Work {
   const work: Work = new Map();
-  const undo = instrumentNative((name, args) => {
-    const w = work.get(name) ?? { calls: 0, bytes: 0, flops: 0 };
+  const add = (op: string, bytes: number, flops: number): void => {
+    const w = work.get(op) ?? { calls: 0, bytes: 0, flops: 0 };
     w.calls++;
-    w.bytes += tensorBytes(args) + readBackBytes(name, args);
-    w.flops += productFlops(name, args);
-    work.set(name, w);
+    w.bytes += bytes;
+    w.flops += flops;
+    work.set(op, w);
+  };
+  const undo = instrumentNative((name, args) => {
+    add(name, tensorBytes(args) + readBackBytes(name, args), productFlops(name, args));
+    // A product's activation epilogue writes or reads the pre-activation beside its output:
+    // memory traffic of its own, counted apart from the product's FLOPs.
+    if (name === 'matmul' && isTensor(args[8])) add('matmul activation epilogue (pre-activation)', tensorBytes(args[8]), 0);
   });
   try {
     step();
