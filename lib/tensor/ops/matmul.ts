@@ -230,14 +230,16 @@ function mlp2d(x: Tensor, w1: Tensor, b1: Tensor | null, w2: Tensor, b2: Tensor 
   // The backward needs the pre-activation when anything below the activation wants a gradient.
   const needsBelow = x.requiresGrad || w1.requiresGrad || (b1?.requiresGrad ?? false);
   const pre = recording && needsBelow ? empty([x.shape[0]!, w1.shape[0]!], { dtype: x.dtype, device: x.device }) : null;
-  let a: Tensor;
+  let a: Tensor | null = null;
+  let y: Tensor;
   try {
     a = gemm(x, w1, false, true, b1, activation, pre);
+    y = gemm(a, w2, false, true, b2);
   } catch (e) {
+    a?.dispose();
     pre?.dispose();
     throw e;
   }
-  const y = gemm(a, w2, false, true, b2);
   if (!recording) {
     a.dispose();
     return y;
