@@ -4,7 +4,7 @@
 //
 // Forward passes dispose their intermediates as soon as the next op has read them: what the
 // backward needs is held by the autograd graph, so nothing outlives its use in inference.
-import { argError, checkFinite, checkInteger } from '../tensor/check.js';
+import { argError, checkActivation, checkFinite, checkInteger } from '../tensor/check.js';
 import { type Generator } from '../tensor/random.js';
 import { empty, type DType, type Device, type Tensor } from '../tensor/tensor.js';
 import { gelu, mul, quickGelu } from '../tensor/ops/elementwise.js';
@@ -29,13 +29,8 @@ export function emptyParameter(shape: readonly number[], opts: LayerOptions = {}
   return empty(shape, { device: opts.device ?? 'cpu', dtype: opts.dtype ?? 'f32' });
 }
 
-/** The activations of OpenCLIP's transformer MLPs: nn.GELU (exact) or OpenAI's QuickGELU. */
+/** The activations of OpenCLIP's transformer MLPs (mlp's). */
 export type Activation = MlpActivation;
-
-export function checkActivation(op: string, v: unknown): Activation {
-  if (v !== 'gelu' && v !== 'quickGelu') throw argError(op, 'activation', "'gelu' or 'quickGelu'", v);
-  return v;
-}
 
 /** Applies an activation by name. */
 export function activate(x: Tensor, activation: Activation): Tensor {

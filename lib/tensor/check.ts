@@ -64,3 +64,11 @@ export function shapeStr(shape: readonly number[]): string {
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
+
+/** The activations of OpenCLIP's transformer MLPs: nn.GELU (exact) or OpenAI's QuickGELU. */
+export type MlpActivation = 'gelu' | 'quickGelu';
+
+export function checkActivation(op: string, v: unknown): MlpActivation {
+  if (v !== 'gelu' && v !== 'quickGelu') throw argError(op, 'activation', "'gelu' or 'quickGelu'", v);
+  return v;
+}

@@ -5,7 +5,7 @@
 import { native, type MatmulEpilogue } from '../../native.js';
 import { attachGrad, isGradEnabled } from '../autograd.js';
 import { autocastDtype, autocastProduct, productOperands } from '../autocast.js';
-import { argError, checkBoolean, sameShape, shapeStr } from '../check.js';
+import { argError, checkActivation, checkBoolean, sameShape, shapeStr, type MlpActivation } from '../check.js';
 import { empty, type Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
 import { reshape } from './shape.js';
@@ -172,7 +172,7 @@ export function linear(xIn: Tensor, weightIn: Tensor, biasIn: Tensor | null = nu
   return y;
 }
 
-export type MlpActivation = 'gelu' | 'quickGelu';
+export type { MlpActivation };
 
 /** Weight [rows, cols] and bias [rows] or null of one of mlp's linears. */
 function checkLinearParams(op: string, name: string, weight: Tensor, bias: Tensor | null, rows: number, cols: number): void {
@@ -198,7 +198,7 @@ export function mlp(xIn: Tensor, fcWeightIn: Tensor, fcBiasIn: Tensor | null, pr
   const projWeight = floatTensor(op, 'projWeight', projWeightIn);
   const fcBias = fcBiasIn === null || fcBiasIn === undefined ? null : floatTensor(op, 'fcBias', fcBiasIn);
   const projBias = projBiasIn === null || projBiasIn === undefined ? null : floatTensor(op, 'projBias', projBiasIn);
-  if (activation !== 'gelu' && activation !== 'quickGelu') throw argError(op, 'activation', "'gelu' or 'quickGelu'", activation);
+  checkActivation(op, activation);
   const named: [string, Tensor | null][] = [['x', x], ['fcWeight', fcWeight], ['fcBias', fcBias], ['projWeight', projWeight], ['projBias', projBias]];
   const given = named.filter((p): p is [string, Tensor] => p[1] !== null);
   productOperands(op, given.map(([n]) => n), ...given.map(([, t]) => t));
@@ -264,7 +264,7 @@ function mlp2d(x: Tensor, w1: Tensor, b1: Tensor | null, w2: Tensor, b2: Tensor 
     const db2 = nb2 ? sumTo(gy, [w2.shape[0]!]) : null;
     let dx: Tensor | null = null, dw1: Tensor | null = null, db1: Tensor | null = null;
     if (nx || nw1 || nb1) {
-      const dz = gemm(gy, s[slots.w2!]!, false, false, null, activation === 'gelu' ? 'geluBackward' : 'quickGeluBackward', s[slots.pre!]!);
+      const dz = gemm(gy, s[slots.w2!]!, false, false, null, `${activation}Backward`, s[slots.pre!]!);
       if (nw1) dw1 = gemm(dz, s[slots.x!]!, true, false);
       if (nb1) db1 = sumTo(dz, [w1.shape[0]!]);
       if (nx) dx = gemm(dz, s[slots.w1!]!, false, false);
